@@ -1,0 +1,227 @@
+//! Decoding: round trips of every message, and the error code of each class of bad input.
+
+use chingu_proto::{
+    CallId, ClientMessage, ErrorCode, IceServer, PeerLeftReason, PeerProfile, ReportReason, Role,
+    ServerMessage, SessionId, Signal, decode_client, decode_server, encode, limits,
+};
+
+fn call() -> CallId {
+    CallId("c0ffee00c0ffee00c0ffee00c0ffee00".into())
+}
+
+fn every_client_message() -> Vec<ClientMessage> {
+    vec![
+        ClientMessage::Hello {
+            protocol_version: 1,
+            client_version: "chingu/0.1.0".into(),
+            device_id: "3f2a9c1e7b5d4e8fa0b1c2d3e4f5a6b7".into(),
+        },
+        ClientMessage::JoinQueue {
+            nickname: "민지".into(),
+            languages: vec!["ko".into(), "en-US".into()],
+            interests: vec!["music".into(), "등산".into()],
+        },
+        ClientMessage::LeaveQueue,
+        ClientMessage::Signal {
+            call_id: call(),
+            signal: Signal::Offer {
+                sdp: "v=0\r\n".into(),
+            },
+        },
+        ClientMessage::Signal {
+            call_id: call(),
+            signal: Signal::Answer {
+                sdp: "v=0\r\n".into(),
+            },
+        },
+        ClientMessage::Signal {
+            call_id: call(),
+            signal: Signal::Candidate {
+                candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+            },
+        },
+        ClientMessage::Signal {
+            call_id: call(),
+            signal: Signal::EndOfCandidates,
+        },
+        ClientMessage::Next { call_id: call() },
+        ClientMessage::HangUp { call_id: call() },
+        ClientMessage::Report {
+            call_id: call(),
+            reason: ReportReason::Harassment,
+            note: Some("rude".into()),
+        },
+        ClientMessage::Block { call_id: call() },
+        ClientMessage::Ping { nonce: 7 },
+    ]
+}
+
+fn every_server_message() -> Vec<ServerMessage> {
+    vec![
+        ServerMessage::Welcome {
+            protocol_version: 1,
+            session_id: SessionId("5e55".into()),
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:turn.example.org:3478".into()],
+                username: Some("1700000000:5e55".into()),
+                credential: Some("c2VjcmV0".into()),
+            }],
+            heartbeat_interval_ms: 4000,
+        },
+        ServerMessage::Queued,
+        ServerMessage::LeftQueue,
+        ServerMessage::Matched {
+            call_id: call(),
+            role: Role::Offerer,
+            peer: PeerProfile {
+                nickname: "Sam".into(),
+                languages: vec!["en".into()],
+                shared_interests: vec!["music".into()],
+            },
+        },
+        ServerMessage::Signal {
+            call_id: call(),
+            signal: Signal::EndOfCandidates,
+        },
+        ServerMessage::PeerLeft {
+            call_id: call(),
+            reason: PeerLeftReason::Next,
+        },
+        ServerMessage::Reported { call_id: call() },
+        ServerMessage::Blocked { call_id: call() },
+        ServerMessage::OnlineCount {
+            online: 10,
+            waiting: 3,
+        },
+        ServerMessage::Pong { nonce: 7 },
+        ServerMessage::error(ErrorCode::RateLimited, "slow down"),
+        ServerMessage::ShuttingDown {
+            retry_after_ms: 1000,
+        },
+    ]
+}
+
+#[test]
+fn every_message_round_trips() {
+    for msg in every_client_message() {
+        let text = encode(&msg);
+        assert_eq!(decode_client(&text), Ok(msg), "client message {text}");
+    }
+    for msg in every_server_message() {
+        let text = encode(&msg);
+        assert_eq!(decode_server(&text), Ok(msg), "server message {text}");
+    }
+}
+
+#[test]
+fn type_lists_name_every_variant() {
+    let client: Vec<_> = every_client_message()
+        .iter()
+        .map(|m| m.type_name())
+        .collect();
+    for name in ClientMessage::TYPES {
+        assert!(client.contains(name), "{name} has no example here");
+    }
+    let server: Vec<_> = every_server_message()
+        .iter()
+        .map(|m| m.type_name())
+        .collect();
+    for name in ServerMessage::TYPES {
+        assert!(server.contains(name), "{name} has no example here");
+    }
+}
+
+fn code_of(text: &str) -> ErrorCode {
+    decode_client(text)
+        .expect_err(&format!("{text} should be rejected"))
+        .code
+}
+
+#[test]
+fn bad_input_gets_the_right_code() {
+    let cases: &[(&str, ErrorCode)] = &[
+        ("", ErrorCode::Malformed),
+        ("not json", ErrorCode::Malformed),
+        ("{\"type\":\"ping\",", ErrorCode::Malformed),
+        ("[1,2,3]", ErrorCode::Malformed),
+        ("42", ErrorCode::Malformed),
+        ("{\"nonce\":1}", ErrorCode::Malformed),
+        ("{\"type\":7}", ErrorCode::Malformed),
+        ("{\"type\":\"teleport\"}", ErrorCode::UnknownType),
+        // Server-to-client types are unknown when a client sends them.
+        ("{\"type\":\"welcome\"}", ErrorCode::UnknownType),
+        ("{\"type\":\"ping\"}", ErrorCode::InvalidField),
+        ("{\"type\":\"ping\",\"nonce\":-1}", ErrorCode::InvalidField),
+        (
+            "{\"type\":\"ping\",\"nonce\":1,\"extra\":true}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"hello\",\"protocol_version\":1,\"client_version\":\"x\",\"device_id\":\"short\"}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"join_queue\",\"nickname\":\"a\",\"languages\":[]}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"join_queue\",\"nickname\":\"   \",\"languages\":[\"ko\"]}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"join_queue\",\"nickname\":\"a\\u0000b\",\"languages\":[\"ko\"]}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"join_queue\",\"nickname\":\"a\",\"languages\":[\"not a tag\"]}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"signal\",\"call_id\":\"../etc\",\"signal\":{\"kind\":\"end_of_candidates\"}}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"signal\",\"call_id\":\"c1\",\"signal\":{\"kind\":\"offer\",\"sdp\":\"\"}}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"signal\",\"call_id\":\"c1\",\"signal\":{\"kind\":\"hologram\"}}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"report\",\"call_id\":\"c1\",\"reason\":\"boring\"}",
+            ErrorCode::InvalidField,
+        ),
+    ];
+    for (text, code) in cases {
+        assert_eq!(code_of(text), *code, "input {text}");
+    }
+}
+
+#[test]
+fn oversized_messages_are_rejected_before_parsing() {
+    let big = format!(
+        "{{\"type\":\"ping\",\"nonce\":1,\"pad\":\"{}\"}}",
+        "x".repeat(limits::MAX_MESSAGE_BYTES)
+    );
+    assert_eq!(code_of(&big), ErrorCode::TooLarge);
+    let sdp = "a".repeat(limits::MAX_SDP_BYTES + 1);
+    let offer = format!(
+        "{{\"type\":\"signal\",\"call_id\":\"c1\",\"signal\":{{\"kind\":\"offer\",\"sdp\":\"{sdp}\"}}}}"
+    );
+    assert_eq!(code_of(&offer), ErrorCode::InvalidField);
+}
+
+#[test]
+fn error_messages_do_not_echo_huge_unknown_types() {
+    let long_type = "t".repeat(10_000);
+    let err = decode_client(&format!("{{\"type\":\"{long_type}\"}}")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownType);
+    assert!(
+        err.message.len() < 100,
+        "the error should quote a bounded prefix, got {} bytes",
+        err.message.len()
+    );
+}
