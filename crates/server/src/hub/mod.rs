@@ -1,0 +1,510 @@
+//! Sessions and calls: what each connected client is doing, and what the server says to
+//! whom in response. Sans-IO like the matchmaker it drives: the shell feeds [`Input`]s
+//! with the current time and drains [`Output`]s; it owns no sockets, tasks or clocks.
+//!
+//! Invariants:
+//! - a client is in at most one call, and a call has exactly two clients who both point
+//!   to it;
+//! - signaling is relayed only between the two clients of the call it names;
+//! - every call end tells the other client at once and starts the pair's cooldown.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chingu_proto::{
+    CallId, ClientMessage, ErrorCode, PeerLeftReason, PeerProfile, ReportReason, Role,
+    ServerMessage,
+};
+
+use crate::ids::{ClientId, Identity, random_token};
+use crate::matchmaker::{Match, MatchConfig, Matchmaker, Preferences};
+
+/// How many past calls a client can still report or block.
+const RECENT_CALLS: usize = 8;
+
+/// Something that happened to the hub.
+#[derive(Debug)]
+pub enum Input {
+    /// A client finished its handshake.
+    Connected {
+        client: ClientId,
+        identity: Identity,
+    },
+    /// A client sent a message other than `hello` and `ping`, which the connection
+    /// answers itself.
+    Message {
+        client: ClientId,
+        msg: ClientMessage,
+    },
+    /// A client's connection ended, for whatever reason.
+    Disconnected { client: ClientId },
+    /// A report or block the hub asked to persist is durable (or failed to be).
+    Persisted {
+        client: ClientId,
+        result: Result<ServerMessage, ()>,
+    },
+}
+
+/// Something the shell must do.
+#[derive(Debug, PartialEq)]
+pub enum Output {
+    Send(ClientId, ServerMessage),
+    /// Send to every connected client.
+    Broadcast(ServerMessage),
+    /// Store a record durably, then feed back [`Input::Persisted`] with `ack`.
+    Persist {
+        client: ClientId,
+        record: Record,
+        ack: ServerMessage,
+    },
+}
+
+/// A durable moderation record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Report {
+        reporter: Identity,
+        reported: Identity,
+        call_id: CallId,
+        reason: ReportReason,
+        note: Option<String>,
+    },
+    Block {
+        blocker: Identity,
+        blocked: Identity,
+    },
+}
+
+/// Hub policy.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub matching: MatchConfig,
+    /// How often the online count is broadcast, when it changed.
+    pub online_count_interval: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            matching: MatchConfig::default(),
+            online_count_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Figures for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HubStats {
+    pub online: u64,
+    pub waiting: u64,
+    pub calls_active: u64,
+    pub matches_total: u64,
+}
+
+#[derive(Debug)]
+struct Client {
+    identity: Identity,
+    /// The last `join_queue`, reused by `next`.
+    queue_entry: Option<QueueEntry>,
+    status: Status,
+    recent_calls: VecDeque<(CallId, Identity)>,
+}
+
+#[derive(Debug, Clone)]
+struct QueueEntry {
+    nickname: String,
+    languages: Vec<String>,
+    prefs: Preferences,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    Idle,
+    Queued,
+    InCall(CallId),
+}
+
+#[derive(Debug)]
+struct Call {
+    clients: [ClientId; 2],
+}
+
+/// The session and call state of the whole server.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    matchmaker: Matchmaker,
+    clients: HashMap<ClientId, Client>,
+    calls: HashMap<CallId, Call>,
+    outputs: VecDeque<Output>,
+    matches_total: u64,
+    next_online_count: Option<Instant>,
+    last_online_count: (u32, u32),
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            matchmaker: Matchmaker::new(config.matching.clone()),
+            config,
+            clients: HashMap::new(),
+            calls: HashMap::new(),
+            outputs: VecDeque::new(),
+            matches_total: 0,
+            next_online_count: None,
+            last_online_count: (0, 0),
+        }
+    }
+
+    /// Loads a block from storage at startup.
+    pub fn restore_block(&mut self, blocker: Identity, blocked: Identity) {
+        self.matchmaker.block(blocker, blocked);
+    }
+
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        if self.next_online_count.is_none() {
+            self.next_online_count = Some(now + self.config.online_count_interval);
+        }
+        match input {
+            Input::Connected { client, identity } => {
+                self.clients.insert(
+                    client,
+                    Client {
+                        identity,
+                        queue_entry: None,
+                        status: Status::Idle,
+                        recent_calls: VecDeque::new(),
+                    },
+                );
+                let (online, waiting) = self.online_count();
+                self.send(client, ServerMessage::OnlineCount { online, waiting });
+            }
+            Input::Message { client, msg } => {
+                if self.clients.contains_key(&client) {
+                    self.on_message(client, msg, now);
+                }
+            }
+            Input::Disconnected { client } => self.on_disconnect(client, now),
+            Input::Persisted { client, result } => {
+                let msg = result.unwrap_or_else(|()| {
+                    ServerMessage::error(ErrorCode::Internal, "could not store that; try again")
+                });
+                if self.clients.contains_key(&client) {
+                    self.send(client, msg);
+                }
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.matchmaker.handle_timeout(now);
+        self.start_matched_calls();
+        if self.next_online_count.is_some_and(|due| due <= now) {
+            self.next_online_count = Some(now + self.config.online_count_interval);
+            let count = self.online_count();
+            if count != self.last_online_count {
+                self.last_online_count = count;
+                self.outputs
+                    .push_back(Output::Broadcast(ServerMessage::OnlineCount {
+                        online: count.0,
+                        waiting: count.1,
+                    }));
+            }
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.matchmaker.poll_timeout(), self.next_online_count]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            online: self.clients.len() as u64,
+            waiting: self.matchmaker.waiting() as u64,
+            calls_active: self.calls.len() as u64,
+            matches_total: self.matches_total,
+        }
+    }
+
+    fn online_count(&self) -> (u32, u32) {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        (clamp(self.clients.len()), clamp(self.matchmaker.waiting()))
+    }
+
+    fn send(&mut self, client: ClientId, msg: ServerMessage) {
+        self.outputs.push_back(Output::Send(client, msg));
+    }
+
+    fn on_message(&mut self, client: ClientId, msg: ClientMessage, now: Instant) {
+        match msg {
+            ClientMessage::JoinQueue {
+                nickname,
+                languages,
+                interests,
+            } => {
+                let entry = QueueEntry {
+                    prefs: Preferences::new(&languages, &interests),
+                    nickname: nickname.trim().to_owned(),
+                    languages,
+                };
+                self.join_queue(client, entry, now);
+            }
+            ClientMessage::LeaveQueue => {
+                let state = self.client_mut(client);
+                if state.status == Status::Queued {
+                    state.status = Status::Idle;
+                    self.matchmaker.leave(client);
+                }
+                self.send(client, ServerMessage::LeftQueue);
+            }
+            ClientMessage::Signal { call_id, signal } => {
+                if let Some(peer) = self.peer_in_call(client, &call_id) {
+                    self.send(peer, ServerMessage::Signal { call_id, signal });
+                }
+            }
+            ClientMessage::Next { call_id } => {
+                if self.peer_in_call(client, &call_id).is_some() {
+                    self.end_call(&call_id, client, PeerLeftReason::Next, now);
+                    match self.client_mut(client).queue_entry.clone() {
+                        Some(entry) => self.join_queue(client, entry, now),
+                        None => unreachable!("a client in a call joined the queue first"),
+                    }
+                }
+            }
+            ClientMessage::HangUp { call_id } => {
+                if self.peer_in_call(client, &call_id).is_some() {
+                    self.end_call(&call_id, client, PeerLeftReason::HungUp, now);
+                }
+            }
+            ClientMessage::Report {
+                call_id,
+                reason,
+                note,
+            } => {
+                if let Some(peer) = self.recent_peer(client, &call_id) {
+                    let record = Record::Report {
+                        reporter: self.client_mut(client).identity,
+                        reported: peer,
+                        call_id: call_id.clone(),
+                        reason,
+                        note,
+                    };
+                    self.outputs.push_back(Output::Persist {
+                        client,
+                        record,
+                        ack: ServerMessage::Reported { call_id },
+                    });
+                }
+            }
+            ClientMessage::Block { call_id } => {
+                if let Some(peer) = self.recent_peer(client, &call_id) {
+                    if self.client_mut(client).status == Status::InCall(call_id.clone()) {
+                        self.end_call(&call_id, client, PeerLeftReason::HungUp, now);
+                    }
+                    let blocker = self.client_mut(client).identity;
+                    self.matchmaker.block(blocker, peer);
+                    self.outputs.push_back(Output::Persist {
+                        client,
+                        record: Record::Block {
+                            blocker,
+                            blocked: peer,
+                        },
+                        ack: ServerMessage::Blocked { call_id },
+                    });
+                }
+            }
+            ClientMessage::Hello { .. } => self.send(
+                client,
+                ServerMessage::error(ErrorCode::AlreadyHello, "hello was already accepted"),
+            ),
+            ClientMessage::Ping { nonce } => self.send(client, ServerMessage::Pong { nonce }),
+            // A message type added to the protocol but not yet handled here.
+            #[allow(unreachable_patterns)]
+            other => self.send(
+                client,
+                ServerMessage::error(
+                    ErrorCode::UnknownType,
+                    format!("{} is not supported by this server", other.type_name()),
+                ),
+            ),
+        }
+    }
+
+    fn join_queue(&mut self, client: ClientId, entry: QueueEntry, now: Instant) {
+        let state = self.client_mut(client);
+        if let Status::InCall(_) = state.status {
+            self.send(
+                client,
+                ServerMessage::error(
+                    ErrorCode::InvalidState,
+                    "already in a call: hang up or press next first",
+                ),
+            );
+            return;
+        }
+        let identity = state.identity;
+        state.status = Status::Queued;
+        state.queue_entry = Some(entry.clone());
+        self.matchmaker.join(client, identity, entry.prefs, now);
+        self.send(client, ServerMessage::Queued);
+        self.start_matched_calls();
+    }
+
+    fn start_matched_calls(&mut self) {
+        while let Some(m) = self.matchmaker.poll_match() {
+            self.start_call(m);
+        }
+    }
+
+    fn start_call(&mut self, m: Match) {
+        let call_id = CallId(random_token());
+        let offerer = m.waited_longer;
+        let answerer = m.newer;
+        for (me, peer, role) in [
+            (offerer, answerer, Role::Offerer),
+            (answerer, offerer, Role::Answerer),
+        ] {
+            let profile = self.public_profile(peer, &m.shared_interests);
+            self.client_mut(me).status = Status::InCall(call_id.clone());
+            self.send(
+                me,
+                ServerMessage::Matched {
+                    call_id: call_id.clone(),
+                    role,
+                    peer: profile,
+                },
+            );
+        }
+        self.calls.insert(
+            call_id,
+            Call {
+                clients: [offerer, answerer],
+            },
+        );
+        self.matches_total += 1;
+    }
+
+    fn public_profile(&self, client: ClientId, shared_interests: &[String]) -> PeerProfile {
+        let entry = self.clients[&client]
+            .queue_entry
+            .as_ref()
+            .expect("a matched client joined the queue with a profile");
+        PeerProfile {
+            nickname: entry.nickname.clone(),
+            languages: entry.languages.clone(),
+            shared_interests: shared_interests.to_vec(),
+        }
+    }
+
+    /// The peer of `call_id` if it is `client`'s current call; otherwise tells the client.
+    fn peer_in_call(&mut self, client: ClientId, call_id: &CallId) -> Option<ClientId> {
+        if self.clients[&client].status == Status::InCall(call_id.clone()) {
+            let call = &self.calls[call_id];
+            return Some(if call.clients[0] == client {
+                call.clients[1]
+            } else {
+                call.clients[0]
+            });
+        }
+        self.send(
+            client,
+            ServerMessage::error(
+                ErrorCode::NotInCall,
+                format!("{call_id} is not your current call"),
+            ),
+        );
+        None
+    }
+
+    /// The peer device of a current or recent call, for reports and blocks.
+    fn recent_peer(&mut self, client: ClientId, call_id: &CallId) -> Option<Identity> {
+        let state = &self.clients[&client];
+        let current = match &state.status {
+            Status::InCall(current) if current == call_id => {
+                let call = &self.calls[call_id];
+                let peer = call.clients.into_iter().find(|&c| c != client);
+                peer.map(|p| self.clients[&p].identity)
+            }
+            _ => None,
+        };
+        let found = current.or_else(|| {
+            state
+                .recent_calls
+                .iter()
+                .find(|(id, _)| id == call_id)
+                .map(|&(_, peer)| peer)
+        });
+        if found.is_none() {
+            self.send(
+                client,
+                ServerMessage::error(
+                    ErrorCode::UnknownCall,
+                    format!("{call_id} is not one of your recent calls"),
+                ),
+            );
+        }
+        found
+    }
+
+    /// Ends a call that `by` is in; the other client hears `reason`.
+    fn end_call(&mut self, call_id: &CallId, by: ClientId, reason: PeerLeftReason, now: Instant) {
+        let call = self
+            .calls
+            .remove(call_id)
+            .expect("end_call is only called for a live call");
+        let [a, b] = call.clients;
+        let (ida, idb) = (self.clients[&a].identity, self.clients[&b].identity);
+        for (me, peer_identity) in [(a, idb), (b, ida)] {
+            if let Some(state) = self.clients.get_mut(&me) {
+                state.status = Status::Idle;
+                if state.recent_calls.len() == RECENT_CALLS {
+                    state.recent_calls.pop_front();
+                }
+                state
+                    .recent_calls
+                    .push_back((call_id.clone(), peer_identity));
+            }
+        }
+        self.matchmaker.cool_down(ida, idb, now);
+        let other = if a == by { b } else { a };
+        self.send(
+            other,
+            ServerMessage::PeerLeft {
+                call_id: call_id.clone(),
+                reason,
+            },
+        );
+    }
+
+    fn on_disconnect(&mut self, client: ClientId, now: Instant) {
+        let Some(state) = self.clients.get(&client) else {
+            return;
+        };
+        match state.status.clone() {
+            Status::Idle => {}
+            Status::Queued => {
+                self.matchmaker.leave(client);
+            }
+            Status::InCall(call_id) => {
+                self.end_call(&call_id, client, PeerLeftReason::Disconnected, now);
+            }
+        }
+        self.clients.remove(&client);
+    }
+
+    fn client_mut(&mut self, client: ClientId) -> &mut Client {
+        self.clients
+            .get_mut(&client)
+            .expect("messages reach the hub only from connected clients")
+    }
+}
+
+#[cfg(test)]
+mod tests;
