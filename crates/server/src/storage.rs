@@ -1,0 +1,261 @@
+//! Durable moderation state in SQLite: reports and blocks, with schema migrations.
+//!
+//! The database is written only from one dedicated thread ([`spawn_writer`]), never from
+//! async tasks. Writes use WAL with `synchronous = FULL`, so a record acknowledged to a
+//! client survives a crash of the process or the machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, params};
+use tokio::sync::mpsc as tokio_mpsc;
+
+use crate::hub::{Input, Record};
+use crate::ids::{ClientId, Identity};
+use chingu_proto::ServerMessage;
+
+/// Schema steps, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this server's {known}; upgrade the server"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
+}
+
+#[derive(Debug)]
+pub struct Storage {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Storage {
+    /// Opens (creating if needed) `chingu.sqlite3` in `dir` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("chingu.sqlite3");
+        let sql = |source| StorageError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sql)?;
+        if version > MIGRATIONS.len() {
+            return Err(StorageError::TooNew {
+                path,
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (step, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction().map_err(sql)?;
+            tx.execute_batch(migration).map_err(sql)?;
+            tx.pragma_update(None, "user_version", step + 1)
+                .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+        }
+        Ok(Self { conn, path })
+    }
+
+    /// Every stored block, as (blocker, blocked). Rows that do not parse are skipped with a
+    /// warning rather than stopping the server.
+    pub fn blocks(&self) -> Result<Vec<(Identity, Identity)>, StorageError> {
+        let sql = |source| StorageError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT blocker, blocked FROM blocks")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .map_err(sql)?;
+        let mut blocks = Vec::new();
+        for row in rows {
+            let (a, b) = row.map_err(sql)?;
+            match (Identity::from_hex(&a), Identity::from_hex(&b)) {
+                (Some(a), Some(b)) => blocks.push((a, b)),
+                _ => tracing::warn!(blocker = %a, blocked = %b, "skipping a malformed block row"),
+            }
+        }
+        Ok(blocks)
+    }
+
+    pub fn store(&self, record: &Record, now_unix: i64) -> Result<(), StorageError> {
+        let result = match record {
+            Record::Report {
+                reporter,
+                reported,
+                call_id,
+                reason,
+                note,
+            } => self.conn.execute(
+                "INSERT INTO reports (created_at, call_id, reporter, reported, reason, note) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    now_unix,
+                    call_id.0,
+                    reporter.to_hex(),
+                    reported.to_hex(),
+                    reason.as_str(),
+                    note
+                ],
+            ),
+            Record::Block { blocker, blocked } => self.conn.execute(
+                "INSERT OR IGNORE INTO blocks (blocker, blocked, created_at) VALUES (?1, ?2, ?3)",
+                params![blocker.to_hex(), blocked.to_hex(), now_unix],
+            ),
+        };
+        result.map(drop).map_err(|source| StorageError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// How many reports name this device; for moderation tools and tests.
+    pub fn reports_against(&self, reported: Identity) -> Result<u64, StorageError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM reports WHERE reported = ?1",
+                [reported.to_hex()],
+                |row| row.get(0),
+            )
+            .map_err(|source| StorageError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// A record to write, and where to say it was written.
+#[derive(Debug)]
+pub(crate) struct WriteJob {
+    pub client: ClientId,
+    pub record: Record,
+    pub ack: ServerMessage,
+}
+
+/// Starts the writer thread. Its queue is bounded: when full, the caller refuses the
+/// request rather than waiting, so the hub never blocks on the disk.
+pub(crate) fn spawn_writer(
+    storage: Storage,
+    results: tokio_mpsc::Sender<crate::server::HubCommand>,
+) -> std::io::Result<(mpsc::SyncSender<WriteJob>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel::<WriteJob>(1024);
+    let handle = std::thread::Builder::new()
+        .name("chingu-storage".into())
+        .spawn(move || {
+            for job in rx {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let result = match storage.store(&job.record, now) {
+                    Ok(()) => Ok(job.ack),
+                    Err(err) => {
+                        tracing::error!(%err, "storing a moderation record failed");
+                        Err(())
+                    }
+                };
+                let input = Input::Persisted {
+                    client: job.client,
+                    result,
+                };
+                // The hub is gone only during shutdown; nothing is left to tell.
+                if results
+                    .blocking_send(crate::server::HubCommand::Input(input))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })?;
+    Ok((tx, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chingu_proto::{CallId, ReportReason};
+
+    fn id(n: u8) -> Identity {
+        Identity([n; 16])
+    }
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let storage = Storage::open(dir.path()).expect("open");
+            let block = Record::Block {
+                blocker: id(1),
+                blocked: id(2),
+            };
+            storage.store(&block, 1).expect("block");
+            storage.store(&block, 2).expect("a repeated block is not an error");
+            storage
+                .store(
+                    &Record::Report {
+                        reporter: id(1),
+                        reported: id(2),
+                        call_id: CallId("c1".into()),
+                        reason: ReportReason::Spam,
+                        note: None,
+                    },
+                    3,
+                )
+                .expect("report");
+        }
+        let storage = Storage::open(dir.path()).expect("reopen");
+        assert_eq!(storage.blocks().expect("blocks"), vec![(id(1), id(2))]);
+        assert_eq!(storage.reports_against(id(2)).expect("count"), 1);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_server_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(Storage::open(dir.path()).expect("open"));
+        let conn = Connection::open(dir.path().join("chingu.sqlite3")).expect("raw open");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        let err = Storage::open(dir.path()).expect_err("schema 99 is unknown");
+        assert!(matches!(err, StorageError::TooNew { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn malformed_rows_are_skipped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::open(dir.path()).expect("open");
+        storage
+            .conn
+            .execute("INSERT INTO blocks VALUES ('nothex', 'x', 0)", [])
+            .expect("raw insert");
+        assert_eq!(storage.blocks().expect("blocks"), vec![]);
+    }
+}
