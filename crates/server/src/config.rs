@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(config.cooldown_s, 5);
         assert_eq!(config.rate_limit_per_s, Config::default().rate_limit_per_s);
         let err = toml::from_str::<Config>("listne = \"0.0.0.0:9000\"").unwrap_err();
-        assert!(err.to_string().contains("listne"), "names the bad key: {err}");
+        assert!(
+            err.to_string().contains("listne"),
+            "names the bad key: {err}"
+        );
     }
 
     #[test]

@@ -49,7 +49,10 @@ pub(crate) async fn upgrade(
 ) -> Response {
     let admitted = shared.admit(peer.ip());
     if admitted.is_err() {
-        shared.metrics.connections_rejected_total.fetch_add(1, Relaxed);
+        shared
+            .metrics
+            .connections_rejected_total
+            .fetch_add(1, Relaxed);
     }
     // Small buffers: tens of thousands of mostly idle sockets must fit in little memory.
     ws.read_buffer_size(4 * 1024)
@@ -239,13 +242,19 @@ impl Reader {
             let text = match frame {
                 Next::Frame(Message::Text(text)) => text,
                 Next::Frame(Message::Binary(_)) => {
-                    self.reject(ProtoError::new(ErrorCode::Malformed, "binary frames are not part of the protocol"));
+                    self.reject(ProtoError::new(
+                        ErrorCode::Malformed,
+                        "binary frames are not part of the protocol",
+                    ));
                     continue;
                 }
                 Next::Frame(Message::Ping(_) | Message::Pong(_)) => continue,
                 Next::Frame(Message::Close(_)) | Next::Closed => break,
                 Next::TimedOut => {
-                    self.shared.metrics.heartbeat_timeouts_total.fetch_add(1, Relaxed);
+                    self.shared
+                        .metrics
+                        .heartbeat_timeouts_total
+                        .fetch_add(1, Relaxed);
                     tracing::info!(client = client.0, "no heartbeat; disconnecting");
                     break;
                 }
@@ -262,7 +271,6 @@ impl Reader {
                 continue;
             }
             match decode_client(&text) {
-                Ok(ClientMessage::Ping { nonce }) => self.reply(ServerMessage::Pong { nonce }),
                 Ok(ClientMessage::Hello { .. }) => self.reject(ProtoError::new(
                     ErrorCode::AlreadyHello,
                     "hello was already accepted",
@@ -364,7 +372,10 @@ impl Reader {
     }
 
     fn reject(&mut self, err: ProtoError) {
-        self.shared.metrics.protocol_errors_total.fetch_add(1, Relaxed);
+        self.shared
+            .metrics
+            .protocol_errors_total
+            .fetch_add(1, Relaxed);
         self.reply(ServerMessage::error(err.code, err.message));
     }
 

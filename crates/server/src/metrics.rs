@@ -30,20 +30,74 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &str, &AtomicU64); 10] = [
-            ("chingu_connections", "gauge", "Open WebSocket connections.", &self.connections),
-            ("chingu_connected_clients", "gauge", "Clients past the hello handshake.", &self.connected_clients),
-            ("chingu_queue_waiting", "gauge", "Clients waiting for a partner.", &self.queue_waiting),
-            ("chingu_calls_active", "gauge", "Calls in progress.", &self.calls_active),
-            ("chingu_matches_total", "counter", "Pairs matched since start.", &self.matches_total),
-            ("chingu_protocol_errors_total", "counter", "Client messages rejected with an error code.", &self.protocol_errors_total),
-            ("chingu_rate_limited_total", "counter", "Client messages dropped by the rate limit.", &self.rate_limited_total),
-            ("chingu_connections_rejected_total", "counter", "Connections refused by connection limits.", &self.connections_rejected_total),
-            ("chingu_slow_clients_dropped_total", "counter", "Clients disconnected for not reading their messages.", &self.slow_clients_dropped_total),
-            ("chingu_heartbeat_timeouts_total", "counter", "Clients disconnected after missing heartbeats.", &self.heartbeat_timeouts_total),
+            (
+                "chingu_connections",
+                "gauge",
+                "Open WebSocket connections.",
+                &self.connections,
+            ),
+            (
+                "chingu_connected_clients",
+                "gauge",
+                "Clients past the hello handshake.",
+                &self.connected_clients,
+            ),
+            (
+                "chingu_queue_waiting",
+                "gauge",
+                "Clients waiting for a partner.",
+                &self.queue_waiting,
+            ),
+            (
+                "chingu_calls_active",
+                "gauge",
+                "Calls in progress.",
+                &self.calls_active,
+            ),
+            (
+                "chingu_matches_total",
+                "counter",
+                "Pairs matched since start.",
+                &self.matches_total,
+            ),
+            (
+                "chingu_protocol_errors_total",
+                "counter",
+                "Client messages rejected with an error code.",
+                &self.protocol_errors_total,
+            ),
+            (
+                "chingu_rate_limited_total",
+                "counter",
+                "Client messages dropped by the rate limit.",
+                &self.rate_limited_total,
+            ),
+            (
+                "chingu_connections_rejected_total",
+                "counter",
+                "Connections refused by connection limits.",
+                &self.connections_rejected_total,
+            ),
+            (
+                "chingu_slow_clients_dropped_total",
+                "counter",
+                "Clients disconnected for not reading their messages.",
+                &self.slow_clients_dropped_total,
+            ),
+            (
+                "chingu_heartbeat_timeouts_total",
+                "counter",
+                "Clients disconnected after missing heartbeats.",
+                &self.heartbeat_timeouts_total,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Relaxed)
+            );
         }
         out
     }

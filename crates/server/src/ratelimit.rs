@@ -66,11 +66,25 @@ mod tests {
     fn burst_then_steady_rate() {
         let t0 = Instant::now();
         let mut bucket = TokenBucket::new(10, 5, t0);
-        assert_eq!((0..8).filter(|_| bucket.try_take(t0)).count(), 5, "burst of 5");
-        assert!(!bucket.try_take(t0 + Duration::from_millis(50)), "half a token");
-        assert!(bucket.try_take(t0 + Duration::from_millis(100)), "one token after 100 ms");
+        assert_eq!(
+            (0..8).filter(|_| bucket.try_take(t0)).count(),
+            5,
+            "burst of 5"
+        );
+        assert!(
+            !bucket.try_take(t0 + Duration::from_millis(50)),
+            "half a token"
+        );
+        assert!(
+            bucket.try_take(t0 + Duration::from_millis(100)),
+            "one token after 100 ms"
+        );
         let later = t0 + Duration::from_secs(60);
-        assert_eq!((0..8).filter(|_| bucket.try_take(later)).count(), 5, "refills to the burst only");
+        assert_eq!(
+            (0..8).filter(|_| bucket.try_take(later)).count(),
+            5,
+            "refills to the burst only"
+        );
     }
 
     #[test]

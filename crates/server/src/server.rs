@@ -78,7 +78,10 @@ pub(crate) struct ConnectionSlot {
 impl Shared {
     /// Counts a new connection from `ip`, or says why it is refused.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
-        let mut admission = self.admission.lock().expect("admission lock is never poisoned");
+        let mut admission = self
+            .admission
+            .lock()
+            .expect("admission lock is never poisoned");
         if admission.total >= self.config.max_connections {
             return Err("the server is full; try again later");
         }

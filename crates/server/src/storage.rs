@@ -59,8 +59,10 @@ impl Storage {
             source,
         };
         let mut conn = Connection::open(&path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         let version: usize = conn
@@ -95,7 +97,9 @@ impl Storage {
             .prepare("SELECT blocker, blocked FROM blocks")
             .map_err(sql)?;
         let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
             .map_err(sql)?;
         let mut blocks = Vec::new();
         for row in rows {
@@ -218,7 +222,9 @@ mod tests {
                 blocked: id(2),
             };
             storage.store(&block, 1).expect("block");
-            storage.store(&block, 2).expect("a repeated block is not an error");
+            storage
+                .store(&block, 2)
+                .expect("a repeated block is not an error");
             storage
                 .store(
                     &Record::Report {
@@ -245,7 +251,10 @@ mod tests {
         conn.pragma_update(None, "user_version", 99).expect("bump");
         drop(conn);
         let err = Storage::open(dir.path()).expect_err("schema 99 is unknown");
-        assert!(matches!(err, StorageError::TooNew { found: 99, .. }), "{err}");
+        assert!(
+            matches!(err, StorageError::TooNew { found: 99, .. }),
+            "{err}"
+        );
     }
 
     #[test]

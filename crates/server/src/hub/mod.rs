@@ -30,8 +30,9 @@ pub enum Input {
         client: ClientId,
         identity: Identity,
     },
-    /// A client sent a message other than `hello` and `ping`, which the connection
-    /// answers itself.
+    /// A client sent a message other than `hello`, which the connection answers itself.
+    /// `ping` comes through here so that its `pong` is ordered after every reply to what
+    /// the client sent before it.
     Message {
         client: ClientId,
         msg: ClientMessage,

@@ -1,0 +1,53 @@
+//! Shared setup for the server's integration tests.
+#![allow(dead_code)]
+
+use chingu_server::{Config, RunningServer};
+use chingu_testkit::{http_get, metric};
+
+pub struct TestServer {
+    pub server: RunningServer,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Settings for tests: a free port, a fresh data dir, and fast widening so nobody waits.
+pub fn config(dir: &tempfile::TempDir) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    }
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(&dir);
+    tweak(&mut config);
+    start_in(dir, config).await
+}
+
+pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
+    let server = chingu_server::start(config).await.expect("server starts");
+    let url = server.ws_url();
+    TestServer { server, url, dir }
+}
+
+impl TestServer {
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (status, body) = http_get(self.server.local_addr(), "/metrics")
+            .await
+            .expect("metrics answer");
+        assert_eq!(status, 200);
+        metric(&body, name).unwrap_or_else(|| panic!("{name} missing from /metrics:\n{body}"))
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.server.shutdown();
+        self.server.stopped().await;
+        self.dir
+    }
+}
