@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::extract::State;
 use axum::extract::ws::Utf8Bytes;
 use axum::http::header;
@@ -227,6 +228,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
+            // Signaling is small messages that must go out at once: no Nagle delay.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "could not set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
