@@ -1,1 +1,225 @@
-fn main() {}
+//! `cargo xtask run | test | bench`: the project's entry points. Each sets up what is
+//! missing on this machine (system packages through apt-get, pinned cargo tools), builds,
+//! then runs, checks or measures. Only the standard library, so it builds in seconds.
+
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  run [--listen ADDR]   set up, build and start chingu-server on localhost (default 127.0.0.1:7878)
+  test                  set up, then check formatting, run clippy and every test
+  bench [--clients N] [--duration S]
+                        build release binaries and run the signaling load benchmark;
+                        writes target/bench/load.json
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown or missing command\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_owned()
+}
+
+/// Where builds go: `CARGO_TARGET_DIR` if set, else a directory outside the clone that
+/// later clones (and CI on this machine) reuse, so a fresh checkout does not rebuild
+/// every dependency.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => Path::new(&home).join(".cache/chingu/target"),
+        None => repo_root().join("target"),
+    }
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
+/// Runs a command, echoing it; fails with its exit status.
+fn step(what: &str, cmd: &mut Command) -> Result {
+    eprintln!("xtask: {what}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn run(args: &[String]) -> Result {
+    let listen = flag(args, "--listen").unwrap_or_else(|| "127.0.0.1:7878".into());
+    setup::ensure_all(false)?;
+    step(
+        "building chingu-server",
+        cargo().args(["build", "--locked", "-p", "chingu-server"]),
+    )?;
+    let data_dir = repo_root().join(".chingu/server-data");
+    let binary = target_dir().join("debug/chingu-server");
+    eprintln!(
+        "xtask: starting chingu-server\n\
+         \n  WebSocket:  ws://{listen}/v1/ws   (protocol: docs/protocol.md)\
+         \n  Health:     http://{listen}/healthz\
+         \n  Metrics:    http://{listen}/metrics\
+         \n  Data:       {}\
+         \n  Stop with Ctrl-C.\n",
+        data_dir.display()
+    );
+    step(
+        "chingu-server",
+        Command::new(binary)
+            .args(["--listen", &listen, "--data-dir"])
+            .arg(&data_dir),
+    )
+}
+
+fn test() -> Result {
+    let nextest = setup::ensure_all(true)?;
+    step(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "cargo clippy",
+        cargo().args([
+            "clippy",
+            "--locked",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    if nextest {
+        step(
+            "cargo nextest run",
+            cargo().args([
+                "nextest",
+                "run",
+                "--locked",
+                "--workspace",
+                "--profile",
+                "ci",
+                "--no-fail-fast",
+            ]),
+        )?;
+    } else {
+        step(
+            "cargo test (cargo-nextest is unavailable)",
+            cargo().args(["test", "--locked", "--workspace", "--no-fail-fast"]),
+        )?;
+    }
+    step(
+        "doc tests",
+        cargo().args(["test", "--locked", "--workspace", "--doc"]),
+    )?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result {
+    let clients = flag(args, "--clients").unwrap_or_else(|| "10000".into());
+    let duration = flag(args, "--duration").unwrap_or_else(|| "20".into());
+    setup::ensure_all(false)?;
+    step(
+        "building release binaries",
+        cargo().args([
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            "chingu-server",
+            "-p",
+            "chingu-cli",
+        ]),
+    )?;
+    let release = target_dir().join("release");
+    let data = tempdir("chingu-bench")?;
+    let listen = "127.0.0.1:7899";
+    let mut server = Command::new(release.join("chingu-server"))
+        .args(["--listen", listen, "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting chingu-server: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let output = Command::new(release.join("chingu-cli"))
+        .args([
+            "load",
+            "--server",
+            &format!("ws://{listen}/v1/ws"),
+            "--clients",
+            &clients,
+            "--duration",
+            &duration,
+            "--source-addresses",
+            "400",
+            "--server-pid",
+            &server.id().to_string(),
+            "--json",
+        ])
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let output = output.map_err(|e| format!("running chingu-cli load: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "chingu-cli load failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let json = String::from_utf8_lossy(&output.stdout);
+    let path = out_dir.join("load.json");
+    std::fs::write(&path, json.as_bytes()).map_err(|e| e.to_string())?;
+    println!("{}", json.trim());
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).cloned()
+}
+
+fn tempdir(prefix: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}

@@ -59,6 +59,9 @@ pub struct LoadReport {
     pub matches: u64,
     pub matches_per_s: f64,
     pub join_to_match_ms: Percentiles,
+    /// Join (or Next) to `matched` for the client who found a partner already waiting:
+    /// the server's own matching latency, without time spent waiting for someone.
+    pub join_to_match_partner_waiting_ms: Percentiles,
     pub signals_sent: u64,
     /// Error codes the server sent, and local failures, with counts.
     pub errors: BTreeMap<String, u64>,
@@ -78,6 +81,8 @@ pub struct ProcessFigures {
 #[derive(Debug, Default)]
 struct ClientOutcome {
     join_to_match_us: Vec<u32>,
+    /// The subset measured as answerer, which is the side that joined second.
+    partner_waiting_us: Vec<u32>,
     matches_as_offerer: u64,
     signals_sent: u64,
     errors: BTreeMap<String, u64>,
@@ -85,8 +90,10 @@ struct ClientOutcome {
 
 /// Runs the simulation and reports.
 pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
-    let url: tokio_tungstenite::tungstenite::http::Uri =
-        config.server.parse().context("--server must be a ws:// URL")?;
+    let url: tokio_tungstenite::tungstenite::http::Uri = config
+        .server
+        .parse()
+        .context("--server must be a ws:// URL")?;
     let host = url.host().context("--server has no host")?;
     let port = url.port_u16().unwrap_or(80);
     let target: SocketAddr = tokio::net::lookup_host((host, port))
@@ -150,6 +157,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
             }
         };
         total.join_to_match_us.extend(outcome.join_to_match_us);
+        total.partner_waiting_us.extend(outcome.partner_waiting_us);
         total.matches_as_offerer += outcome.matches_as_offerer;
         total.signals_sent += outcome.signals_sent;
         for (key, count) in outcome.errors {
@@ -169,6 +177,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         matches: total.matches_as_offerer,
         matches_per_s: total.matches_as_offerer as f64 / duration_s,
         join_to_match_ms: percentiles(total.join_to_match_us),
+        join_to_match_partner_waiting_ms: percentiles(total.partner_waiting_us),
         signals_sent: total.signals_sent,
         errors: total.errors,
         server,
@@ -284,6 +293,11 @@ impl SimClient {
             interests: vec!["music".into()],
         };
         let sdp = fake_sdp(self.index);
+        // Real people neither arrive together nor talk for equal times: start within the
+        // first mean call length and hold each call 0.5x to 1.5x the mean, or the run
+        // measures a synchronised herd instead of the server.
+        let mut rng = XorShift::new(self.index as u64);
+        tokio::time::sleep(self.hold.mul_f64(rng.unit())).await;
         let mut waiting_since = Instant::now();
         send(ws, &join).await?;
         let mut hang_up_at: Option<(Instant, CallId)> = None;
@@ -305,13 +319,22 @@ impl SimClient {
             match msg {
                 ServerMessage::Matched { call_id, role, .. } => {
                     let waited = waiting_since.elapsed().as_micros();
-                    outcome
-                        .join_to_match_us
-                        .push(u32::try_from(waited).unwrap_or(u32::MAX));
+                    let waited = u32::try_from(waited).unwrap_or(u32::MAX);
+                    outcome.join_to_match_us.push(waited);
+                    if role == Role::Answerer {
+                        outcome.partner_waiting_us.push(waited);
+                    }
                     if role == Role::Offerer {
                         outcome.matches_as_offerer += 1;
                         let offer = Signal::Offer { sdp: sdp.clone() };
-                        send(ws, &ClientMessage::Signal { call_id, signal: offer }).await?;
+                        send(
+                            ws,
+                            &ClientMessage::Signal {
+                                call_id,
+                                signal: offer,
+                            },
+                        )
+                        .await?;
                         outcome.signals_sent += 1;
                     }
                 }
@@ -338,7 +361,8 @@ impl SimClient {
                     // The offerer has everything once the answerer is done: hold the
                     // "call", then press Next.
                     Signal::EndOfCandidates => {
-                        hang_up_at = Some((Instant::now() + self.hold, call_id));
+                        let hold = self.hold.mul_f64(0.5 + rng.unit());
+                        hang_up_at = Some((Instant::now() + hold, call_id));
                     }
                     _ => {}
                 },
@@ -347,7 +371,9 @@ impl SimClient {
                     send(ws, &join).await?;
                     waiting_since = Instant::now();
                 }
-                ServerMessage::Error { code, .. } => {
+                // After the stop, peers that already left cause errors that say
+                // nothing about the server.
+                ServerMessage::Error { code, .. } if Instant::now() < stop => {
                     *outcome.errors.entry(code.to_string()).or_default() += 1;
                 }
                 ServerMessage::ShuttingDown { .. } => bail!("server shut down"),
@@ -357,11 +383,30 @@ impl SimClient {
     }
 }
 
+/// A small deterministic generator, so runs are repeatable.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// An SDP of realistic size (~1 KB) for the relay to carry.
 fn fake_sdp(index: usize) -> String {
     let mut sdp = format!("v=0\r\no=- {index} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
     for line in 0..24 {
-        sdp.push_str(&format!("a=x-chingu-load:{line:02} padding-to-a-typical-offer-size\r\n"));
+        sdp.push_str(&format!(
+            "a=x-chingu-load:{line:02} padding-to-a-typical-offer-size\r\n"
+        ));
     }
     sdp
 }
@@ -472,7 +517,9 @@ mod tests {
     fn source_addresses_stay_in_loopback_and_skip_network_and_broadcast() {
         let all: Vec<IpAddr> = (0..600).map(source_address).collect();
         for ip in &all {
-            let IpAddr::V4(v4) = ip else { panic!("v4 only") };
+            let IpAddr::V4(v4) = ip else {
+                panic!("v4 only")
+            };
             assert!(v4.is_loopback());
             assert!(v4.octets()[3] != 0 && v4.octets()[3] != 255, "{v4}");
         }

@@ -55,7 +55,7 @@ pub(crate) async fn upgrade(
             .fetch_add(1, Relaxed);
     }
     // Small buffers: tens of thousands of mostly idle sockets must fit in little memory.
-    ws.read_buffer_size(4 * 1024)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(TRANSPORT_MAX_BYTES)

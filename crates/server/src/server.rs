@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::extract::State;
 use axum::extract::ws::Utf8Bytes;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use chingu_proto::{ErrorCode, ServerMessage, encode};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -355,10 +355,12 @@ fn flush(
                         deliver(client, link, encode(&msg).into());
                     }
                 }
-                Output::Broadcast(msg) => {
+                Output::SendMany(clients, msg) => {
                     let text: Utf8Bytes = encode(&msg).into();
-                    for (&client, link) in links.iter() {
-                        deliver(client, link, text.clone());
+                    for client in clients {
+                        if let Some(link) = links.get(&client) {
+                            deliver(client, link, text.clone());
+                        }
                     }
                 }
                 Output::Persist {

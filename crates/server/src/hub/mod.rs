@@ -50,8 +50,8 @@ pub enum Input {
 #[derive(Debug, PartialEq)]
 pub enum Output {
     Send(ClientId, ServerMessage),
-    /// Send to every connected client.
-    Broadcast(ServerMessage),
+    /// Send the same message to several clients (serialised once).
+    SendMany(Vec<ClientId>, ServerMessage),
     /// Store a record durably, then feed back [`Input::Persisted`] with `ack`.
     Persist {
         client: ClientId,
@@ -205,11 +205,23 @@ impl Hub {
             let count = self.online_count();
             if count != self.last_online_count {
                 self.last_online_count = count;
-                self.outputs
-                    .push_back(Output::Broadcast(ServerMessage::OnlineCount {
-                        online: count.0,
-                        waiting: count.1,
-                    }));
+                // Only the lobby shows the count: clients in a call are not told, which
+                // also spares a write to every socket on the server every interval.
+                let lobby: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| !matches!(c.status, Status::InCall(_)))
+                    .map(|(&id, _)| id)
+                    .collect();
+                if !lobby.is_empty() {
+                    self.outputs.push_back(Output::SendMany(
+                        lobby,
+                        ServerMessage::OnlineCount {
+                            online: count.0,
+                            waiting: count.1,
+                        },
+                    ));
+                }
             }
         }
     }

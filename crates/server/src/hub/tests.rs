@@ -507,26 +507,15 @@ fn blocking_mid_call_hangs_up_and_the_pair_never_meets_again() {
 }
 
 #[test]
-fn online_count_is_broadcast_only_when_it_changes() {
+fn online_count_goes_to_the_lobby_only_when_it_changes() {
     let mut w = World::new();
+    let count = |online, waiting| ServerMessage::OnlineCount { online, waiting };
     w.connect(1);
-    assert_eq!(
-        w.outputs(),
-        vec![Output::Send(
-            ClientId(1),
-            ServerMessage::OnlineCount {
-                online: 1,
-                waiting: 0
-            }
-        )]
-    );
+    assert_eq!(w.outputs(), vec![Output::Send(ClientId(1), count(1, 0))]);
     w.advance(2);
     assert_eq!(
         w.outputs(),
-        vec![Output::Broadcast(ServerMessage::OnlineCount {
-            online: 1,
-            waiting: 0
-        })]
+        vec![Output::SendMany(vec![ClientId(1)], count(1, 0))]
     );
     w.advance(10);
     assert_eq!(w.outputs(), vec![], "unchanged: nothing to say");
@@ -535,9 +524,23 @@ fn online_count_is_broadcast_only_when_it_changes() {
     w.advance(2);
     assert_eq!(
         w.outputs(),
-        vec![Output::Broadcast(ServerMessage::OnlineCount {
-            online: 1,
-            waiting: 1
-        })]
+        vec![Output::SendMany(vec![ClientId(1)], count(1, 1))]
+    );
+    w.say(1, ClientMessage::LeaveQueue);
+    w.call(2, 3);
+    w.connect(4);
+    w.outputs();
+    w.advance(2);
+    let outputs = w.outputs();
+    let [Output::SendMany(to, msg)] = outputs.as_slice() else {
+        panic!("expected one lobby update: {outputs:?}");
+    };
+    assert_eq!(*msg, count(4, 0));
+    let mut to = to.clone();
+    to.sort();
+    assert_eq!(
+        to,
+        vec![ClientId(1), ClientId(4)],
+        "clients in a call are not told"
     );
 }

@@ -1,0 +1,122 @@
+//! Installs what building and testing need, or says exactly what is missing.
+//!
+//! On Debian and Ubuntu, missing system packages are installed with apt-get (through
+//! `sudo -n` when not root). Elsewhere nothing is installed; the missing pieces are
+//! listed. Cargo tools are installed pinned, with `--locked`.
+
+use std::process::{Command, Stdio};
+
+use crate::{Result, step};
+
+/// Debian packages needed to build and test. `build-essential` provides the C compiler
+/// for the bundled SQLite; `pkg-config` is what -sys crates look libraries up with.
+const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+
+/// Commands that must exist where apt-get does not, with the package that provides them.
+const REQUIRED_COMMANDS: &[(&str, &str)] = &[("cc", "a C compiler (gcc or clang)")];
+
+const NEXTEST_VERSION: &str = "0.9.143";
+
+/// Makes sure everything is present. Returns whether cargo-nextest is usable
+/// (when `want_nextest`).
+pub fn ensure_all(want_nextest: bool) -> Result<bool> {
+    system_packages()?;
+    if want_nextest {
+        return Ok(nextest());
+    }
+    Ok(false)
+}
+
+fn system_packages() -> Result {
+    if !has_command("dpkg-query") || !has_command("apt-get") {
+        let missing: Vec<String> = REQUIRED_COMMANDS
+            .iter()
+            .filter(|(cmd, _)| !has_command(cmd))
+            .map(|(cmd, what)| format!("{cmd} ({what})"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "this is not a Debian-like system, so nothing was installed. Missing: {}",
+            missing.join(", ")
+        ));
+    }
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| !dpkg_installed(pkg))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = is_root();
+    if !root && !has_command("sudo") {
+        return Err(format!(
+            "missing Debian packages: {}. Install them as root: apt-get install {}",
+            missing.join(" "),
+            missing.join(" ")
+        ));
+    }
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    step("apt-get update", &mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    step(&format!("installing {}", missing.join(" ")), &mut install)
+}
+
+fn nextest() -> bool {
+    let installed = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        return true;
+    }
+    let result = step(
+        &format!("installing cargo-nextest {NEXTEST_VERSION}"),
+        Command::new("cargo").args([
+            "install",
+            "--locked",
+            "cargo-nextest",
+            "--version",
+            NEXTEST_VERSION,
+        ]),
+    );
+    if let Err(err) = result {
+        eprintln!("xtask: {err}; falling back to cargo test");
+        return false;
+    }
+    true
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+fn has_command(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
