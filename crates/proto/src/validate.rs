@@ -93,12 +93,12 @@ pub(crate) fn client_message(msg: &ClientMessage) -> Result<(), ProtoError> {
         | ClientMessage::Block { call_id } => id("call_id", &call_id.0),
         ClientMessage::Report { call_id, note, .. } => {
             id("call_id", &call_id.0)?;
-            if let Some(note) = note {
-                if note.chars().count() > MAX_NOTE_CHARS {
-                    return Err(ProtoError::invalid(format!(
-                        "note must be at most {MAX_NOTE_CHARS} characters"
-                    )));
-                }
+            if let Some(note) = note
+                && note.chars().count() > MAX_NOTE_CHARS
+            {
+                return Err(ProtoError::invalid(format!(
+                    "note must be at most {MAX_NOTE_CHARS} characters"
+                )));
             }
             Ok(())
         }

@@ -373,14 +373,14 @@ fn flush(
                         record,
                         ack,
                     };
-                    if writer.try_send(job).is_err() {
-                        if let Some(link) = links.get(&client) {
-                            let msg = ServerMessage::error(
-                                ErrorCode::Overloaded,
-                                "could not store that now; try again",
-                            );
-                            deliver(client, link, encode(&msg).into());
-                        }
+                    if writer.try_send(job).is_err()
+                        && let Some(link) = links.get(&client)
+                    {
+                        let msg = ServerMessage::error(
+                            ErrorCode::Overloaded,
+                            "could not store that now; try again",
+                        );
+                        deliver(client, link, encode(&msg).into());
                     }
                 }
             }
