@@ -249,7 +249,7 @@ async fn a_disconnect_ends_the_call_for_the_peer_at_once() {
 
 #[tokio::test]
 async fn a_client_that_goes_silent_is_detected_by_heartbeat() {
-    let server = common::start_with(|c| c.heartbeat_interval_ms = 100).await;
+    let server = common::start_with(|c| c.heartbeat_interval_ms = 250).await;
     let mut a = TestClient::hello(&server.url, "a").await.unwrap();
     let mut b = TestClient::hello(&server.url, "b").await.unwrap();
     a.join(&["ko"], &[]).await.unwrap();
