@@ -3,7 +3,7 @@
 mod common;
 
 use chingu_proto::{ClientMessage, ErrorCode, PeerLeftReason, Role, ServerMessage, Signal};
-use chingu_testkit::{TestClient, http_get};
+use chingu_testkit::{TestClient, http_get, matched_pair};
 
 #[tokio::test]
 async fn health_and_metrics_answer() {
@@ -113,12 +113,7 @@ async fn a_shared_language_is_preferred_over_a_longer_wait() {
 #[tokio::test]
 async fn next_tells_the_peer_and_the_pair_does_not_meet_again_at_once() {
     let server = common::start().await;
-    let mut a = TestClient::hello(&server.url, "a").await.unwrap();
-    let mut b = TestClient::hello(&server.url, "b").await.unwrap();
-    a.join(&["ko"], &[]).await.unwrap();
-    b.join(&["ko"], &[]).await.unwrap();
-    let call = a.expect_matched().await.unwrap().call_id;
-    b.expect_matched().await.unwrap();
+    let (mut a, mut b, call) = matched_pair(&server.url).await.unwrap();
 
     b.send(&ClientMessage::Next {
         call_id: call.clone(),
@@ -156,12 +151,7 @@ async fn next_tells_the_peer_and_the_pair_does_not_meet_again_at_once() {
 #[tokio::test]
 async fn hang_up_tells_the_peer_and_both_go_idle() {
     let server = common::start().await;
-    let mut a = TestClient::hello(&server.url, "a").await.unwrap();
-    let mut b = TestClient::hello(&server.url, "b").await.unwrap();
-    a.join(&["ko"], &[]).await.unwrap();
-    b.join(&["ko"], &[]).await.unwrap();
-    let call = a.expect_matched().await.unwrap().call_id;
-    b.expect_matched().await.unwrap();
+    let (mut a, mut b, call) = matched_pair(&server.url).await.unwrap();
     a.send(&ClientMessage::HangUp {
         call_id: call.clone(),
     })
@@ -231,12 +221,7 @@ async fn a_client_cannot_signal_into_someone_elses_call() {
 #[tokio::test]
 async fn a_disconnect_ends_the_call_for_the_peer_at_once() {
     let server = common::start().await;
-    let mut a = TestClient::hello(&server.url, "a").await.unwrap();
-    let mut b = TestClient::hello(&server.url, "b").await.unwrap();
-    a.join(&["ko"], &[]).await.unwrap();
-    b.join(&["ko"], &[]).await.unwrap();
-    let call = a.expect_matched().await.unwrap().call_id;
-    b.expect_matched().await.unwrap();
+    let (a, mut b, call) = matched_pair(&server.url).await.unwrap();
     drop(a); // the TCP connection closes without a WebSocket close
     assert_eq!(
         b.recv().await.unwrap(),
@@ -250,11 +235,7 @@ async fn a_disconnect_ends_the_call_for_the_peer_at_once() {
 #[tokio::test]
 async fn a_client_that_goes_silent_is_detected_by_heartbeat() {
     let server = common::start_with(|c| c.heartbeat_interval_ms = 250).await;
-    let mut a = TestClient::hello(&server.url, "a").await.unwrap();
-    let mut b = TestClient::hello(&server.url, "b").await.unwrap();
-    a.join(&["ko"], &[]).await.unwrap();
-    b.join(&["ko"], &[]).await.unwrap();
-    let call = a.expect_matched().await.unwrap().call_id;
+    let (a, mut b, call) = matched_pair(&server.url).await.unwrap();
     // `a` keeps its socket open but never reads again, so it answers no pings.
     let _silent = a;
     loop {
@@ -276,12 +257,7 @@ async fn a_client_that_goes_silent_is_detected_by_heartbeat() {
 #[tokio::test]
 async fn reports_and_blocks_are_acknowledged_and_blocks_are_enforced() {
     let server = common::start_with(|c| c.cooldown_s = 0).await;
-    let mut a = TestClient::hello(&server.url, "a").await.unwrap();
-    let mut b = TestClient::hello(&server.url, "b").await.unwrap();
-    a.join(&["ko"], &[]).await.unwrap();
-    b.join(&["ko"], &[]).await.unwrap();
-    let call = a.expect_matched().await.unwrap().call_id;
-    b.expect_matched().await.unwrap();
+    let (mut a, mut b, call) = matched_pair(&server.url).await.unwrap();
     a.send(&ClientMessage::Report {
         call_id: call.clone(),
         reason: chingu_proto::ReportReason::Spam,
@@ -329,11 +305,7 @@ async fn reports_and_blocks_are_acknowledged_and_blocks_are_enforced() {
 #[tokio::test]
 async fn blocks_survive_a_restart() {
     let server = common::start_with(|c| c.cooldown_s = 0).await;
-    let mut a = TestClient::hello(&server.url, "a").await.unwrap();
-    let mut b = TestClient::hello(&server.url, "b").await.unwrap();
-    a.join(&["ko"], &[]).await.unwrap();
-    b.join(&["ko"], &[]).await.unwrap();
-    let call = a.expect_matched().await.unwrap().call_id;
+    let (mut a, b, call) = matched_pair(&server.url).await.unwrap();
     a.send(&ClientMessage::Block {
         call_id: call.clone(),
     })

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use chingu_proto::{ClientMessage, ServerMessage};
-use chingu_testkit::TestClient;
+use chingu_testkit::{TestClient, matched_pair};
 
 /// Starts `chingu-server` on a free port; returns the process and its WebSocket URL.
 fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
@@ -33,11 +33,7 @@ fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
 async fn a_block_survives_a_crash() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut server, url) = spawn_server(dir.path());
-    let mut a = TestClient::hello(&url, "a").await.unwrap();
-    let mut b = TestClient::hello(&url, "b").await.unwrap();
-    a.join(&["ko"], &[]).await.unwrap();
-    b.join(&["ko"], &[]).await.unwrap();
-    let call = a.expect_matched().await.unwrap().call_id;
+    let (mut a, _b, call) = matched_pair(&url).await.unwrap();
     a.send(&ClientMessage::Block {
         call_id: call.clone(),
     })

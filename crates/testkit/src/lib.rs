@@ -187,6 +187,21 @@ impl TestClient {
     }
 }
 
+/// Two clients, devices "a" and "b", both speaking Korean, matched with each other:
+/// `a` joined first, so it is the offerer. Returns both and the call id.
+pub async fn matched_pair(url: &str) -> anyhow::Result<(TestClient, TestClient, CallId)> {
+    let mut a = TestClient::hello(url, "a").await?;
+    let mut b = TestClient::hello(url, "b").await?;
+    a.join(&["ko"], &[]).await?;
+    b.join(&["ko"], &[]).await?;
+    let matched = a.expect_matched().await?;
+    let other = b.expect_matched().await?;
+    if matched.call_id != other.call_id || matched.role != Role::Offerer {
+        bail!("a and b were not matched with each other: {matched:?} / {other:?}");
+    }
+    Ok((a, b, matched.call_id))
+}
+
 /// A plain HTTP/1.1 GET; returns the status code and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
