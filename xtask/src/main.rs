@@ -13,8 +13,8 @@ usage: cargo xtask <command>
   run [--listen ADDR]   set up, build and start chingu-server on localhost (default 127.0.0.1:7878)
   test                  set up, then check formatting, run clippy and every test
   bench [--clients N] [--duration S]
-                        build release binaries and run the signaling load benchmark;
-                        writes target/bench/load.json
+                        build release binaries, measure the matchmaker and run the
+                        signaling load benchmark; writes target/bench/*.json*
 ";
 
 fn main() -> ExitCode {
@@ -171,6 +171,31 @@ fn bench(args: &[String]) -> Result {
             "chingu-cli",
         ]),
     )?;
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    eprintln!("xtask: matchmaker cost per operation");
+    let output = cargo()
+        .args([
+            "run",
+            "--locked",
+            "--release",
+            "-q",
+            "-p",
+            "chingu-server",
+            "--example",
+            "matchmaker_bench",
+        ])
+        .output()
+        .map_err(|e| format!("running matchmaker_bench: {e}"))?;
+    if !output.status.success() {
+        return Err("matchmaker_bench failed".into());
+    }
+    let lines = String::from_utf8_lossy(&output.stdout);
+    print!("{lines}");
+    let path = out_dir.join("matchmaker.jsonl");
+    std::fs::write(&path, lines.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+
     let mut results = Vec::new();
     for (scenario, hold_ms) in [("paced", "1000"), ("saturated", "0")] {
         eprintln!("xtask: load scenario {scenario}: {clients} clients, {duration} s");
@@ -180,8 +205,6 @@ fn bench(args: &[String]) -> Result {
             "{{\"scenario\":\"{scenario}\",\"hold_ms\":{hold_ms},\"report\":{json}}}"
         ));
     }
-    let out_dir = target_dir().join("bench");
-    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let path = out_dir.join("load.json");
     std::fs::write(&path, format!("[{}]\n", results.join(",")))
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
