@@ -8,12 +8,19 @@ use std::process::{Command, Stdio};
 
 use crate::{Result, step};
 
-/// Debian packages needed to build and test. `build-essential` provides the C compiler
-/// for the bundled SQLite; `pkg-config` is what -sys crates look libraries up with.
-const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+/// Debian packages needed to build and test. `build-essential` provides the C and C++
+/// compilers (bundled SQLite, openh264); `pkg-config` is what -sys crates look libraries
+/// up with; `cmake` builds the bundled libopus; `nasm` gives openh264 its SIMD (without it
+/// the build succeeds silently and encodes several times slower).
+const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config", "cmake", "nasm"];
 
-/// Commands that must exist where apt-get does not, with the package that provides them.
-const REQUIRED_COMMANDS: &[(&str, &str)] = &[("cc", "a C compiler (gcc or clang)")];
+/// Commands that must exist where apt-get does not, with what provides them.
+const REQUIRED_COMMANDS: &[(&str, &str)] = &[
+    ("cc", "a C compiler (gcc or clang)"),
+    ("c++", "a C++ compiler"),
+    ("cmake", "CMake"),
+    ("nasm", "the NASM assembler"),
+];
 
 const NEXTEST_VERSION: &str = "0.9.143";
 

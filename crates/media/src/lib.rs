@@ -1,0 +1,38 @@
+//! Chingu media: video frames and pixel conversion, synthetic sources that carry their
+//! own frame number and capture time, and the H.264 and Opus codecs. No networking.
+//! Device threads (cpal, nokhwa) arrive with the call engine; nothing here needs
+//! hardware, so all of it is tested on synthetic media.
+
+pub mod barcode;
+pub mod convert;
+pub mod frame;
+pub mod h264;
+pub mod opus_codec;
+pub mod pattern;
+pub mod tone;
+
+pub use frame::I420Frame;
+
+/// Why a media operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    #[error("frame size {width}x{height} is not supported: {why}")]
+    BadSize {
+        width: usize,
+        height: usize,
+        why: &'static str,
+    },
+    #[error("input of {got} bytes does not fit a {width}x{height} {format} frame (needs {need})")]
+    BadInput {
+        format: &'static str,
+        width: usize,
+        height: usize,
+        got: usize,
+        need: usize,
+    },
+    #[error("H.264 codec: {0}")]
+    H264(String),
+    #[error("Opus codec: {0}")]
+    Opus(String),
+}

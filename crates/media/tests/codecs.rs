@@ -1,0 +1,196 @@
+//! The codecs on synthetic media: what goes in comes out, in order, recognisably.
+
+use chingu_media::barcode;
+use chingu_media::h264::{EncoderSettings, H264Decoder, H264Encoder};
+use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusSettings};
+use chingu_media::pattern::TestPattern;
+use chingu_media::tone::{ToneGenerator, dominant_tone};
+use chingu_media::{I420Frame, MediaError};
+
+fn settings() -> EncoderSettings {
+    EncoderSettings {
+        bitrate_bps: 1_000_000,
+        fps: 30.0,
+    }
+}
+
+#[test]
+fn h264_round_trip_keeps_every_frame_number_in_order() {
+    let mut encoder = H264Encoder::new(settings()).expect("encoder");
+    let mut decoder = H264Decoder::new().expect("decoder");
+    let mut pattern = TestPattern::new();
+    let mut frame = I420Frame::new(640, 480).expect("size");
+    let mut decoded = I420Frame::new(2, 2).expect("size");
+    let mut numbers = Vec::new();
+    let mut bytes = 0usize;
+    let frames = 90;
+    for i in 0..frames {
+        pattern.draw(&mut frame, 1_000_000 + i * 33_333);
+        let encoded = encoder
+            .encode(&frame, false)
+            .expect("encode")
+            .expect("no skipped frames");
+        assert_eq!(
+            encoded.keyframe,
+            i == 0,
+            "only the first frame is a keyframe unless asked"
+        );
+        bytes += encoded.data.len();
+        let data = encoded.data.to_vec();
+        assert!(
+            decoder.decode(&data, &mut decoded).expect("decode"),
+            "one picture per access unit"
+        );
+        assert_eq!((decoded.width(), decoded.height()), (640, 480));
+        numbers.push(
+            barcode::read(&decoded)
+                .expect("the stamp survives encoding")
+                .frame_number,
+        );
+    }
+    assert_eq!(numbers, (0..frames as u32).collect::<Vec<_>>());
+    // Rate control: 90 frames at 30 fps is 3 s; 1 Mbit/s is 375 KB. Measured 1,002 kbps;
+    // the bound allows the first keyframe and settling, not a runaway.
+    let kbps = bytes as f64 * 8.0 / 3.0 / 1000.0;
+    eprintln!("640x480 test pattern at a 1,000 kbps target: {kbps:.0} kbps");
+    assert!(
+        kbps < 1_500.0,
+        "bitrate should follow a 1,000 kbps target, got {kbps:.0} kbps"
+    );
+}
+
+#[test]
+fn keyframes_come_on_request_and_after_reconfiguring() {
+    let mut encoder = H264Encoder::new(settings()).expect("encoder");
+    let mut pattern = TestPattern::new();
+    let mut frame = I420Frame::new(320, 240).expect("size");
+    let mut kinds = Vec::new();
+    for i in 0..6 {
+        pattern.draw(&mut frame, 0);
+        if i == 4 {
+            encoder
+                .reconfigure(EncoderSettings {
+                    bitrate_bps: 300_000,
+                    fps: 15.0,
+                })
+                .expect("reconfigure");
+        }
+        kinds.push(
+            encoder
+                .encode(&frame, i == 2)
+                .expect("encode")
+                .expect("frame")
+                .keyframe,
+        );
+    }
+    assert_eq!(kinds, vec![true, false, true, false, true, false]);
+    assert!(
+        H264Encoder::new(EncoderSettings {
+            bitrate_bps: 0,
+            fps: 30.0
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn garbage_into_the_decoder_is_an_error_or_nothing_never_a_panic() {
+    let mut decoder = H264Decoder::new().expect("decoder");
+    let mut out = I420Frame::new(2, 2).expect("size");
+    let inputs: [&[u8]; 4] = [
+        &[],
+        &[0, 0, 0, 1, 0x65, 0xFF, 0x00, 0x12],
+        &[0xFF; 3000],
+        &[0, 0, 1, 0x67],
+    ];
+    for input in inputs {
+        let _ = decoder.decode(input, &mut out);
+    }
+    // Still works on a real stream afterwards.
+    let mut encoder = H264Encoder::new(settings()).expect("encoder");
+    let mut frame = I420Frame::new(320, 240).expect("size");
+    TestPattern::new().draw(&mut frame, 0);
+    let data = encoder
+        .encode(&frame, true)
+        .expect("encode")
+        .expect("frame")
+        .data
+        .to_vec();
+    assert!(decoder.decode(&data, &mut out).expect("decode"));
+}
+
+fn tone_frames(frequency: f64, count: usize) -> Vec<[i16; FRAME_SAMPLES]> {
+    let mut tone = ToneGenerator::new(frequency, 0.3);
+    (0..count)
+        .map(|_| {
+            let mut frame = [0i16; FRAME_SAMPLES];
+            tone.fill(&mut frame);
+            frame
+        })
+        .collect()
+}
+
+#[test]
+fn opus_round_trip_keeps_the_tone() {
+    let mut encoder = OpusEncoder::new(OpusSettings::default()).expect("encoder");
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let mut out = [0i16; FRAME_SAMPLES];
+    let mut received = Vec::new();
+    for frame in tone_frames(660.0, 50) {
+        let packet = encoder.encode(&frame).expect("encode").to_vec();
+        assert!(
+            packet.len() < 200,
+            "32 kbit/s is ~80 bytes a frame, got {}",
+            packet.len()
+        );
+        decoder.decode(&packet, &mut out).expect("decode");
+        received.extend_from_slice(&out);
+    }
+    let settled = &received[10 * FRAME_SAMPLES..];
+    assert_eq!(dominant_tone(settled, &[440.0, 660.0, 880.0]), Some(660.0));
+}
+
+#[test]
+fn a_lost_packet_is_recovered_from_the_next_ones_fec() {
+    let mut encoder = OpusEncoder::new(OpusSettings {
+        expected_loss_pct: 20,
+        ..OpusSettings::default()
+    })
+    .expect("encoder");
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let packets: Vec<Vec<u8>> = tone_frames(440.0, 40)
+        .iter()
+        .map(|f| encoder.encode(f).expect("encode").to_vec())
+        .collect();
+    let mut out = [0i16; FRAME_SAMPLES];
+    for packet in &packets[..30] {
+        decoder.decode(packet, &mut out).expect("decode");
+    }
+    // Packet 30 is lost; packet 31 carries it.
+    let mut recovered = [0i16; FRAME_SAMPLES];
+    decoder
+        .decode_fec(&packets[31], &mut recovered)
+        .expect("fec");
+    assert_eq!(
+        dominant_tone(&recovered, &[440.0, 880.0]),
+        Some(440.0),
+        "FEC restores the tone"
+    );
+    let mut concealed = [0i16; FRAME_SAMPLES];
+    decoder.conceal(&mut concealed).expect("plc");
+}
+
+#[test]
+fn bad_audio_input_is_an_error() {
+    let mut encoder = OpusEncoder::new(OpusSettings::default()).expect("encoder");
+    assert!(matches!(
+        encoder.encode(&[0; 100]),
+        Err(MediaError::Opus(_))
+    ));
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let mut out = [0i16; FRAME_SAMPLES];
+    // TOC config 3 is SILK 60 ms: 2,880 samples do not fit a 20 ms frame.
+    assert!(decoder.decode(&[3 << 3, 0xFF, 0xFF], &mut out).is_err());
+    // Code 3 with a frame count of zero is malformed.
+    assert!(decoder.decode(&[0x03, 0x00], &mut out).is_err());
+}
