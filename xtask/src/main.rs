@@ -173,28 +173,27 @@ fn bench(args: &[String]) -> Result {
     )?;
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
-    eprintln!("xtask: matchmaker cost per operation");
-    let output = cargo()
-        .args([
-            "run",
-            "--locked",
-            "--release",
-            "-q",
-            "-p",
-            "chingu-server",
-            "--example",
-            "matchmaker_bench",
-        ])
-        .output()
-        .map_err(|e| format!("running matchmaker_bench: {e}"))?;
-    if !output.status.success() {
-        return Err("matchmaker_bench failed".into());
+    for (package, example, file) in [
+        ("chingu-server", "matchmaker_bench", "matchmaker.jsonl"),
+        ("chingu-media", "codec_bench", "codecs.jsonl"),
+    ] {
+        eprintln!("xtask: {example}");
+        let output = cargo()
+            .args(["run", "--locked", "--release", "-q", "-p", package, "--example", example])
+            .output()
+            .map_err(|e| format!("running {example}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{example} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let lines = String::from_utf8_lossy(&output.stdout);
+        print!("{lines}");
+        let path = out_dir.join(file);
+        std::fs::write(&path, lines.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    let lines = String::from_utf8_lossy(&output.stdout);
-    print!("{lines}");
-    let path = out_dir.join("matchmaker.jsonl");
-    std::fs::write(&path, lines.as_bytes())
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
 
     let mut results = Vec::new();
     for (scenario, hold_ms) in [("paced", "1000"), ("saturated", "0")] {
