@@ -179,7 +179,16 @@ fn bench(args: &[String]) -> Result {
     ] {
         eprintln!("xtask: {example}");
         let output = cargo()
-            .args(["run", "--locked", "--release", "-q", "-p", package, "--example", example])
+            .args([
+                "run",
+                "--locked",
+                "--release",
+                "-q",
+                "-p",
+                package,
+                "--example",
+                example,
+            ])
             .output()
             .map_err(|e| format!("running {example}: {e}"))?;
         if !output.status.success() {

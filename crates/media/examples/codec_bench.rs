@@ -15,7 +15,10 @@ fn main() -> Result<(), chingu_media::MediaError> {
     for (width, height, bitrate_bps) in [(640, 480, 1_000_000), (1280, 720, 2_500_000)] {
         let frames = 300u32;
         let mut pattern = TestPattern::new();
-        let mut encoder = H264Encoder::new(EncoderSettings { bitrate_bps, fps: 30.0 })?;
+        let mut encoder = H264Encoder::new(EncoderSettings {
+            bitrate_bps,
+            fps: 30.0,
+        })?;
         let mut decoder = H264Decoder::new()?;
         let mut frame = I420Frame::new(width, height)?;
         let mut decoded = I420Frame::new(2, 2)?;
