@@ -1,5 +1,7 @@
-//! The Chingu call engine. Today: the call state machine ([`call_state`]), a pure
-//! function of (state, input, now). The signaling client, the webrtc-rs peer connection
-//! and the media pumps build on it next.
+//! The Chingu call engine. Today: the call state machine ([`call_state`], a pure function
+//! of state, input and time) and the signaling client ([`signaling`], reconnecting with
+//! [`backoff`]). The webrtc-rs peer connection and the media pumps build on them next.
 
+pub mod backoff;
 pub mod call_state;
+pub mod signaling;

@@ -1,0 +1,235 @@
+//! The connection to chingu-server: says hello, hands server messages to the engine as
+//! events, and reconnects with [`Backoff`] when the connection drops. One task owns the
+//! WebSocket; the engine talks to it through bounded channels.
+
+use std::time::Duration;
+
+use chingu_proto::{
+    ClientMessage, ErrorCode, IceServer, PROTOCOL_VERSION, ServerMessage, SessionId, decode_server,
+    encode,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+
+/// How to reach the server and who we are.
+#[derive(Debug, Clone)]
+pub struct SignalingConfig {
+    /// `ws://host:port/v1/ws` or `wss://…`
+    pub url: String,
+    /// The device's secret id (see docs/protocol.md, `hello`).
+    pub device_id: String,
+    pub client_version: String,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// What the signaling connection reports.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SignalingEvent {
+    /// Connected and welcomed (again, after a reconnect: the server forgot our state).
+    Connected {
+        session_id: SessionId,
+        ice_servers: Vec<IceServer>,
+    },
+    /// Any other server message.
+    Message(ServerMessage),
+    /// The connection dropped; the next attempt is in `retry_in`.
+    Disconnected { why: String, retry_in: Duration },
+    /// The server refused us for good (an unsupported protocol version); no retries.
+    Refused { code: ErrorCode, message: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignalingError {
+    #[error("not connected to the server")]
+    NotConnected,
+    #[error("the signaling client has stopped")]
+    Stopped,
+}
+
+/// Handle to the signaling task.
+#[derive(Debug)]
+pub struct SignalingClient {
+    outbox: mpsc::Sender<ClientMessage>,
+    events: mpsc::Receiver<SignalingEvent>,
+    connected: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SignalingClient {
+    /// Starts connecting in the background.
+    pub fn start(config: SignalingConfig) -> Self {
+        let (outbox, outbox_rx) = mpsc::channel(64);
+        let (events_tx, events) = mpsc::channel(256);
+        let (connected_tx, connected) = tokio::sync::watch::channel(false);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            config,
+            outbox_rx,
+            events_tx,
+            connected_tx,
+            stop.clone(),
+        ));
+        Self {
+            outbox,
+            events,
+            connected,
+            stop,
+            task,
+        }
+    }
+
+    /// Sends a message if connected. While disconnected it fails at once rather than
+    /// queueing: a join or a signal sent minutes late would be wrong.
+    pub async fn send(&self, msg: ClientMessage) -> Result<(), SignalingError> {
+        if !*self.connected.borrow() {
+            return Err(SignalingError::NotConnected);
+        }
+        self.outbox
+            .send(msg)
+            .await
+            .map_err(|_| SignalingError::Stopped)
+    }
+
+    /// The next event; `None` once stopped.
+    pub async fn next_event(&mut self) -> Option<SignalingEvent> {
+        self.events.recv().await
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Closes the connection and waits for the task to end.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    config: SignalingConfig,
+    mut outbox: mpsc::Receiver<ClientMessage>,
+    events: mpsc::Sender<SignalingEvent>,
+    connected: tokio::sync::watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    let seed = config
+        .device_id
+        .bytes()
+        .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b))
+        ^ u64::from(std::process::id());
+    let mut backoff = Backoff::new(config.initial_backoff, config.max_backoff, seed);
+    loop {
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return,
+            outcome = session(&config, &mut outbox, &events, &connected, &mut backoff) => outcome,
+        };
+        connected.send_replace(false);
+        match outcome {
+            Outcome::Refused { code, message } => {
+                let _ = events.send(SignalingEvent::Refused { code, message }).await;
+                return;
+            }
+            Outcome::Lost(why) => {
+                let retry_in = backoff.next_delay();
+                tracing::info!(%why, ?retry_in, "signaling connection lost");
+                if events
+                    .send(SignalingEvent::Disconnected { why, retry_in })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(retry_in) => {}
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Lost(String),
+    Refused { code: ErrorCode, message: String },
+}
+
+/// One connection, from connect to loss.
+async fn session(
+    config: &SignalingConfig,
+    outbox: &mut mpsc::Receiver<ClientMessage>,
+    events: &mpsc::Sender<SignalingEvent>,
+    connected: &tokio::sync::watch::Sender<bool>,
+    backoff: &mut Backoff,
+) -> Outcome {
+    let connect = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(&config.url),
+    );
+    let mut ws = match connect.await {
+        Err(_) => return Outcome::Lost("connecting timed out".into()),
+        Ok(Err(err)) => return Outcome::Lost(format!("cannot connect: {err}")),
+        Ok(Ok((ws, _))) => ws,
+    };
+    let hello = ClientMessage::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: config.client_version.clone(),
+        device_id: config.device_id.clone(),
+    };
+    if let Err(err) = ws.send(Message::Text(encode(&hello).into())).await {
+        return Outcome::Lost(format!("sending hello: {err}"));
+    }
+    loop {
+        tokio::select! {
+            msg = outbox.recv() => {
+                let Some(msg) = msg else { return Outcome::Lost("engine stopped".into()) };
+                if let Err(err) = ws.send(Message::Text(encode(&msg).into())).await {
+                    return Outcome::Lost(format!("send failed: {err}"));
+                }
+            }
+            frame = ws.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(frame))) => {
+                        return Outcome::Lost(frame.map_or("closed".into(), |f| format!("closed: {}", f.reason)));
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(err)) => return Outcome::Lost(format!("connection failed: {err}")),
+                    None => return Outcome::Lost("connection ended".into()),
+                };
+                let msg = match decode_server(text.as_str()) {
+                    Ok(msg) => msg,
+                    Err(err) => {
+                        // A server we do not understand: skip the message, keep the call.
+                        tracing::warn!(%err, "ignoring an invalid server message");
+                        continue;
+                    }
+                };
+                let event = match msg {
+                    ServerMessage::Welcome { session_id, ice_servers, .. } => {
+                        backoff.reset();
+                        connected.send_replace(true);
+                        SignalingEvent::Connected { session_id, ice_servers }
+                    }
+                    ServerMessage::Error { code: code @ (ErrorCode::UnsupportedVersion | ErrorCode::TooManyConnections), message } => {
+                        if code == ErrorCode::UnsupportedVersion {
+                            return Outcome::Refused { code, message };
+                        }
+                        return Outcome::Lost(message);
+                    }
+                    other => SignalingEvent::Message(other),
+                };
+                if events.send(event).await.is_err() {
+                    return Outcome::Lost("engine stopped".into());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The engine's signaling client against a real chingu-server: handshake, messages both
+//! ways, and reconnecting by itself after the server restarts.
+
+use std::time::Duration;
+
+use chingu_engine::signaling::{SignalingClient, SignalingConfig, SignalingError, SignalingEvent};
+use chingu_proto::{ClientMessage, ServerMessage};
+use chingu_server::{Config, RunningServer};
+
+async fn start_server(listen: std::net::SocketAddr, dir: &std::path::Path) -> RunningServer {
+    chingu_server::start(Config {
+        listen,
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    })
+    .await
+    .expect("server starts")
+}
+
+fn client(url: String) -> SignalingClient {
+    SignalingClient::start(SignalingConfig {
+        url,
+        device_id: "engine-test-device-0001".into(),
+        client_version: "tests".into(),
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(400),
+    })
+}
+
+/// The next event that is not an online count, with a deadline against hangs.
+async fn next(client: &mut SignalingClient) -> SignalingEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), client.next_event())
+            .await
+            .expect("an event within the wait")
+            .expect("the client is running");
+        if !matches!(
+            event,
+            SignalingEvent::Message(ServerMessage::OnlineCount { .. })
+        ) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn connects_talks_and_reconnects_after_a_server_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start_server("127.0.0.1:0".parse().expect("addr"), dir.path()).await;
+    let addr = server.local_addr();
+    let mut client = client(server.ws_url());
+
+    let SignalingEvent::Connected { session_id, .. } = next(&mut client).await else {
+        panic!("expected connected");
+    };
+    assert!(client.is_connected());
+    client
+        .send(ClientMessage::Ping { nonce: 5 })
+        .await
+        .expect("send while connected");
+    assert_eq!(
+        next(&mut client).await,
+        SignalingEvent::Message(ServerMessage::Pong { nonce: 5 })
+    );
+
+    server.shutdown();
+    server.stopped().await;
+    assert!(matches!(
+        next(&mut client).await,
+        SignalingEvent::Message(ServerMessage::ShuttingDown { .. })
+    ));
+    assert!(matches!(
+        next(&mut client).await,
+        SignalingEvent::Disconnected { .. }
+    ));
+    assert_eq!(
+        client.send(ClientMessage::LeaveQueue).await,
+        Err(SignalingError::NotConnected),
+        "no silent queueing while disconnected"
+    );
+
+    // The server comes back on the same address; the client finds it on its own.
+    let server = start_server(addr, dir.path()).await;
+    let reconnected = loop {
+        match next(&mut client).await {
+            SignalingEvent::Disconnected { .. } => continue, // attempts before it was up
+            SignalingEvent::Connected { session_id, .. } => break session_id,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_ne!(reconnected, session_id, "a new session after reconnecting");
+    client
+        .send(ClientMessage::Ping { nonce: 6 })
+        .await
+        .expect("send");
+    assert_eq!(
+        next(&mut client).await,
+        SignalingEvent::Message(ServerMessage::Pong { nonce: 6 })
+    );
+    client.stop().await;
+    server.shutdown();
+    server.stopped().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried_with_growing_delays() {
+    // Bind and drop a listener to get a port with nothing behind it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut client = client(format!("ws://127.0.0.1:{port}/v1/ws"));
+    let mut delays = Vec::new();
+    while delays.len() < 4 {
+        match next(&mut client).await {
+            SignalingEvent::Disconnected { retry_in, why } => {
+                assert!(why.contains("connect"), "says why: {why}");
+                delays.push(retry_in);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(delays[3] > delays[0], "backoff grows: {delays:?}");
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_millis(400)),
+        "capped: {delays:?}"
+    );
+    client.stop().await;
+}
