@@ -11,8 +11,19 @@ use crate::{Result, step};
 /// Debian packages needed to build and test. `build-essential` provides the C and C++
 /// compilers (bundled SQLite, openh264); `pkg-config` is what -sys crates look libraries
 /// up with; `cmake` builds the bundled libopus; `nasm` gives openh264 its SIMD (without it
-/// the build succeeds silently and encodes several times slower).
-const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config", "cmake", "nasm"];
+/// the build succeeds silently and encodes several times slower); `libasound2-dev` is
+/// ALSA for cpal. The PulseAudio packages give the device tests real, paced virtual
+/// microphones and speakers on machines without a sound card.
+const APT_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "cmake",
+    "nasm",
+    "libasound2-dev",
+    "pulseaudio",
+    "pulseaudio-utils",
+    "libasound2-plugins",
+];
 
 /// Commands that must exist where apt-get does not, with what provides them.
 const REQUIRED_COMMANDS: &[(&str, &str)] = &[
@@ -20,6 +31,7 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("c++", "a C++ compiler"),
     ("cmake", "CMake"),
     ("nasm", "the NASM assembler"),
+    ("pkg-config", "pkg-config, with the ALSA development files (alsa.pc)"),
 ];
 
 const NEXTEST_VERSION: &str = "0.9.143";

@@ -1,14 +1,17 @@
 //! Chingu media: video frames and pixel conversion, synthetic sources that carry their
 //! own frame number and capture time, and the H.264 and Opus codecs. No networking.
-//! Device threads (cpal, nokhwa) arrive with the call engine; nothing here needs
-//! hardware, so all of it is tested on synthetic media.
+//! Microphones and speakers run on dedicated threads through cpal ([`audio_device`]);
+//! cameras (nokhwa) come next. Everything else needs no hardware and is tested on
+//! synthetic media.
 
+pub mod audio_device;
 pub mod barcode;
 pub mod convert;
 pub mod frame;
 pub mod h264;
 pub mod opus_codec;
 pub mod pattern;
+pub mod resample;
 pub mod tone;
 
 pub use frame::I420Frame;
@@ -35,4 +38,10 @@ pub enum MediaError {
     H264(String),
     #[error("Opus codec: {0}")]
     Opus(String),
+    #[error("no {0} found on this machine")]
+    NoDevice(&'static str),
+    #[error("{kind} {id:?} not found")]
+    DeviceNotFound { kind: &'static str, id: String },
+    #[error("audio device: {0}")]
+    Device(String),
 }

@@ -1,0 +1,407 @@
+//! Microphones and speakers through cpal, each owned by one dedicated thread for its
+//! life. Callbacks convert between the device's format (any rate, any channel count) and
+//! 48 kHz mono i16 through a lock-free ring buffer; they never block, lock, log or
+//! allocate. A full (microphone) or empty (speaker) ring is counted, not waited on.
+//! A device error, such as unplugging, ends the stream with a [`DeviceEvent`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{FromSample, Sample, SampleFormat, SizedSample};
+
+use crate::MediaError;
+use crate::resample::LinearResampler;
+use crate::tone::SAMPLE_RATE;
+
+/// Ring capacity: 500 ms at 48 kHz. Generous for jitter, bounded for latency.
+const RING_SAMPLES: usize = 24_000;
+
+/// A device as the user picks it. `id` is stable across runs where the host allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioDeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub is_default: bool,
+}
+
+/// What happened to an open device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// The stream stopped (device unplugged, server gone, ...). Nothing more will come.
+    Ended { reason: String },
+}
+
+/// Counters a device thread keeps.
+#[derive(Debug, Default)]
+pub struct DeviceStats {
+    /// Samples dropped because the ring was full (microphone) or missing because it was
+    /// empty (speaker).
+    pub overruns: AtomicU64,
+    pub underruns: AtomicU64,
+    pub callbacks: AtomicU64,
+}
+
+fn device_err(err: impl std::fmt::Display) -> MediaError {
+    MediaError::Device(err.to_string())
+}
+
+fn list(input: bool) -> Result<Vec<AudioDeviceInfo>, MediaError> {
+    let host = cpal::default_host();
+    let default_id = if input {
+        host.default_input_device()
+    } else {
+        host.default_output_device()
+    }
+    .and_then(|d| d.id().ok());
+    let devices = if input {
+        host.input_devices()
+    } else {
+        host.output_devices()
+    }
+    .map_err(device_err)?;
+    Ok(devices
+        .filter_map(|device| {
+            let id = device.id().ok()?;
+            let name = device
+                .description()
+                .map(|d| d.name().to_owned())
+                .unwrap_or_else(|_| id.to_string());
+            Some(AudioDeviceInfo {
+                is_default: Some(&id) == default_id.as_ref(),
+                id: id.to_string(),
+                name,
+            })
+        })
+        .collect())
+}
+
+pub fn input_devices() -> Result<Vec<AudioDeviceInfo>, MediaError> {
+    list(true)
+}
+
+pub fn output_devices() -> Result<Vec<AudioDeviceInfo>, MediaError> {
+    list(false)
+}
+
+fn find(input: bool, id: Option<&str>) -> Result<cpal::Device, MediaError> {
+    let host = cpal::default_host();
+    let kind = if input { "microphone" } else { "speaker" };
+    match id {
+        None => if input {
+            host.default_input_device()
+        } else {
+            host.default_output_device()
+        }
+        .ok_or(MediaError::NoDevice(kind)),
+        Some(wanted) => {
+            let parsed: cpal::DeviceId =
+                wanted.parse().map_err(|_| MediaError::DeviceNotFound {
+                    kind,
+                    id: wanted.to_owned(),
+                })?;
+            host.device_by_id(&parsed)
+                .ok_or(MediaError::DeviceNotFound {
+                    kind,
+                    id: wanted.to_owned(),
+                })
+        }
+    }
+}
+
+/// The device's default format with ~10 ms periods where the device allows a choice.
+/// Left to its default, PulseAudio's ALSA plugin hands capture over in ~2 s bursts
+/// (measured here), which adds seconds of latency and overflows any sane ring.
+fn low_latency(config: &cpal::SupportedStreamConfig) -> cpal::StreamConfig {
+    let mut stream: cpal::StreamConfig = (*config).into();
+    if let cpal::SupportedBufferSize::Range { min, max } = *config.buffer_size() {
+        let ten_ms = (config.sample_rate() / 100).clamp(min, max);
+        stream.buffer_size = cpal::BufferSize::Fixed(ten_ms);
+    }
+    stream
+}
+
+/// A running device thread: stops and joins on drop.
+#[derive(Debug)]
+struct DeviceThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    events: mpsc::Receiver<DeviceEvent>,
+}
+
+impl Drop for DeviceThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(handle) = self.handle.take() {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Starts the thread that owns the stream (cpal streams are not `Send` on every host,
+/// so the stream is built, played and dropped on that one thread).
+fn spawn_device<F>(name: &str, build: F) -> Result<DeviceThread, MediaError>
+where
+    F: FnOnce(mpsc::SyncSender<DeviceEvent>) -> Result<cpal::Stream, MediaError> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events_tx, events) = mpsc::sync_channel(8);
+    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+    let thread_stop = Arc::clone(&stop);
+    let handle = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let stream =
+                match build(events_tx).and_then(|s| s.play().map(|()| s).map_err(device_err)) {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                };
+            let _ = ready_tx.send(Ok(()));
+            while !thread_stop.load(Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(200));
+            }
+            drop(stream);
+        })
+        .map_err(device_err)?;
+    let thread = DeviceThread {
+        stop,
+        handle: Some(handle),
+        events,
+    };
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(MediaError::Device(
+            "the device thread ended while opening".into(),
+        )),
+    }
+}
+
+/// A microphone delivering 48 kHz mono.
+#[derive(Debug)]
+pub struct Microphone {
+    ring: rtrb::Consumer<i16>,
+    pub stats: Arc<DeviceStats>,
+    pub device_rate: u32,
+    pub device_channels: u16,
+    thread: DeviceThread,
+}
+
+impl Microphone {
+    /// Opens `id` (from [`input_devices`]) or the default microphone.
+    pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        let device = find(true, id)?;
+        let config = device.default_input_config().map_err(device_err)?;
+        let (rate, channels, format) = (
+            config.sample_rate(),
+            config.channels(),
+            config.sample_format(),
+        );
+        let stream_config = low_latency(&config);
+        let (producer, ring) = rtrb::RingBuffer::new(RING_SAMPLES);
+        let stats = Arc::new(DeviceStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let thread = spawn_device("chingu-mic", move |events| {
+            macro_rules! build {
+                ($t:ty) => {
+                    build_input::<$t>(&device, &stream_config, producer, thread_stats, events)
+                };
+            }
+            match format {
+                SampleFormat::F32 => build!(f32),
+                SampleFormat::I16 => build!(i16),
+                SampleFormat::I32 => build!(i32),
+                SampleFormat::U8 => build!(u8),
+                other => Err(MediaError::Device(format!(
+                    "unsupported sample format {other}"
+                ))),
+            }
+        })?;
+        Ok(Self {
+            ring,
+            stats,
+            device_rate: rate,
+            device_channels: channels,
+            thread,
+        })
+    }
+
+    /// Takes exactly `out.len()` samples if that many are buffered.
+    pub fn read(&mut self, out: &mut [i16]) -> bool {
+        let Ok(chunk) = self.ring.read_chunk(out.len()) else {
+            return false;
+        };
+        let (a, b) = chunk.as_slices();
+        out[..a.len()].copy_from_slice(a);
+        out[a.len()..].copy_from_slice(b);
+        chunk.commit_all();
+        true
+    }
+
+    /// Samples waiting to be read.
+    pub fn buffered(&self) -> usize {
+        self.ring.slots()
+    }
+
+    pub fn poll_event(&self) -> Option<DeviceEvent> {
+        self.thread.events.try_recv().ok()
+    }
+}
+
+fn build_input<T>(
+    device: &cpal::Device,
+    config: &cpal::StreamConfig,
+    mut ring: rtrb::Producer<i16>,
+    stats: Arc<DeviceStats>,
+    events: mpsc::SyncSender<DeviceEvent>,
+) -> Result<cpal::Stream, MediaError>
+where
+    T: SizedSample,
+    f32: FromSample<T>,
+{
+    let channels = usize::from(config.channels.max(1));
+    let mut resampler = LinearResampler::new(config.sample_rate, SAMPLE_RATE);
+    let data = move |data: &[T], _: &cpal::InputCallbackInfo| {
+        stats.callbacks.fetch_add(1, Relaxed);
+        for frame in data.chunks_exact(channels) {
+            let mono = frame.iter().map(|s| f32::from_sample(*s)).sum::<f32>() / channels as f32;
+            resampler.push(mono, |y| {
+                let sample = (y.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
+                if ring.push(sample).is_err() {
+                    stats.overruns.fetch_add(1, Relaxed);
+                }
+            });
+        }
+    };
+    let error = move |err: cpal::Error| {
+        let _ = events.try_send(DeviceEvent::Ended {
+            reason: err.to_string(),
+        });
+    };
+    device
+        .build_input_stream(*config, data, error, None)
+        .map_err(device_err)
+}
+
+/// A speaker fed with 48 kHz mono; plays silence when nothing is queued.
+#[derive(Debug)]
+pub struct Speaker {
+    ring: rtrb::Producer<i16>,
+    pub stats: Arc<DeviceStats>,
+    pub device_rate: u32,
+    pub device_channels: u16,
+    thread: DeviceThread,
+}
+
+impl Speaker {
+    pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        let device = find(false, id)?;
+        let config = device.default_output_config().map_err(device_err)?;
+        let (rate, channels, format) = (
+            config.sample_rate(),
+            config.channels(),
+            config.sample_format(),
+        );
+        let stream_config = low_latency(&config);
+        let (ring, consumer) = rtrb::RingBuffer::new(RING_SAMPLES);
+        let stats = Arc::new(DeviceStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let thread = spawn_device("chingu-speaker", move |events| {
+            macro_rules! build {
+                ($t:ty) => {
+                    build_output::<$t>(&device, &stream_config, consumer, thread_stats, events)
+                };
+            }
+            match format {
+                SampleFormat::F32 => build!(f32),
+                SampleFormat::I16 => build!(i16),
+                SampleFormat::I32 => build!(i32),
+                SampleFormat::U8 => build!(u8),
+                other => Err(MediaError::Device(format!(
+                    "unsupported sample format {other}"
+                ))),
+            }
+        })?;
+        Ok(Self {
+            ring,
+            stats,
+            device_rate: rate,
+            device_channels: channels,
+            thread,
+        })
+    }
+
+    /// Queues samples; returns how many fit (the rest would exceed the ring's 500 ms).
+    pub fn write(&mut self, samples: &[i16]) -> usize {
+        let n = samples.len().min(self.ring.slots());
+        if let Ok(mut chunk) = self.ring.write_chunk(n) {
+            let (a, b) = chunk.as_mut_slices();
+            let split = a.len();
+            a.copy_from_slice(&samples[..split]);
+            b.copy_from_slice(&samples[split..n]);
+            chunk.commit_all();
+        }
+        n
+    }
+
+    pub fn poll_event(&self) -> Option<DeviceEvent> {
+        self.thread.events.try_recv().ok()
+    }
+}
+
+fn build_output<T>(
+    device: &cpal::Device,
+    config: &cpal::StreamConfig,
+    mut ring: rtrb::Consumer<i16>,
+    stats: Arc<DeviceStats>,
+    events: mpsc::SyncSender<DeviceEvent>,
+) -> Result<cpal::Stream, MediaError>
+where
+    T: SizedSample + FromSample<f32>,
+{
+    let channels = usize::from(config.channels.max(1));
+    // From 48 kHz to the device rate; holds the next converted sample between frames.
+    let mut resampler = LinearResampler::new(SAMPLE_RATE, config.sample_rate);
+    let mut pending: [f32; 8] = [0.0; 8];
+    let (mut pending_len, mut pending_at) = (0usize, 0usize);
+    let data = move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+        stats.callbacks.fetch_add(1, Relaxed);
+        for frame in data.chunks_exact_mut(channels) {
+            while pending_at == pending_len {
+                pending_len = 0;
+                pending_at = 0;
+                let input = match ring.pop() {
+                    Ok(s) => f32::from(s) / f32::from(i16::MAX),
+                    Err(_) => {
+                        stats.underruns.fetch_add(1, Relaxed);
+                        0.0
+                    }
+                };
+                resampler.push(input, |y| {
+                    if pending_len < pending.len() {
+                        pending[pending_len] = y;
+                        pending_len += 1;
+                    }
+                });
+            }
+            let value = T::from_sample(pending[pending_at]);
+            pending_at += 1;
+            frame.fill(value);
+        }
+    };
+    let error = move |err: cpal::Error| {
+        let _ = events.try_send(DeviceEvent::Ended {
+            reason: err.to_string(),
+        });
+    };
+    device
+        .build_output_stream(*config, data, error, None)
+        .map_err(device_err)
+}
