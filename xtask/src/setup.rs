@@ -31,7 +31,7 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("c++", "a C++ compiler"),
     ("cmake", "CMake"),
     ("nasm", "the NASM assembler"),
-    ("pkg-config", "pkg-config, with the ALSA development files (alsa.pc)"),
+    ("pkg-config", "pkg-config and the ALSA headers"),
 ];
 
 const NEXTEST_VERSION: &str = "0.9.143";
