@@ -124,6 +124,45 @@ fn low_latency(config: &cpal::SupportedStreamConfig) -> cpal::StreamConfig {
     stream
 }
 
+/// A device, its stream settings and its native sample format.
+struct Prepared {
+    device: cpal::Device,
+    config: cpal::StreamConfig,
+    format: SampleFormat,
+    rate: u32,
+    channels: u16,
+}
+
+fn prepare(input: bool, id: Option<&str>) -> Result<Prepared, MediaError> {
+    let device = find(input, id)?;
+    let supported = if input {
+        device.default_input_config()
+    } else {
+        device.default_output_config()
+    }
+    .map_err(device_err)?;
+    Ok(Prepared {
+        config: low_latency(&supported),
+        format: supported.sample_format(),
+        rate: supported.sample_rate(),
+        channels: supported.channels(),
+        device,
+    })
+}
+
+/// Calls `$build::<T>(args)` with the Rust sample type of a device's native format.
+macro_rules! with_sample_type {
+    ($format:expr, $build:ident ( $($arg:expr),* )) => {
+        match $format {
+            SampleFormat::F32 => $build::<f32>($($arg),*),
+            SampleFormat::I16 => $build::<i16>($($arg),*),
+            SampleFormat::I32 => $build::<i32>($($arg),*),
+            SampleFormat::U8 => $build::<u8>($($arg),*),
+            other => Err(MediaError::Device(format!("unsupported sample format {other}"))),
+        }
+    };
+}
+
 /// A running device thread: stops and joins on drop.
 #[derive(Debug)]
 struct DeviceThread {
@@ -197,32 +236,22 @@ pub struct Microphone {
 impl Microphone {
     /// Opens `id` (from [`input_devices`]) or the default microphone.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
-        let device = find(true, id)?;
-        let config = device.default_input_config().map_err(device_err)?;
-        let (rate, channels, format) = (
-            config.sample_rate(),
-            config.channels(),
-            config.sample_format(),
-        );
-        let stream_config = low_latency(&config);
+        let opened = prepare(true, id)?;
         let (producer, ring) = rtrb::RingBuffer::new(RING_SAMPLES);
         let stats = Arc::new(DeviceStats::default());
         let thread_stats = Arc::clone(&stats);
+        let (rate, channels) = (opened.rate, opened.channels);
         let thread = spawn_device("chingu-mic", move |events| {
-            macro_rules! build {
-                ($t:ty) => {
-                    build_input::<$t>(&device, &stream_config, producer, thread_stats, events)
-                };
-            }
-            match format {
-                SampleFormat::F32 => build!(f32),
-                SampleFormat::I16 => build!(i16),
-                SampleFormat::I32 => build!(i32),
-                SampleFormat::U8 => build!(u8),
-                other => Err(MediaError::Device(format!(
-                    "unsupported sample format {other}"
-                ))),
-            }
+            let Prepared {
+                device,
+                config,
+                format,
+                ..
+            } = opened;
+            with_sample_type!(
+                format,
+                build_input(&device, &config, producer, thread_stats, events)
+            )
         })?;
         Ok(Self {
             ring,
@@ -301,33 +330,24 @@ pub struct Speaker {
 }
 
 impl Speaker {
+    /// Opens `id` (from [`output_devices`]) or the default speaker.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
-        let device = find(false, id)?;
-        let config = device.default_output_config().map_err(device_err)?;
-        let (rate, channels, format) = (
-            config.sample_rate(),
-            config.channels(),
-            config.sample_format(),
-        );
-        let stream_config = low_latency(&config);
+        let opened = prepare(false, id)?;
         let (ring, consumer) = rtrb::RingBuffer::new(RING_SAMPLES);
         let stats = Arc::new(DeviceStats::default());
         let thread_stats = Arc::clone(&stats);
+        let (rate, channels) = (opened.rate, opened.channels);
         let thread = spawn_device("chingu-speaker", move |events| {
-            macro_rules! build {
-                ($t:ty) => {
-                    build_output::<$t>(&device, &stream_config, consumer, thread_stats, events)
-                };
-            }
-            match format {
-                SampleFormat::F32 => build!(f32),
-                SampleFormat::I16 => build!(i16),
-                SampleFormat::I32 => build!(i32),
-                SampleFormat::U8 => build!(u8),
-                other => Err(MediaError::Device(format!(
-                    "unsupported sample format {other}"
-                ))),
-            }
+            let Prepared {
+                device,
+                config,
+                format,
+                ..
+            } = opened;
+            with_sample_type!(
+                format,
+                build_output(&device, &config, consumer, thread_stats, events)
+            )
         })?;
         Ok(Self {
             ring,
