@@ -175,11 +175,15 @@ impl RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     config.validate()?;
     let data_dir = config.data_dir.clone();
-    let storage = tokio::task::spawn_blocking(move || Storage::open(&data_dir))
-        .await
-        .expect("opening storage does not panic")?;
+    // SQLite is blocking I/O: open it and read the blocks off the async workers.
+    let (storage, blocks) = tokio::task::spawn_blocking(move || {
+        let storage = Storage::open(&data_dir)?;
+        let blocks = storage.blocks()?;
+        Ok::<_, StorageError>((storage, blocks))
+    })
+    .await
+    .expect("opening storage does not panic")?;
     let mut hub = Hub::new(config.hub());
-    let blocks = storage.blocks()?;
     tracing::info!(blocks = blocks.len(), "restored blocks");
     for (blocker, blocked) in blocks {
         hub.restore_block(blocker, blocked);
