@@ -12,7 +12,8 @@ use crate::{Result, step};
 /// compilers (bundled SQLite, openh264); `pkg-config` is what -sys crates look libraries
 /// up with; `cmake` builds the bundled libopus; `nasm` gives openh264 its SIMD (without it
 /// the build succeeds silently and encodes several times slower); `libasound2-dev` is
-/// ALSA for cpal. The PulseAudio packages give the device tests real, paced virtual
+/// ALSA for cpal; `libclang-dev` lets nokhwa generate its V4L2 bindings. The PulseAudio
+/// packages give the device tests real, paced virtual
 /// microphones and speakers on machines without a sound card.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
@@ -20,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "cmake",
     "nasm",
     "libasound2-dev",
+    "libclang-dev",
     "pulseaudio",
     "pulseaudio-utils",
     "libasound2-plugins",

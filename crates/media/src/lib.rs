@@ -6,6 +6,7 @@
 
 pub mod audio_device;
 pub mod barcode;
+pub mod camera;
 pub mod convert;
 pub mod frame;
 pub mod h264;
