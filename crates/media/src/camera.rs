@@ -1,6 +1,8 @@
 //! Cameras through nokhwa. One thread owns the camera for its life; it converts every
 //! frame to I420 and hands it over through a newest-wins slot (a consumer that falls
 //! behind gets the latest frame, never a backlog), counting the frames it replaced.
+//! Buffers circulate: the consumer swaps its used frame in for the new one and the
+//! capture thread fills that one next, so steady state allocates nothing per frame.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, mpsc};
@@ -56,10 +58,19 @@ pub fn cameras() -> Result<Vec<CameraInfo>, MediaError> {
         .collect())
 }
 
+/// The frames in flight between the capture thread and the consumer.
+#[derive(Debug, Default)]
+struct Handoff {
+    /// The newest converted frame, not yet taken.
+    latest: Option<I420Frame>,
+    /// A buffer the consumer gave back, for the capture thread to fill next.
+    free: Option<I420Frame>,
+}
+
 /// A running camera. Dropping it stops the capture thread and joins it.
 #[derive(Debug)]
 pub struct Camera {
-    slot: Arc<Mutex<Option<I420Frame>>>,
+    slot: Arc<Mutex<Handoff>>,
     /// Frames replaced in the slot before anyone took them.
     pub replaced: Arc<AtomicU64>,
     /// Frames that could not be converted (corrupt data) and were skipped.
@@ -91,7 +102,7 @@ impl Camera {
                 kind: "camera",
                 id: id.clone(),
             })?;
-        let slot = Arc::new(Mutex::new(None));
+        let slot = Arc::new(Mutex::new(Handoff::default()));
         let replaced = Arc::new(AtomicU64::new(0));
         let skipped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -161,9 +172,20 @@ impl Camera {
         }
     }
 
-    /// The newest frame, if one arrived since the last call.
-    pub fn take_frame(&self) -> Option<I420Frame> {
-        self.slot.lock().map_or(None, |mut slot| slot.take())
+    /// Swaps the newest frame into `frame` if one arrived since the last call; the
+    /// buffer `frame` held goes back to the capture thread for reuse.
+    pub fn take_frame(&self, frame: &mut I420Frame) -> bool {
+        let Ok(mut handoff) = self.slot.lock() else {
+            return false;
+        };
+        match handoff.latest.take() {
+            Some(mut newest) => {
+                std::mem::swap(frame, &mut newest);
+                handoff.free = Some(newest);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -178,7 +200,7 @@ impl Drop for Camera {
 
 fn capture_loop(
     camera: &mut nokhwa::Camera,
-    slot: &Mutex<Option<I420Frame>>,
+    slot: &Mutex<Handoff>,
     replaced: &AtomicU64,
     skipped: &AtomicU64,
     stop: &AtomicBool,
@@ -202,7 +224,10 @@ fn capture_loop(
             buffer.resolution().width() as usize,
             buffer.resolution().height() as usize,
         );
-        let mut frame = match spare.take() {
+        let recycled = spare
+            .take()
+            .or_else(|| slot.lock().ok().and_then(|mut h| h.free.take()));
+        let mut frame = match recycled {
             Some(frame) => frame,
             None => match I420Frame::new(w & !1, h & !1) {
                 Ok(frame) => frame,
@@ -227,16 +252,15 @@ fn capture_loop(
                     .and_then(|()| convert::rgb24_to_i420(&rgb, w, h, &mut frame))
             }
         };
-        if let Err(err) = converted {
+        if converted.is_err() {
             // One bad frame (a corrupt JPEG, say) is skipped and counted, not fatal.
-            let _ = err;
             skipped.fetch_add(1, Relaxed);
             spare = Some(frame);
             continue;
         }
         frame.capture_us = captured;
-        if let Ok(mut slot) = slot.lock()
-            && let Some(old) = slot.replace(frame)
+        if let Ok(mut handoff) = slot.lock()
+            && let Some(old) = handoff.latest.replace(frame)
         {
             replaced.fetch_add(1, Relaxed);
             spare = Some(old);
