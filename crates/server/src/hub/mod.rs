@@ -285,10 +285,12 @@ impl Hub {
             ClientMessage::Next { call_id } => {
                 if self.peer_in_call(client, &call_id).is_some() {
                     self.end_call(&call_id, client, PeerLeftReason::Next, now);
-                    match self.client_mut(client).queue_entry.clone() {
-                        Some(entry) => self.join_queue(client, entry, now),
-                        None => unreachable!("a client in a call joined the queue first"),
-                    }
+                    let entry = self
+                        .client_mut(client)
+                        .queue_entry
+                        .clone()
+                        .expect("a client in a call joined the queue first");
+                    self.join_queue(client, entry, now);
                 }
             }
             ClientMessage::HangUp { call_id } => {
