@@ -55,17 +55,20 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a signal that arrives once the port is announced must shut down
+    // gracefully, not kill the process with the default action.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let server = chingu_server::start(config).await?;
     // One line on stdout so scripts and tests can find the port when it was 0.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "chingu-server listening on {}", server.ws_url())?;
     stdout.flush()?;
     drop(stdout);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        _ = int.recv() => tracing::info!("interrupted: shutting down"),
     }
     server.shutdown();
     server.stopped().await;
