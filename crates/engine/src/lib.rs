@@ -4,4 +4,5 @@
 
 pub mod backoff;
 pub mod call_state;
+pub mod peer;
 pub mod signaling;
