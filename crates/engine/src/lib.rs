@@ -5,4 +5,5 @@
 pub mod backoff;
 pub mod call_state;
 pub mod peer;
+pub mod pipeline;
 pub mod signaling;

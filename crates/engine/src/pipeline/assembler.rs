@@ -1,0 +1,258 @@
+//! Video frames from RTP packets, sans-IO: packets may arrive out of order (NACK
+//! retransmissions) or not at all. A frame is released when every packet from its first
+//! to the one with the marker bit is present, in order. A frame that stays incomplete
+//! longer than [`FRAME_WAIT`] is given up; the frames after it cannot be decoded until a
+//! keyframe, which the caller requests.
+//!
+//! Assembling on the marker bit, not on the next frame's first packet, saves a frame
+//! interval of latency (33 ms at 30 fps) against webrtc-rs's `SampleBuilder`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// How long an incomplete frame may wait for retransmissions.
+pub const FRAME_WAIT: Duration = Duration::from_millis(150);
+/// Packets buffered at most; beyond this the oldest frame is given up.
+const MAX_PACKETS: usize = 2048;
+
+#[derive(Debug)]
+struct Held {
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+    arrived: Instant,
+}
+
+/// A complete frame's packets, in order.
+#[derive(Debug, PartialEq)]
+pub struct Assembled {
+    pub timestamp: u32,
+    pub payloads: Vec<Bytes>,
+    /// When its first packet arrived.
+    pub first_arrival: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct FrameAssembler {
+    packets: BTreeMap<u64, Held>,
+    /// Extended sequence number the next frame starts at; `None` until the first packet.
+    next: Option<u64>,
+    last_extended: Option<u64>,
+    /// Frames given up (each needs a keyframe to recover).
+    pub frames_lost: u64,
+    /// Packets that arrived after their frame was released or given up.
+    pub packets_late: u64,
+}
+
+impl FrameAssembler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Extends a 16-bit sequence number to 64 bits, nearest to the last one seen.
+    fn extend(&mut self, seq: u16) -> u64 {
+        let ext = match self.last_extended {
+            None => (1u64 << 32) + u64::from(seq),
+            Some(last) => {
+                let base = last & !0xFFFF;
+                let candidates = [base.wrapping_sub(0x1_0000), base, base + 0x1_0000];
+                candidates
+                    .into_iter()
+                    .map(|b| b + u64::from(seq))
+                    .min_by_key(|c| c.abs_diff(last))
+                    .unwrap_or(base + u64::from(seq))
+            }
+        };
+        if self.last_extended.is_none_or(|l| ext > l) {
+            self.last_extended = Some(ext);
+        }
+        ext
+    }
+
+    /// Takes one packet. Returns `true` if it was kept.
+    pub fn push(
+        &mut self,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: Bytes,
+        now: Instant,
+    ) -> bool {
+        let ext = self.extend(seq);
+        let next = *self.next.get_or_insert(ext);
+        if ext < next || self.packets.contains_key(&ext) {
+            self.packets_late += 1;
+            return false;
+        }
+        self.packets.insert(
+            ext,
+            Held {
+                timestamp,
+                marker,
+                payload,
+                arrived: now,
+            },
+        );
+        true
+    }
+
+    /// The next complete frame, if any; gives up frames that waited too long.
+    /// `gave_up` is set when a frame was lost on the way (a keyframe is needed).
+    pub fn pop(&mut self, now: Instant, gave_up: &mut bool) -> Option<Assembled> {
+        loop {
+            let next = self.next?;
+            if let Some(frame) = self.complete_at(next) {
+                return Some(frame);
+            }
+            // Incomplete: wait unless it is too old or the buffer too full.
+            let oldest = self.packets.values().map(|p| p.arrived).min()?;
+            if now.duration_since(oldest) < FRAME_WAIT && self.packets.len() < MAX_PACKETS {
+                return None;
+            }
+            self.give_up_first_frame();
+            *gave_up = true;
+        }
+    }
+
+    fn complete_at(&mut self, next: u64) -> Option<Assembled> {
+        let first = self.packets.get(&next)?;
+        let timestamp = first.timestamp;
+        let mut end = next;
+        loop {
+            let p = self.packets.get(&end)?;
+            if p.timestamp != timestamp {
+                // A new frame began without a marker on the last one: release what we
+                // have as the frame (the decoder judges it).
+                end -= 1;
+                break;
+            }
+            if p.marker {
+                break;
+            }
+            end += 1;
+        }
+        let mut payloads = Vec::with_capacity((end - next + 1) as usize);
+        let mut first_arrival = None;
+        for seq in next..=end {
+            if let Some(p) = self.packets.remove(&seq) {
+                first_arrival.get_or_insert(p.arrived);
+                payloads.push(p.payload);
+            }
+        }
+        self.next = Some(end + 1);
+        Some(Assembled {
+            timestamp,
+            payloads,
+            first_arrival: first_arrival?,
+        })
+    }
+
+    /// Drops the packets of the earliest frame we hold and moves on to the next one.
+    fn give_up_first_frame(&mut self) {
+        self.frames_lost += 1;
+        let Some((&first, held)) = self.packets.iter().next() else {
+            return;
+        };
+        let ts = held.timestamp;
+        let mut after = first;
+        while let Some((&seq, p)) = self.packets.iter().next() {
+            if p.timestamp != ts {
+                break;
+            }
+            after = seq + 1;
+            self.packets.remove(&seq);
+        }
+        // The next frame starts at the first packet of a different timestamp we hold.
+        self.next = Some(self.packets.keys().next().copied().unwrap_or(after));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(x: u8) -> Bytes {
+        Bytes::from(vec![x])
+    }
+
+    #[test]
+    fn in_order_frames_come_out_on_the_marker() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut lost = false;
+        a.push(10, 100, false, b(1), now);
+        assert_eq!(a.pop(now, &mut lost), None);
+        a.push(11, 100, true, b(2), now);
+        let f = a.pop(now, &mut lost).expect("frame");
+        assert_eq!((f.timestamp, f.payloads), (100, vec![b(1), b(2)]));
+        a.push(12, 200, true, b(3), now);
+        assert_eq!(a.pop(now, &mut lost).unwrap().timestamp, 200);
+        assert!(!lost);
+    }
+
+    #[test]
+    fn a_retransmitted_packet_completes_the_frame() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut lost = false;
+        a.push(1, 100, false, b(1), now);
+        a.push(3, 100, true, b(3), now);
+        a.push(4, 200, true, b(4), now);
+        assert_eq!(a.pop(now, &mut lost), None, "packet 2 missing");
+        a.push(2, 100, false, b(2), now + Duration::from_millis(40));
+        let f = a.pop(now, &mut lost).unwrap();
+        assert_eq!(f.payloads, vec![b(1), b(2), b(3)]);
+        assert_eq!(a.pop(now, &mut lost).unwrap().timestamp, 200);
+        assert!(!lost);
+    }
+
+    #[test]
+    fn a_frame_that_never_completes_is_given_up() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut lost = false;
+        a.push(1, 100, false, b(1), now);
+        a.push(3, 100, true, b(3), now);
+        a.push(4, 200, false, b(4), now);
+        a.push(5, 200, true, b(5), now);
+        assert_eq!(a.pop(now, &mut lost), None);
+        let later = now + FRAME_WAIT;
+        let f = a.pop(later, &mut lost).expect("the next frame");
+        assert!(lost);
+        assert_eq!(f.timestamp, 200);
+        assert_eq!(a.frames_lost, 1);
+        // The lost packet arriving now is late, not a new frame.
+        assert!(!a.push(2, 100, false, b(2), later));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut lost = false;
+        a.push(65_535, 100, false, b(1), now);
+        a.push(0, 100, true, b(2), now);
+        assert_eq!(a.pop(now, &mut lost).unwrap().payloads.len(), 2);
+        a.push(1, 200, true, b(3), now);
+        assert_eq!(a.pop(now, &mut lost).unwrap().timestamp, 200);
+    }
+
+    #[test]
+    fn duplicates_and_garbage_never_panic() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut lost = false;
+        let mut x = 0x1234_5678u32;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            a.push(x as u16, x >> 8, x & 3 == 0, b(x as u8), now);
+            let t = now + Duration::from_millis(u64::from(i / 10));
+            while a.pop(t, &mut lost).is_some() {}
+        }
+        assert!(a.packets.len() <= MAX_PACKETS + 1);
+    }
+}
