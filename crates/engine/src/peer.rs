@@ -163,10 +163,8 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(%state, "peer connection state");
         match state {
-            RTCPeerConnectionState::Connected => {
-                if !self.connected.swap(true, Ordering::SeqCst) {
-                    self.emit(PeerEvent::Connected);
-                }
+            RTCPeerConnectionState::Connected if !self.connected.swap(true, Ordering::SeqCst) => {
+                self.emit(PeerEvent::Connected);
             }
             RTCPeerConnectionState::Failed => {
                 self.emit(PeerEvent::Failed("ICE/DTLS connection failed".into()))
@@ -409,7 +407,6 @@ impl Peer {
                 RTCRtpCodecParameters {
                     rtp_codec: h264_codec(),
                     payload_type: H264_PT,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
@@ -419,7 +416,6 @@ impl Peer {
                 RTCRtpCodecParameters {
                     rtp_codec: opus_codec(),
                     payload_type: OPUS_PT,
-                    ..Default::default()
                 },
                 RtpCodecKind::Audio,
             )
@@ -469,16 +465,18 @@ impl Peer {
             connected: AtomicBool::new(false),
             closing: Arc::clone(&closing),
         });
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(config)
-            .with_media_engine(media)
-            .with_setting_engine(settings)
-            .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_udp_addrs(options.udp_addrs.clone())
-            .build()
-            .await
-            .map_err(err)?;
+        let pc = Box::pin(
+            PeerConnectionBuilder::new()
+                .with_configuration(config)
+                .with_media_engine(media)
+                .with_setting_engine(settings)
+                .with_interceptor_registry(registry)
+                .with_handler(handler)
+                .with_udp_addrs(options.udp_addrs.clone())
+                .build(),
+        )
+        .await
+        .map_err(err)?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         let peer = Self {
             video: LocalTrack::new(RtpCodecKind::Video, h264_codec(), &options.track_prefix)?,
@@ -676,8 +674,10 @@ impl Peer {
             .map_err(|_| PeerError::ChannelNotOpen)
     }
 
-    pub async fn stats(&self) -> RTCStatsReport {
-        self.pc.get_stats(Instant::now(), StatsSelector::None).await
+    /// The transport's view of the call, in our own types.
+    pub async fn net_stats(&self) -> crate::stats::NetStats {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        net_stats(&report)
     }
 
     /// Closes the connection. Idempotent; never fails (a failure is logged).
@@ -715,6 +715,69 @@ async fn write_sample(
         )
         .await
         .map_err(|e| PeerError::Connection(e.to_string()))
+}
+
+fn net_stats(report: &RTCStatsReport) -> crate::stats::NetStats {
+    use webrtc::peer_connection::RTCStatsReportEntry as E;
+    let mut n = crate::stats::NetStats::default();
+    let mut rtt_from_rr = None;
+    for entry in report.iter() {
+        match entry {
+            E::OutboundRtp(s) => {
+                let sent = &s.sent_rtp_stream_stats;
+                match sent.rtp_stream_stats.kind {
+                    RtpCodecKind::Video => {
+                        n.video_packets_sent += sent.packets_sent;
+                        n.video_bytes_sent += sent.bytes_sent;
+                        n.video_nack_count_received += s.nack_count;
+                        n.video_pli_count_received += s.pli_count;
+                    }
+                    RtpCodecKind::Audio => {
+                        n.audio_packets_sent += sent.packets_sent;
+                        n.audio_bytes_sent += sent.bytes_sent;
+                    }
+                    _ => {}
+                }
+            }
+            E::InboundRtp(s) => {
+                let recv = &s.received_rtp_stream_stats;
+                match recv.rtp_stream_stats.kind {
+                    RtpCodecKind::Video => {
+                        n.video_packets_received += recv.packets_received;
+                        n.video_bytes_received += s.bytes_received;
+                        n.video_packets_lost += recv.packets_lost;
+                        n.video_jitter = recv.jitter;
+                        n.video_nack_count_sent += s.nack_count;
+                    }
+                    RtpCodecKind::Audio => {
+                        n.audio_packets_received += recv.packets_received;
+                        n.audio_bytes_received += s.bytes_received;
+                        n.audio_packets_lost += recv.packets_lost;
+                        n.audio_jitter = recv.jitter;
+                    }
+                    _ => {}
+                }
+            }
+            E::RemoteInboundRtp(s) if s.round_trip_time_measurements > 0 => {
+                rtt_from_rr = Some(s.round_trip_time);
+            }
+            E::IceCandidatePair(p) if p.nominated => {
+                n.bytes_sent = p.bytes_sent;
+                n.bytes_received = p.bytes_received;
+                if p.current_round_trip_time > 0.0 {
+                    n.round_trip_time = Some(p.current_round_trip_time);
+                }
+                if p.available_outgoing_bitrate > 0.0 {
+                    n.available_outgoing_bitrate = Some(p.available_outgoing_bitrate);
+                }
+            }
+            _ => {}
+        }
+    }
+    if rtt_from_rr.is_some() {
+        n.round_trip_time = rtt_from_rr;
+    }
+    n
 }
 
 /// A duration whose tick count at `clock_rate` truncates to exactly `ticks` (the
