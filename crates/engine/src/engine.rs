@@ -309,6 +309,7 @@ impl Actor {
     }
 
     async fn send(&self, msg: ClientMessage) {
+        tracing::trace!(kind = msg.type_name(), "to server");
         if let Err(e) = self.signaling.send(msg).await {
             tracing::debug!("not sent: {e}");
         }
@@ -382,10 +383,13 @@ impl Actor {
 
     async fn close_call(&mut self) {
         if let Some(call) = self.call.take() {
+            tracing::debug!(call_id = %call.call_id, "closing the call");
             if let Some(media) = call.media {
                 media.stop().await;
             }
+            tracing::debug!(call_id = %call.call_id, "media stopped");
             call.peer.close().await;
+            tracing::debug!(call_id = %call.call_id, "peer closed");
         }
     }
 

@@ -43,6 +43,31 @@ pub struct DeviceStats {
     pub overruns: AtomicU64,
     pub underruns: AtomicU64,
     pub callbacks: AtomicU64,
+    /// Errors the stream recovered from by itself (xruns, a rerouted default device).
+    pub glitches: AtomicU64,
+}
+
+/// Whether a stream error ends the stream. cpal reports xruns, reroutes of the default
+/// device and refused real-time priority through the same callback, but the stream keeps
+/// running after them: those are counted, not reported as the end.
+fn ends_stream(err: &cpal::Error) -> bool {
+    use cpal::ErrorKind as K;
+    !matches!(
+        err.kind(),
+        K::Xrun | K::DeviceChanged | K::RealtimeDenied | K::DeviceBusy
+    )
+}
+
+/// ALSA's global configuration and PulseAudio's ALSA plugin are not safe to open or close
+/// streams from several threads at once: concurrently opened streams were seen failing
+/// with EIO ("snd_pcm_avail_delay") right after starting. Every open, close and
+/// enumeration holds this lock.
+static DEVICE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn device_lock() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn device_err(err: impl std::fmt::Display) -> MediaError {
@@ -50,6 +75,7 @@ fn device_err(err: impl std::fmt::Display) -> MediaError {
 }
 
 fn list(input: bool) -> Result<Vec<AudioDeviceInfo>, MediaError> {
+    let _lock = device_lock();
     let host = cpal::default_host();
     let default_id = if input {
         host.default_input_device()
@@ -206,6 +232,7 @@ where
             while !thread_stop.load(Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(200));
             }
+            let _lock = device_lock();
             drop(stream);
         })
         .map_err(device_err)?;
@@ -236,6 +263,7 @@ pub struct Microphone {
 impl Microphone {
     /// Opens `id` (from [`input_devices`]) or the default microphone.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        let _lock = device_lock();
         let opened = prepare(true, id)?;
         let (producer, ring) = rtrb::RingBuffer::new(RING_SAMPLES);
         let stats = Arc::new(DeviceStats::default());
@@ -297,6 +325,7 @@ where
 {
     let channels = usize::from(config.channels.max(1));
     let mut resampler = LinearResampler::new(config.sample_rate, SAMPLE_RATE);
+    let error_stats = Arc::clone(&stats);
     let data = move |data: &[T], _: &cpal::InputCallbackInfo| {
         stats.callbacks.fetch_add(1, Relaxed);
         for frame in data.chunks_exact(channels) {
@@ -310,9 +339,13 @@ where
         }
     };
     let error = move |err: cpal::Error| {
-        let _ = events.try_send(DeviceEvent::Ended {
-            reason: err.to_string(),
-        });
+        if ends_stream(&err) {
+            let _ = events.try_send(DeviceEvent::Ended {
+                reason: err.to_string(),
+            });
+        } else {
+            error_stats.glitches.fetch_add(1, Relaxed);
+        }
     };
     device
         .build_input_stream(*config, data, error, None)
@@ -332,6 +365,7 @@ pub struct Speaker {
 impl Speaker {
     /// Opens `id` (from [`output_devices`]) or the default speaker.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        let _lock = device_lock();
         let opened = prepare(false, id)?;
         let (ring, consumer) = rtrb::RingBuffer::new(RING_SAMPLES);
         let stats = Arc::new(DeviceStats::default());
@@ -391,6 +425,7 @@ where
     let mut resampler = LinearResampler::new(SAMPLE_RATE, config.sample_rate);
     let mut pending: [f32; 8] = [0.0; 8];
     let (mut pending_len, mut pending_at) = (0usize, 0usize);
+    let error_stats = Arc::clone(&stats);
     let data = move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
         stats.callbacks.fetch_add(1, Relaxed);
         for frame in data.chunks_exact_mut(channels) {
@@ -417,9 +452,13 @@ where
         }
     };
     let error = move |err: cpal::Error| {
-        let _ = events.try_send(DeviceEvent::Ended {
-            reason: err.to_string(),
-        });
+        if ends_stream(&err) {
+            let _ = events.try_send(DeviceEvent::Ended {
+                reason: err.to_string(),
+            });
+        } else {
+            error_stats.glitches.fetch_add(1, Relaxed);
+        }
     };
     device
         .build_output_stream(*config, data, error, None)

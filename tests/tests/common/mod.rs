@@ -23,6 +23,10 @@ pub async fn server(dir: &std::path::Path) -> RunningServer {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_owned(),
         cooldown_s: 0,
+        // Calls here take ~50 ms each, so back-to-back calls send signaling far faster
+        // than any person could; the per-client limit is for people.
+        rate_limit_per_s: 1000,
+        rate_limit_burst: 1000,
         ..Config::default()
     })
     .await
@@ -70,7 +74,18 @@ impl Default for ClientOptions {
     }
 }
 
+/// Logs to stderr when RUST_LOG is set (for debugging a failing test).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub fn client(url: &str, name: &str, options: ClientOptions) -> Client {
+    init_logging();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let video_seen = Arc::clone(&seen);
     let audio_seen = Arc::clone(&seen);
@@ -157,16 +172,21 @@ impl Client {
         mut pick: impl FnMut(&EngineEvent) -> Option<T>,
     ) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
+        let mut skipped = Vec::new();
         loop {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no {what} within {WAIT:?}", self.name))
-                .unwrap_or_else(|| {
-                    panic!("{}: engine stopped while waiting for {what}", self.name)
+            let Ok(event) = tokio::time::timeout_at(deadline, self.events.recv()).await else {
+                skipped.retain(|e| {
+                    !matches!(e, EngineEvent::Stats(_) | EngineEvent::AudioLevels { .. })
                 });
+                panic!("{}: no {what} within {WAIT:?}; saw {skipped:?}", self.name);
+            };
+            let Some(event) = event else {
+                panic!("{}: engine stopped while waiting for {what}", self.name);
+            };
             if let Some(t) = pick(&event) {
                 return t;
             }
+            skipped.push(event);
         }
     }
 

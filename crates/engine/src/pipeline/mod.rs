@@ -611,6 +611,15 @@ pub fn contains_idr(annex_b: &[u8]) -> bool {
     false
 }
 
+/// A device stream that ends is reopened this many times per call before it is reported,
+/// waiting 50, 100, 200, 400 then 800 ms (PulseAudio's ALSA plugin sometimes fails a
+/// fresh stream with EIO; a moment later the same device opens fine).
+const MAX_REOPENS: u32 = 5;
+
+fn reopen_delay(attempt: u32) -> Duration {
+    Duration::from_millis(50 << attempt.min(5))
+}
+
 const PLI_INTERVAL: Duration = Duration::from_millis(250);
 
 async fn video_receive_task(
@@ -802,7 +811,9 @@ fn audio_send_thread(ctx: AudioSendCtx) {
             }
         },
     };
-    let mut source = open(&ctx.source);
+    let mut current = ctx.source.clone();
+    let mut source = open(&current);
+    let mut reopened = 0;
     let mut muted = false;
     let mut pcm = [0i16; FRAME_SAMPLES];
     let frame = Duration::from_millis(20);
@@ -814,6 +825,8 @@ fn audio_send_thread(ctx: AudioSendCtx) {
                 AudioCtl::Source(spec) => {
                     drop(source.take());
                     source = open(&spec);
+                    current = spec;
+                    reopened = 0;
                 }
             }
         }
@@ -821,8 +834,18 @@ fn audio_send_thread(ctx: AudioSendCtx) {
         let got = match &mut source {
             Some(SoundSource::Mic(mic)) => {
                 if let Some(DeviceEvent::Ended { reason }) = mic.poll_event() {
-                    notify(reason);
                     source = None;
+                    if let Some(AudioSource::Microphone { id }) = &current
+                        && reopened < MAX_REOPENS
+                    {
+                        tracing::info!(%reason, reopened, "microphone stream ended; reopening");
+                        std::thread::sleep(reopen_delay(reopened));
+                        reopened += 1;
+                        source = Microphone::open(id.as_deref()).ok().map(SoundSource::Mic);
+                    }
+                    if source.is_none() {
+                        notify(reason);
+                    }
                     continue;
                 }
                 if mic.read(&mut pcm) {
@@ -895,6 +918,7 @@ fn audio_playout_thread(ctx: PlayoutCtx) {
         },
     };
     let mut jitter = JitterBuffer::new();
+    let mut reopened = 0;
     let mut pcm = [0i16; FRAME_SAMPLES];
     let frame = Duration::from_millis(20);
     let mut due = Instant::now() + frame;
@@ -936,11 +960,23 @@ fn audio_playout_thread(ctx: PlayoutCtx) {
         }
         if let Some(s) = speaker.as_mut() {
             if let Some(DeviceEvent::Ended { reason }) = s.poll_event() {
-                let _ = ctx.notices.try_send(MediaNotice::DeviceError {
-                    device: "speaker",
-                    message: reason,
-                });
+                // Transient failures happen (PulseAudio's ALSA plugin sometimes fails a
+                // fresh stream with EIO): reopen a few times before giving up.
                 speaker = None;
+                if let AudioOutput::Speaker { id } = &ctx.output
+                    && reopened < MAX_REOPENS
+                {
+                    tracing::info!(%reason, reopened, "speaker stream ended; reopening");
+                    std::thread::sleep(reopen_delay(reopened));
+                    reopened += 1;
+                    speaker = Speaker::open(id.as_deref()).ok();
+                }
+                if speaker.is_none() {
+                    let _ = ctx.notices.try_send(MediaNotice::DeviceError {
+                        device: "speaker",
+                        message: reason,
+                    });
+                }
                 continue;
             }
             s.write(&pcm);
