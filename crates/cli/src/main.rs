@@ -12,8 +12,80 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, clap::Args)]
+struct PeerArgs {
+    /// WebSocket URL of the server, e.g. ws://127.0.0.1:7878/v1/ws
+    #[arg(long)]
+    server: String,
+    #[arg(long, default_value = "chingu-bot")]
+    nickname: String,
+    /// Languages, comma separated (BCP 47).
+    #[arg(long, default_value = "ko", value_delimiter = ',')]
+    languages: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    interests: Vec<String>,
+    /// Local address for host candidates (default: every interface except loopback;
+    /// give 127.0.0.1:0 to call a peer on this machine over loopback).
+    #[arg(long)]
+    udp: Option<std::net::SocketAddr>,
+}
+
+impl PeerArgs {
+    fn setup(self) -> chingu_cli::peer::PeerSetup {
+        chingu_cli::peer::PeerSetup {
+            server: self.server,
+            nickname: self.nickname,
+            languages: self.languages,
+            interests: self.interests,
+            udp_addr: self.udp,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Join the queue with synthetic video and a tone, call whoever comes, print one JSON
+    /// stats line per second and a summary; exit 0 only if media flowed both ways.
+    Bot {
+        #[command(flatten)]
+        peer: PeerArgs,
+        /// Seconds to stay in the call.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seconds to wait for a partner.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        #[arg(long, default_value_t = 480)]
+        height: u32,
+        #[arg(long, default_value_t = 440.0)]
+        tone: f64,
+        /// JSON lines instead of a readable summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait in the queue and send back what is received (video and audio), call after call.
+    Echo {
+        #[command(flatten)]
+        peer: PeerArgs,
+        /// Stop after this many calls (default: never).
+        #[arg(long)]
+        calls: Option<u64>,
+    },
+    /// Two peers and a server in this process over loopback: setup time, latency, CPU
+    /// and bitrate at 640x480 and 1280x720, 30 fps. One JSON object per size.
+    Bench {
+        /// Seconds to measure each size.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Sizes to run, e.g. 640x480,1280x720.
+        #[arg(long, default_value = "640x480,1280x720", value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// Compact JSON (one object per line).
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate many clients matching and signaling against a server; prints figures.
     Load {
         /// WebSocket URL of the server, e.g. ws://127.0.0.1:7878/v1/ws
@@ -53,6 +125,72 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
+        Command::Bot {
+            peer,
+            duration,
+            wait,
+            width,
+            height,
+            tone,
+            json,
+        } => {
+            let mut setup = peer.setup();
+            if setup.nickname.is_empty() {
+                setup.nickname = "chingu-bot".into();
+            }
+            let config = chingu_cli::peer::BotConfig {
+                setup,
+                width,
+                height,
+                tone_hz: tone,
+                duration: Duration::from_secs(duration),
+                wait: Duration::from_secs(wait),
+            };
+            let summary = runtime.block_on(chingu_cli::peer::bot(config, |line| {
+                if json {
+                    println!("{line}");
+                }
+            }))?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            }
+            if !summary.ok {
+                anyhow::bail!("media did not flow both ways");
+            }
+        }
+        Command::Echo { peer, calls } => {
+            runtime.block_on(chingu_cli::peer::echo(peer.setup(), calls, |line| {
+                println!("{line}")
+            }))?;
+        }
+        Command::Bench {
+            duration,
+            sizes,
+            json,
+        } => {
+            let sizes = sizes
+                .iter()
+                .map(|s| {
+                    let (w, h) = s
+                        .split_once('x')
+                        .ok_or_else(|| anyhow::anyhow!("size {s:?} is not WIDTHxHEIGHT"))?;
+                    Ok((w.parse()?, h.parse()?))
+                })
+                .collect::<anyhow::Result<Vec<(u32, u32)>>>()?;
+            let results = runtime.block_on(chingu_cli::bench::run(
+                &sizes,
+                Duration::from_secs(duration),
+            ))?;
+            for r in results {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                }
+            }
+        }
         Command::Load {
             server,
             clients,

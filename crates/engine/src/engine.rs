@@ -257,6 +257,12 @@ async fn run(
             break;
         }
     }
+    // Leaving: tell the server (and so the peer) rather than just vanishing.
+    match actor.machine.state {
+        CallState::Connecting { .. } | CallState::InCall { .. } => actor.step(Input::HangUp).await,
+        CallState::Searching { .. } => actor.step(Input::Cancel).await,
+        _ => {}
+    }
     actor.close_call().await;
     actor.signaling.stop().await;
 }
@@ -277,8 +283,8 @@ async fn sleep_until(at: Option<Instant>) {
 
 impl Actor {
     fn emit(&self, event: EngineEvent) {
-        if let Err(e) = self.events.try_send(event) {
-            tracing::warn!("engine event dropped (consumer behind): {e}");
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
+            tracing::warn!(?event, "engine event dropped: the consumer is behind");
         }
     }
 

@@ -106,10 +106,25 @@ impl SignalingClient {
         *self.connected.borrow()
     }
 
-    /// Closes the connection and waits for the task to end.
+    /// Sends what is already queued (a last hang-up, say), closes the connection and
+    /// waits for the task to end; gives up on the queue after a second.
     pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
+        let Self {
+            outbox,
+            events,
+            stop,
+            mut task,
+            ..
+        } = self;
+        drop(outbox);
+        drop(events);
+        if tokio::time::timeout(Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
+            stop.cancel();
+            let _ = task.await;
+        }
     }
 }
 

@@ -29,9 +29,99 @@ use crate::peer::{Peer, RtpIn, duration_for_ticks};
 use assembler::FrameAssembler;
 use jitter::{JitterBuffer, Playout};
 
+/// Hands frames from one thread to another, newest wins (an echo peer sends back what
+/// it decodes). Buffers are recycled: no allocation per frame once sized.
+#[derive(Debug, Default)]
+pub struct FrameRelay {
+    slot: std::sync::Mutex<(Option<I420Frame>, Option<I420Frame>)>,
+}
+
+impl PartialEq for FrameRelay {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl FrameRelay {
+    /// Copies `frame` in, replacing a frame not yet taken.
+    pub fn push(&self, frame: &I420Frame) {
+        let Ok(mut slot) = self.slot.lock() else {
+            return;
+        };
+        let (latest, free) = &mut *slot;
+        let mut buf = latest
+            .take()
+            .or_else(|| free.take())
+            .unwrap_or_else(|| frame.clone());
+        if buf.resize(frame.width(), frame.height()).is_ok() {
+            buf.y.copy_from_slice(&frame.y);
+            buf.u.copy_from_slice(&frame.u);
+            buf.v.copy_from_slice(&frame.v);
+            buf.capture_us = frame.capture_us;
+            *latest = Some(buf);
+        }
+    }
+
+    /// Swaps the newest frame into `frame`, if one came since the last take.
+    pub fn take(&self, frame: &mut I420Frame) -> bool {
+        let Ok(mut slot) = self.slot.lock() else {
+            return false;
+        };
+        let (latest, free) = &mut *slot;
+        match latest.take() {
+            Some(mut newest) => {
+                std::mem::swap(frame, &mut newest);
+                *free = Some(newest);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Hands 48 kHz mono audio from one thread to another; holds at most 200 ms.
+#[derive(Debug, Default)]
+pub struct AudioRelay {
+    buf: std::sync::Mutex<std::collections::VecDeque<i16>>,
+}
+
+impl PartialEq for AudioRelay {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl AudioRelay {
+    const MAX: usize = 9_600;
+
+    pub fn push(&self, pcm: &[i16]) {
+        let Ok(mut buf) = self.buf.lock() else { return };
+        buf.extend(pcm.iter().copied());
+        let excess = buf.len().saturating_sub(Self::MAX);
+        buf.drain(..excess);
+    }
+
+    /// Fills `out` if that much is buffered.
+    pub fn pop(&self, out: &mut [i16]) -> bool {
+        let Ok(mut buf) = self.buf.lock() else {
+            return false;
+        };
+        if buf.len() < out.len() {
+            return false;
+        }
+        let n = out.len();
+        for (o, s) in out.iter_mut().zip(buf.drain(..n)) {
+            *o = s;
+        }
+        true
+    }
+}
+
 /// Where the outgoing video comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VideoSource {
+    /// Frames pushed by another part of the program (an echo peer).
+    Relay(Arc<FrameRelay>),
     /// The synthetic pattern with a frame-number/timestamp barcode.
     TestPattern { width: u32, height: u32, fps: u32 },
     /// A camera (`None`: the first one), nearest mode to the request.
@@ -44,8 +134,14 @@ pub enum VideoSource {
 /// Where the outgoing audio comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AudioSource {
-    Tone { frequency_hz: f64 },
-    Microphone { id: Option<String> },
+    Tone {
+        frequency_hz: f64,
+    },
+    /// Audio pushed by another part of the program (an echo peer).
+    Relay(Arc<AudioRelay>),
+    Microphone {
+        id: Option<String>,
+    },
 }
 
 /// Where the peer's audio goes.
@@ -312,7 +408,8 @@ impl CallMedia {
         }));
 
         // Incoming audio: forwarder task -> playout thread (jitter buffer, decode, output).
-        let (play_tx, play_rx) = std_mpsc::sync_channel::<RtpIn>(64);
+        // Stamped on arrival: the jitter estimate must not include the playout tick.
+        let (play_tx, play_rx) = std_mpsc::sync_channel::<(RtpIn, Instant)>(64);
         {
             let ctx = PlayoutCtx {
                 rx: play_rx,
@@ -333,7 +430,9 @@ impl CallMedia {
         tasks.push(tokio::spawn(async move {
             while let Some(packet) = audio_rtp.recv().await {
                 c.audio_packets_received.fetch_add(1, Relaxed);
-                if let Err(std_mpsc::TrySendError::Disconnected(_)) = play_tx.try_send(packet) {
+                if let Err(std_mpsc::TrySendError::Disconnected(_)) =
+                    play_tx.try_send((packet, Instant::now()))
+                {
                     break;
                 }
             }
@@ -412,6 +511,7 @@ enum FrameSource {
         due: Instant,
     },
     Camera(Camera),
+    Relay(Arc<FrameRelay>),
 }
 
 fn open_video(source: &VideoSource, frame: &mut I420Frame) -> Result<FrameSource, MediaError> {
@@ -427,6 +527,7 @@ fn open_video(source: &VideoSource, frame: &mut I420Frame) -> Result<FrameSource
         VideoSource::Camera { id, request } => {
             Ok(FrameSource::Camera(Camera::open(id.as_deref(), *request)?))
         }
+        VideoSource::Relay(relay) => Ok(FrameSource::Relay(Arc::clone(relay))),
     }
 }
 
@@ -498,6 +599,14 @@ fn video_send_thread(ctx: VideoSendCtx) {
                     frame.capture_us = capture;
                     pattern.draw(&mut frame, capture);
                     true
+                }
+            }
+            Some(FrameSource::Relay(relay)) => {
+                if relay.take(&mut frame) {
+                    true
+                } else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    false
                 }
             }
             Some(FrameSource::Camera(camera)) => {
@@ -773,6 +882,7 @@ fn video_decode_thread(
 enum SoundSource {
     Tone(ToneGenerator),
     Mic(Microphone),
+    Relay(Arc<AudioRelay>),
 }
 
 struct AudioSendCtx {
@@ -803,6 +913,7 @@ fn audio_send_thread(ctx: AudioSendCtx) {
         Some(AudioSource::Tone { frequency_hz }) => {
             Some(SoundSource::Tone(ToneGenerator::new(*frequency_hz, 0.3)))
         }
+        Some(AudioSource::Relay(relay)) => Some(SoundSource::Relay(Arc::clone(relay))),
         Some(AudioSource::Microphone { id }) => match Microphone::open(id.as_deref()) {
             Ok(m) => Some(SoundSource::Mic(m)),
             Err(e) => {
@@ -855,6 +966,14 @@ fn audio_send_thread(ctx: AudioSendCtx) {
                     false
                 }
             }
+            Some(SoundSource::Relay(relay)) => {
+                if relay.pop(&mut pcm) {
+                    true
+                } else {
+                    std::thread::sleep(Duration::from_millis(4));
+                    false
+                }
+            }
             other => {
                 let now = Instant::now();
                 if due > now {
@@ -888,7 +1007,7 @@ fn audio_send_thread(ctx: AudioSendCtx) {
 // ---------------------------------------------------------------- incoming audio
 
 struct PlayoutCtx {
-    rx: std_mpsc::Receiver<RtpIn>,
+    rx: std_mpsc::Receiver<(RtpIn, Instant)>,
     output: AudioOutput,
     tap: Option<AudioTap>,
     counters: Arc<Counters>,
@@ -930,7 +1049,7 @@ fn audio_playout_thread(ctx: PlayoutCtx) {
         due = (due + frame).max(Instant::now() - frame);
         loop {
             match ctx.rx.try_recv() {
-                Ok(p) => jitter.push(p.sequence, p.payload, Instant::now()),
+                Ok((p, arrived)) => jitter.push(p.sequence, p.payload, arrived),
                 Err(std_mpsc::TryRecvError::Empty) => break,
                 Err(std_mpsc::TryRecvError::Disconnected) => return,
             }

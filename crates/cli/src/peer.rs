@@ -1,0 +1,312 @@
+//! Headless peers on the call engine: `bot` (synthetic media, measures), `echo` (sends back
+//! what it receives) and the probes they share.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chingu_engine::call_state::SearchPrefs;
+use chingu_engine::peer::PeerOptions;
+use chingu_engine::pipeline::{
+    AudioOutput, AudioRelay, AudioSource, FrameRelay, MediaConfig, VideoSource,
+};
+use chingu_engine::signaling::SignalingConfig;
+use chingu_engine::stats::CallStats;
+use chingu_engine::{CallView, Command, Engine, EngineConfig, EngineEvent};
+use chingu_media::barcode;
+use serde::Serialize;
+
+/// A fresh random device id (the server keys blocks and same-device rules on it).
+pub fn device_id(kind: &str) -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).unwrap_or_else(|_| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes[..8].copy_from_slice(&t.as_nanos().to_le_bytes()[..8]);
+    });
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("cli-{kind}-{hex}")
+}
+
+/// What the probes on decoded media saw.
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub first_frame: Option<Instant>,
+    pub frames: u64,
+    /// Capture-to-render latencies (µs) from the barcodes, with when they were seen.
+    pub latencies: Vec<(Instant, u32)>,
+    pub last_frame_number: Option<u32>,
+    pub out_of_order: u64,
+}
+
+impl Probe {
+    pub fn sink(probe: &Arc<Mutex<Self>>) -> chingu_engine::pipeline::VideoSink {
+        let probe = Arc::clone(probe);
+        Arc::new(move |frame, _info| {
+            let now = Instant::now();
+            let now_us = chingu_media::frame::now_us();
+            let Ok(mut p) = probe.lock() else { return };
+            p.first_frame.get_or_insert(now);
+            p.frames += 1;
+            if let Some(stamp) = barcode::read(frame) {
+                p.latencies.push((now, stamp.elapsed_us(now_us)));
+                if p.last_frame_number.is_some_and(|n| stamp.frame_number <= n) {
+                    p.out_of_order += 1;
+                }
+                p.last_frame_number = Some(stamp.frame_number);
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerSetup {
+    pub server: String,
+    pub nickname: String,
+    pub languages: Vec<String>,
+    pub interests: Vec<String>,
+    /// Local address for host candidates (`None`: every interface).
+    pub udp_addr: Option<SocketAddr>,
+}
+
+impl PeerSetup {
+    pub fn prefs(&self) -> SearchPrefs {
+        SearchPrefs {
+            nickname: self.nickname.clone(),
+            languages: self.languages.clone(),
+            interests: self.interests.clone(),
+        }
+    }
+
+    pub fn engine_config(&self, kind: &str, media: MediaConfig, auto_search: bool) -> EngineConfig {
+        let mut peer = PeerOptions {
+            track_prefix: format!("{kind}-{}", device_id("t")),
+            ..PeerOptions::default()
+        };
+        if let Some(addr) = self.udp_addr {
+            peer.udp_addrs = vec![addr];
+        }
+        EngineConfig {
+            signaling: SignalingConfig {
+                url: self.server.clone(),
+                device_id: device_id(kind),
+                client_version: concat!("chingu-cli/", env!("CARGO_PKG_VERSION")).into(),
+                initial_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(5),
+            },
+            peer,
+            media,
+            auto_search,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    pub setup: PeerSetup,
+    pub width: u32,
+    pub height: u32,
+    pub tone_hz: f64,
+    /// How long to stay in the call.
+    pub duration: Duration,
+    /// How long to wait for a partner.
+    pub wait: Duration,
+}
+
+/// The bot's last line.
+#[derive(Debug, Clone, Serialize)]
+pub struct BotSummary {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Media flowed both ways: we decoded video and audio from the peer, and sent ours.
+    pub ok: bool,
+    pub peer: Option<String>,
+    /// Matched to media connected (DTLS up), ms.
+    pub connected_ms: Option<u64>,
+    /// Matched to the first decoded frame, ms.
+    pub setup_ms: Option<u64>,
+    pub frames_decoded: u64,
+    pub frames_sent: u64,
+    pub audio_packets_received: u64,
+    pub audio_packets_sent: u64,
+    pub capture_to_render_p50_ms: Option<f64>,
+    pub ended: Option<String>,
+}
+
+/// Milliseconds at percentile `p` (0–100) of microsecond samples.
+pub fn percentile_ms(sorted_us: &[u32], p: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted_us.len() - 1) as f64).round() as usize;
+    Some(f64::from(sorted_us[rank.min(sorted_us.len() - 1)]) / 1000.0)
+}
+
+/// Joins the queue, calls whoever it is matched with for `duration`, reporting stats
+/// through `line` once a second; returns the summary.
+pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Result<BotSummary> {
+    let probe = Arc::new(Mutex::new(Probe::default()));
+    let media = MediaConfig {
+        video: Some(VideoSource::TestPattern {
+            width: config.width,
+            height: config.height,
+            fps: 30,
+        }),
+        audio: Some(AudioSource::Tone {
+            frequency_hz: config.tone_hz,
+        }),
+        output: AudioOutput::Discard,
+        video_bitrate_bps: bitrate_for(config.width, config.height),
+        remote_video: Some(Probe::sink(&probe)),
+        local_preview: None,
+        remote_audio: None,
+    };
+    let (engine, mut events, task) = Engine::start(config.setup.engine_config("bot", media, false));
+    engine.send(Command::Search(config.setup.prefs())).await?;
+    let mut summary = BotSummary {
+        kind: "summary",
+        ok: false,
+        peer: None,
+        connected_ms: None,
+        setup_ms: None,
+        frames_decoded: 0,
+        frames_sent: 0,
+        audio_packets_received: 0,
+        audio_packets_sent: 0,
+        capture_to_render_p50_ms: None,
+        ended: None,
+    };
+    let mut matched_at = None;
+    let mut in_call_until = None;
+    let mut last_stats: Option<CallStats> = None;
+    let wait_deadline = tokio::time::Instant::now() + config.wait;
+    loop {
+        let deadline = match in_call_until {
+            Some(t) => t,
+            None if matched_at.is_none() => wait_deadline,
+            None => tokio::time::Instant::now() + Duration::from_secs(30),
+        };
+        let event = tokio::select! {
+            e = events.recv() => e.context("the engine stopped")?,
+            () = tokio::time::sleep_until(deadline) => {
+                if in_call_until.take().is_some() {
+                    // Hang up and wait for the engine to confirm the call ended.
+                    engine.send(Command::HangUp).await?;
+                    continue;
+                }
+                if matched_at.is_none() {
+                    bail!("no partner within {:?}", config.wait);
+                }
+                bail!("the call never connected");
+            }
+        };
+        match event {
+            EngineEvent::State(CallView::Connecting { peer }) => {
+                matched_at = Some(Instant::now());
+                summary.peer = Some(peer.nickname);
+            }
+            EngineEvent::State(CallView::InCall { .. }) => {
+                in_call_until = Some(tokio::time::Instant::now() + config.duration);
+            }
+            EngineEvent::State(CallView::Ended { reason }) => {
+                summary.ended = Some(reason);
+                break;
+            }
+            EngineEvent::MediaConnected { setup_ms } => summary.connected_ms = Some(setup_ms),
+            EngineEvent::Stats(stats) => {
+                let mut value = serde_json::to_value(&*stats)?;
+                value["type"] = "stats".into();
+                line(value.to_string());
+                last_stats = Some(*stats);
+            }
+            EngineEvent::ServerRefused { message } => bail!("the server refused us: {message}"),
+            EngineEvent::DeviceError { device, message } => {
+                tracing::warn!(device, message, "device error")
+            }
+            _ => {}
+        }
+    }
+    {
+        let p = probe
+            .lock()
+            .map_err(|_| anyhow::anyhow!("probe poisoned"))?;
+        summary.frames_decoded = p.frames;
+        if let (Some(m), Some(f)) = (matched_at, p.first_frame) {
+            summary.setup_ms = Some(f.saturating_duration_since(m).as_millis() as u64);
+        }
+        let mut lat: Vec<u32> = p.latencies.iter().map(|(_, l)| *l).collect();
+        lat.sort_unstable();
+        summary.capture_to_render_p50_ms = percentile_ms(&lat, 50.0);
+    }
+    if let Some(s) = &last_stats {
+        summary.frames_sent = s.outbound_video.frames_sent;
+        summary.audio_packets_received = s.inbound_audio.packets_received;
+        summary.audio_packets_sent = s.outbound_audio.packets_sent;
+    }
+    summary.ok = summary.frames_decoded > 0
+        && summary.frames_sent > 0
+        && summary.audio_packets_received > 0
+        && summary.audio_packets_sent > 0;
+    drop(engine);
+    drop(events);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    Ok(summary)
+}
+
+/// Waits in the queue and sends back what it receives, call after call. Returns after
+/// `calls` calls (or never, with `None`).
+pub async fn echo(
+    setup: PeerSetup,
+    calls: Option<u64>,
+    mut line: impl FnMut(String),
+) -> anyhow::Result<()> {
+    let video = Arc::new(FrameRelay::default());
+    let audio = Arc::new(AudioRelay::default());
+    let video_in = Arc::clone(&video);
+    let audio_in = Arc::clone(&audio);
+    let media = MediaConfig {
+        video: Some(VideoSource::Relay(video)),
+        audio: Some(AudioSource::Relay(audio)),
+        output: AudioOutput::Discard,
+        video_bitrate_bps: 1_500_000,
+        remote_video: Some(Arc::new(move |frame, _| video_in.push(frame))),
+        local_preview: None,
+        remote_audio: Some(Arc::new(move |pcm| audio_in.push(pcm))),
+    };
+    let (engine, mut events, task) = Engine::start(setup.engine_config("echo", media, true));
+    engine.send(Command::Search(setup.prefs())).await?;
+    let mut done = 0u64;
+    while let Some(event) = events.recv().await {
+        match event {
+            EngineEvent::State(CallView::InCall { peer }) => {
+                line(serde_json::json!({"type": "call", "peer": peer.nickname}).to_string());
+            }
+            EngineEvent::State(CallView::Ended { reason }) => {
+                line(serde_json::json!({"type": "ended", "reason": reason}).to_string());
+                done += 1;
+                if calls.is_some_and(|n| done >= n) {
+                    break;
+                }
+                // Hung up on, not by a peer leaving (auto-search covers that): search again.
+                engine.send(Command::Search(setup.prefs())).await?;
+            }
+            EngineEvent::ServerRefused { message } => bail!("the server refused us: {message}"),
+            _ => {}
+        }
+    }
+    drop(engine);
+    drop(events);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    Ok(())
+}
+
+/// The video bitrate we use for a frame size at 30 fps.
+pub fn bitrate_for(width: u32, height: u32) -> u32 {
+    match width * height {
+        p if p >= 1280 * 720 => 2_500_000,
+        p if p >= 640 * 480 => 1_000_000,
+        _ => 400_000,
+    }
+}
