@@ -204,6 +204,23 @@ fn bench(args: &[String]) -> Result {
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
 
+    // Calls: two engines and a server in one process, per frame size.
+    eprintln!("xtask: call bench (chingu-cli bench)");
+    let cli = target_dir().join("release").join("chingu-cli");
+    let output = Command::new(&cli)
+        .args(["bench", "--json", "--duration", &duration])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", cli.display()))?;
+    if !output.status.success() {
+        return Err("chingu-cli bench failed".into());
+    }
+    let lines = String::from_utf8_lossy(&output.stdout);
+    print!("{lines}");
+    let path = out_dir.join("call.jsonl");
+    std::fs::write(&path, lines.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+
     let mut results = Vec::new();
     for (scenario, hold_ms) in [("paced", "1000"), ("saturated", "0")] {
         eprintln!("xtask: load scenario {scenario}: {clients} clients, {duration} s");

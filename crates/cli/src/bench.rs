@@ -41,6 +41,16 @@ pub struct BenchResult {
     #[serde(rename = "framesDecoded")]
     pub frames_decoded: u64,
     pub frames_out_of_order: u64,
+    /// Frames received but not decodable (lost packets, waiting for a keyframe).
+    #[serde(rename = "framesDropped")]
+    pub frames_dropped: u64,
+    #[serde(rename = "nackCount")]
+    pub nack_count: u64,
+    #[serde(rename = "pliCount")]
+    pub pli_count: u64,
+    #[serde(rename = "packetsLost")]
+    pub packets_lost: i64,
+    #[serde(rename = "freezeCount")]
     pub freeze_count: u64,
     pub encode_ms_per_frame: f64,
     pub decode_ms_per_frame: f64,
@@ -219,6 +229,10 @@ pub async fn run_size(
         frames_sent: both(|s| s.outbound_video.frames_sent as f64) as u64,
         frames_decoded: frames_decoded as u64,
         frames_out_of_order: out_of_order,
+        frames_dropped: both(|s| s.inbound_video.frames_dropped as f64) as u64,
+        nack_count: both(|s| f64::from(s.inbound_video.nack_count)) as u64,
+        pli_count: both(|s| s.inbound_video.pli_count as f64) as u64,
+        packets_lost: both(|s| s.inbound_video.packets_lost as f64) as i64,
         freeze_count: both(|s| s.inbound_video.freeze_count as f64) as u64,
         encode_ms_per_frame: both(|s| s.outbound_video.total_encode_time) * 1000.0
             / frames_encoded.max(1.0),

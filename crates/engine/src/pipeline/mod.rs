@@ -359,7 +359,8 @@ impl CallMedia {
         }));
 
         // Incoming video: assembler task -> decoder thread -> sink.
-        let (dec_tx, dec_rx) = std_mpsc::sync_channel::<DecodeJob>(3);
+        // Room for a burst: frames held back for a retransmission are released together.
+        let (dec_tx, dec_rx) = std_mpsc::sync_channel::<DecodeJob>(16);
         {
             let counters = Arc::clone(&counters);
             let sink = config.remote_video.clone();
@@ -771,6 +772,12 @@ async fn video_receive_task(
                 }
             }
             if broken || gave_up {
+                tracing::debug!(
+                    broken,
+                    gave_up,
+                    lost = assembler.frames_lost,
+                    "video frame lost; waiting for a keyframe"
+                );
                 need_keyframe = true;
                 depacketizer = H264Packet::default();
             }
@@ -780,6 +787,10 @@ async fn video_receive_task(
             }
             if need_keyframe {
                 if !contains_idr(&annex_b) {
+                    tracing::debug!(
+                        ts = frame.timestamp,
+                        "frame dropped: waiting for a keyframe"
+                    );
                     counters.frames_dropped.fetch_add(1, Relaxed);
                     continue;
                 }
@@ -793,6 +804,7 @@ async fn video_receive_task(
             match decoder.try_send(job) {
                 Ok(()) => {}
                 Err(std_mpsc::TrySendError::Full(_)) => {
+                    tracing::debug!("decoder behind: frame dropped");
                     counters.frames_dropped.fetch_add(1, Relaxed);
                     need_keyframe = true;
                 }
