@@ -23,6 +23,7 @@ fn main() -> Result<(), chingu_media::MediaError> {
         let mut frame = I420Frame::new(width, height)?;
         let mut decoded = I420Frame::new(2, 2)?;
         let (mut draw_s, mut encode_s, mut decode_s, mut bytes) = (0.0, 0.0, 0.0, 0usize);
+        let mut squared_error = 0.0f64;
         let mut packet = Vec::new();
         for i in 0..frames {
             let t = Instant::now();
@@ -38,15 +39,26 @@ fn main() -> Result<(), chingu_media::MediaError> {
             let t = Instant::now();
             decoder.decode(&packet, &mut decoded)?;
             decode_s += t.elapsed().as_secs_f64();
+            // Quality: luma mean squared error against the source frame.
+            squared_error += frame
+                .y
+                .iter()
+                .zip(&decoded.y)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum::<f64>()
+                / frame.y.len() as f64;
         }
+        let mse = (squared_error / f64::from(frames)).max(1e-9);
+        let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
         let per = |s: f64| s * 1000.0 / f64::from(frames);
         println!(
-            "{{\"case\":\"h264\",\"width\":{width},\"height\":{height},\"target_kbps\":{},\"kbps\":{:.0},\"pattern_ms_per_frame\":{:.2},\"encode_ms_per_frame\":{:.2},\"decode_ms_per_frame\":{:.2}}}",
+            "{{\"case\":\"h264\",\"width\":{width},\"height\":{height},\"target_kbps\":{},\"kbps\":{:.0},\"pattern_ms_per_frame\":{:.2},\"encode_ms_per_frame\":{:.2},\"decode_ms_per_frame\":{:.2},\"y_psnr_db\":{:.2}}}",
             bitrate_bps / 1000,
             bytes as f64 * 8.0 / (f64::from(frames) / 30.0) / 1000.0,
             per(draw_s),
             per(encode_s),
-            per(decode_s)
+            per(decode_s),
+            psnr
         );
     }
     let mut tone = ToneGenerator::new(440.0, 0.3);
