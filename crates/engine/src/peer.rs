@@ -20,6 +20,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::packetizer::Packetizer;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
@@ -27,6 +28,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol;
 use tokio::sync::{Mutex, mpsc};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -359,6 +361,61 @@ impl LocalTrack {
     }
 }
 
+/// The outgoing video track. We packetize ourselves so a large frame (a keyframe is ~150
+/// packets at 720p) goes out in paced batches rather than one burst, which overflowed
+/// the receiving socket's buffer even on loopback, and so RTP timestamps are exactly the
+/// capture-time ticks we choose.
+struct VideoTrack {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: std::sync::atomic::AtomicU8,
+    packetizer: std::sync::Mutex<Box<dyn Packetizer>>,
+}
+
+/// Packets written back to back; then the writer yields for a millisecond.
+const PACE_BATCH: usize = 16;
+const RTP_MTU: usize = 1200;
+
+impl VideoTrack {
+    fn new(prefix: &str) -> Result<Self, PeerError> {
+        let ssrc = random_u32();
+        let codec = h264_codec();
+        let payloader = codec
+            .payloader()
+            .map_err(|e| PeerError::Connection(e.to_string()))?;
+        let packetizer = rtc::rtp::packetizer::new_packetizer(
+            Instant::now(),
+            RTP_MTU,
+            0,
+            ssrc,
+            payloader,
+            Box::new(rtc::rtp::sequence::new_random_sequencer()),
+            codec.clock_rate,
+        );
+        let kind = RtpCodecKind::Video;
+        let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("{prefix}-stream"),
+            format!("{prefix}-{kind}"),
+            format!("{prefix}-{kind}"),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        ));
+        Ok(Self {
+            track: Arc::new(track),
+            ssrc,
+            payload_type: std::sync::atomic::AtomicU8::new(0),
+            packetizer: std::sync::Mutex::new(Box::new(packetizer)),
+        })
+    }
+}
+
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     // getrandom only fails on exotic platforms; a clock-derived value still works there.
@@ -383,7 +440,7 @@ impl std::fmt::Debug for Peer {
 /// A live peer connection for one call.
 pub struct Peer {
     pc: Arc<dyn PeerConnection>,
-    video: LocalTrack,
+    video: VideoTrack,
     audio: LocalTrack,
     channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
     closing: Arc<AtomicBool>,
@@ -479,7 +536,7 @@ impl Peer {
         .map_err(err)?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         let peer = Self {
-            video: LocalTrack::new(RtpCodecKind::Video, h264_codec(), &options.track_prefix)?,
+            video: VideoTrack::new(&options.track_prefix)?,
             audio: LocalTrack::new(RtpCodecKind::Audio, opus_codec(), &options.track_prefix)?,
             pc,
             channel,
@@ -496,11 +553,11 @@ impl Peer {
 
     async fn setup(&self, offerer: bool, events: mpsc::Sender<PeerEvent>) -> Result<(), PeerError> {
         let err = |e: rtc::shared::error::Error| PeerError::Connection(e.to_string());
-        for local in [&self.video, &self.audio] {
-            self.pc
-                .add_track(Arc::clone(&local.track) as Arc<dyn TrackLocal>)
-                .await
-                .map_err(err)?;
+        for track in [
+            Arc::clone(&self.video.track) as Arc<dyn TrackLocal>,
+            Arc::clone(&self.audio.track) as Arc<dyn TrackLocal>,
+        ] {
+            self.pc.add_track(track).await.map_err(err)?;
         }
         // Keyframe requests for our video arrive as events on the local video track.
         let video = Arc::clone(&self.video.track);
@@ -588,19 +645,17 @@ impl Peer {
                 .mime_type
                 .eq_ignore_ascii_case(MIME_TYPE_H264)
             {
-                &self.video
+                &self.video.payload_type
             } else if codec
                 .rtp_codec
                 .mime_type
                 .eq_ignore_ascii_case(MIME_TYPE_OPUS)
             {
-                &self.audio
+                &self.audio.payload_type
             } else {
                 continue;
             };
-            target
-                .payload_type
-                .store(codec.payload_type, Ordering::SeqCst);
+            target.store(codec.payload_type, Ordering::SeqCst);
         }
     }
 
@@ -634,9 +689,43 @@ impl Peer {
             .map_err(|e| PeerError::BadCandidate(e.to_string()))
     }
 
-    /// Sends one encoded H.264 access unit (Annex B) covering `duration`.
-    pub async fn write_video(&self, data: Bytes, duration: Duration) -> Result<(), PeerError> {
-        write_sample(&self.video, data, duration).await
+    /// Sends one encoded H.264 access unit (Annex B) that advances the RTP clock by
+    /// `ticks` (90 kHz) since the previous one, in batches of 16 packets a millisecond
+    /// apart.
+    pub async fn write_video(&self, data: Bytes, ticks: u32) -> Result<(), PeerError> {
+        let pt = self.video.payload_type.load(Ordering::SeqCst);
+        if pt == 0 {
+            return Err(PeerError::Connection("no codec negotiated yet".into()));
+        }
+        let packets = {
+            let mut packetizer = self
+                .video
+                .packetizer
+                .lock()
+                .map_err(|_| PeerError::Connection("packetizer poisoned".into()))?;
+            // The packetizer stamps the current timestamp, then advances it: advance
+            // first so each frame carries its own capture time.
+            packetizer.skip_samples(ticks);
+            packetizer
+                .packetize(Instant::now(), &data, 0)
+                .map_err(|e| PeerError::Connection(e.to_string()))?
+        };
+        let batches = packets.len().div_ceil(PACE_BATCH);
+        let mut packets = packets.into_iter();
+        for batch in 0..batches {
+            if batch > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            for mut packet in packets.by_ref().take(PACE_BATCH) {
+                packet.header.payload_type = pt;
+                self.video
+                    .track
+                    .write_rtp(packet)
+                    .await
+                    .map_err(|e| PeerError::Connection(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends one Opus packet covering `duration`.

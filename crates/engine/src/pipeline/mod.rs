@@ -348,8 +348,7 @@ impl CallMedia {
         let c = Arc::clone(&counters);
         tasks.push(tokio::spawn(async move {
             while let Some(frame) = enc_rx.recv().await {
-                let duration = duration_for_ticks(frame.ticks, 90_000);
-                match p.write_video(frame.data, duration).await {
+                match p.write_video(frame.data, frame.ticks).await {
                     Ok(()) => {
                         c.frames_sent.fetch_add(1, Relaxed);
                     }
