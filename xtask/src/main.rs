@@ -147,8 +147,28 @@ fn test() -> Result {
         "doc tests",
         cargo().args(["test", "--locked", "--workspace", "--doc"]),
     )?;
+    ui_checks()?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+fn npm(args: &[&str]) -> Command {
+    let mut cmd = Command::new("npm");
+    cmd.args(args).current_dir(repo_root().join("ui"));
+    cmd
+}
+
+/// The web UI: dependencies exactly as locked, unit tests against the fake backend, type
+/// and Svelte checks, and a production build.
+fn ui_checks() -> Result {
+    setup::node()?;
+    step(
+        "ui: npm ci",
+        &mut npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+    )?;
+    step("ui: vitest", &mut npm(&["test"]))?;
+    step("ui: svelte-check", &mut npm(&["run", "check"]))?;
+    step("ui: vite build", &mut npm(&["run", "build"]))
 }
 
 /// The load benchmark: a release server and a separate load process, two scenarios.

@@ -38,6 +38,34 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
 
 const NEXTEST_VERSION: &str = "0.9.143";
 
+/// The UI's toolchain (Vite 7) needs Node 20.19 or newer.
+const NODE_MIN: (u32, u32) = (20, 19);
+
+/// Checks that Node.js and npm are present and new enough. Debian's own `nodejs` (18)
+/// is too old for the UI's build tools, so this does not install it: it says what to do.
+pub fn node() -> Result {
+    let out = Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|_| "Node.js is missing: install Node.js 20.19 or newer (with npm)".to_string())?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    let mut parts = version.trim().trim_start_matches('v').split('.');
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    if (major, minor) < NODE_MIN {
+        return Err(format!(
+            "Node.js {} is too old: the UI needs {}.{} or newer",
+            version.trim(),
+            NODE_MIN.0,
+            NODE_MIN.1
+        ));
+    }
+    if !has_command("npm") {
+        return Err("npm is missing: install it with Node.js".into());
+    }
+    Ok(())
+}
+
 /// Makes sure everything is present. Returns whether cargo-nextest is usable
 /// (when `want_nextest`).
 pub fn ensure_all(want_nextest: bool) -> Result<bool> {

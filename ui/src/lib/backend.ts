@@ -1,0 +1,33 @@
+import type { EngineEvent, ReportReason, Settings } from './types';
+
+/**
+ * Everything the screens need from the app. Two implementations: the Tauri shell
+ * (commands and events over IPC) and a fake for tests and UI work without the shell.
+ */
+export interface Backend {
+  loadSettings(): Promise<Settings>;
+  saveSettings(settings: Settings): Promise<void>;
+  search(): Promise<void>;
+  cancel(): Promise<void>;
+  next(): Promise<void>;
+  hangUp(): Promise<void>;
+  setMuted(muted: boolean): Promise<void>;
+  setCameraEnabled(enabled: boolean): Promise<void>;
+  sendChat(text: string): Promise<void>;
+  report(reason: ReportReason, note: string | null): Promise<void>;
+  block(): Promise<void>;
+  /** Subscribes to engine events; returns the unsubscribe function. */
+  onEvent(listener: (event: EngineEvent) => void): () => void;
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  nickname: '',
+  languages: ['ko'],
+  interests: [],
+  serverUrl: 'ws://127.0.0.1:7878/v1/ws',
+  relayOnly: false,
+  uiLanguage: 'auto',
+  cameraId: null,
+  microphoneId: null,
+  speakerId: null,
+};

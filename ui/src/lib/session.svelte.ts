@@ -1,0 +1,194 @@
+import type { Backend } from './backend';
+import { networkQuality } from './quality';
+import type { CallStats, EngineEvent, PeerProfile, ReportReason, Settings } from './types';
+
+export type Screen = 'onboarding' | 'lobby' | 'searching' | 'call' | 'after';
+
+export interface ChatLine {
+  mine: boolean;
+  text: string;
+}
+
+/** What the screens show, driven by engine events and user actions. */
+export class Session {
+  screen: Screen = $state('onboarding');
+  settings: Settings | null = $state(null);
+  peer: PeerProfile | null = $state(null);
+  connected = $state(false);
+  searchingSince: number | null = $state(null);
+  callSince: number | null = $state(null);
+  muted = $state(false);
+  cameraOn = $state(true);
+  peerAudio = $state(true);
+  peerVideo = $state(true);
+  chat: ChatLine[] = $state([]);
+  quality: number | null = $state(null);
+  online: { online: number; waiting: number } | null = $state(null);
+  endReason: string | null = $state(null);
+  notice: string | null = $state(null);
+  serverDown: { why: string; retryAt: number } | null = $state(null);
+  reported = $state(false);
+  blocked = $state(false);
+  private lastStats: CallStats | null = null;
+  private unsubscribe: () => void;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly now: () => number = () => Date.now(),
+  ) {
+    this.unsubscribe = backend.onEvent((e) => this.handle(e));
+  }
+
+  async start(): Promise<void> {
+    const settings = await this.backend.loadSettings();
+    this.settings = settings;
+    this.screen = settings.nickname.trim() ? 'lobby' : 'onboarding';
+  }
+
+  dispose(): void {
+    this.unsubscribe();
+  }
+
+  async saveSettings(settings: Settings): Promise<boolean> {
+    if (!settings.nickname.trim()) return false;
+    await this.backend.saveSettings(settings);
+    this.settings = settings;
+    this.screen = 'lobby';
+    return true;
+  }
+
+  async match(): Promise<void> {
+    this.resetCall();
+    this.searchingSince = this.now();
+    this.screen = 'searching';
+    await this.backend.search();
+  }
+
+  async cancel(): Promise<void> {
+    await this.backend.cancel();
+    this.screen = 'lobby';
+  }
+
+  async next(): Promise<void> {
+    this.resetCall();
+    this.searchingSince = this.now();
+    this.screen = 'searching';
+    await this.backend.next();
+  }
+
+  async hangUp(): Promise<void> {
+    await this.backend.hangUp();
+  }
+
+  async toggleMute(): Promise<void> {
+    this.muted = !this.muted;
+    await this.backend.setMuted(this.muted);
+  }
+
+  async toggleCamera(): Promise<void> {
+    this.cameraOn = !this.cameraOn;
+    await this.backend.setCameraEnabled(this.cameraOn);
+  }
+
+  async sendChat(text: string): Promise<void> {
+    const trimmed = text.trim();
+    if (!trimmed) return;
+    this.chat.push({ mine: true, text: trimmed });
+    await this.backend.sendChat(trimmed);
+  }
+
+  async report(reason: ReportReason, note: string | null): Promise<void> {
+    await this.backend.report(reason, note);
+    this.reported = true;
+  }
+
+  async block(): Promise<void> {
+    await this.backend.block();
+    this.blocked = true;
+  }
+
+  backToLobby(): void {
+    this.screen = 'lobby';
+  }
+
+  private resetCall(): void {
+    this.peer = null;
+    this.chat = [];
+    this.quality = null;
+    this.lastStats = null;
+    this.endReason = null;
+    this.notice = null;
+    this.reported = false;
+    this.blocked = false;
+    this.peerAudio = true;
+    this.peerVideo = true;
+    this.callSince = null;
+  }
+
+  private handle(event: EngineEvent): void {
+    switch (event.type) {
+      case 'server_connected':
+        this.connected = true;
+        this.serverDown = null;
+        break;
+      case 'server_disconnected':
+        this.connected = false;
+        this.serverDown = { why: event.why, retryAt: this.now() + event.retryInMs };
+        break;
+      case 'online_count':
+        this.online = { online: event.online, waiting: event.waiting };
+        break;
+      case 'state':
+        this.onState(event.view);
+        break;
+      case 'chat':
+        this.chat.push({ mine: false, text: event.text });
+        break;
+      case 'peer_media':
+        this.peerAudio = event.audio;
+        this.peerVideo = event.video;
+        break;
+      case 'stats':
+        this.quality = networkQuality(event.stats, this.lastStats);
+        this.lastStats = event.stats;
+        break;
+      case 'device_error':
+        this.notice = `${event.device}: ${event.message}`;
+        break;
+      case 'error':
+        this.notice = event.message;
+        break;
+      case 'audio_levels':
+        break;
+    }
+  }
+
+  private onState(view: EngineEvent & { type: 'state' } extends { view: infer V } ? V : never): void {
+    switch (view.state) {
+      case 'idle':
+        if (this.screen === 'searching') this.screen = 'lobby';
+        break;
+      case 'searching':
+        if (this.screen !== 'searching') {
+          // The engine searches again by itself after the peer left (auto-search).
+          this.resetCall();
+          this.searchingSince = this.now();
+          this.screen = 'searching';
+        }
+        break;
+      case 'connecting':
+        this.peer = view.peer;
+        this.screen = 'call';
+        break;
+      case 'in_call':
+        this.peer = view.peer;
+        this.callSince = this.now();
+        this.screen = 'call';
+        break;
+      case 'ended':
+        this.endReason = view.reason;
+        if (this.screen === 'call' || this.screen === 'searching') this.screen = 'after';
+        break;
+    }
+  }
+}

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { FakeBackend } from './fake';
+import { Session } from './session.svelte';
+import type { CallStats } from './types';
+
+const partner = { nickname: '민지', languages: ['ko'], shared_interests: ['music'] };
+
+async function ready(backend = new FakeBackend(null)) {
+  backend.settings.nickname = 'alice';
+  const session = new Session(backend, () => 1000);
+  await session.start();
+  return { backend, session };
+}
+
+describe('Session', () => {
+  it('starts at onboarding without a nickname and refuses an empty one', async () => {
+    const backend = new FakeBackend(null);
+    const session = new Session(backend);
+    await session.start();
+    expect(session.screen).toBe('onboarding');
+    expect(await session.saveSettings({ ...backend.settings, nickname: '  ' })).toBe(false);
+    expect(session.screen).toBe('onboarding');
+    expect(await session.saveSettings({ ...backend.settings, nickname: 'alice' })).toBe(true);
+    expect(session.screen).toBe('lobby');
+    expect(backend.settings.nickname).toBe('alice');
+  });
+
+  it('goes lobby → searching → call → after, and back', async () => {
+    const { backend, session } = await ready();
+    expect(session.screen).toBe('lobby');
+    await session.match();
+    expect(session.screen).toBe('searching');
+    expect(backend.calls).toContain('search');
+    backend.emit({ type: 'state', view: { state: 'connecting', peer: partner } });
+    expect(session.screen).toBe('call');
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    expect(session.peer?.nickname).toBe('민지');
+    expect(session.callSince).toBe(1000);
+    backend.emit({ type: 'state', view: { state: 'ended', reason: 'peer-left:hung_up' } });
+    expect(session.screen).toBe('after');
+    expect(session.endReason).toBe('peer-left:hung_up');
+    session.backToLobby();
+    expect(session.screen).toBe('lobby');
+  });
+
+  it('cancel returns to the lobby', async () => {
+    const { backend, session } = await ready();
+    await session.match();
+    await session.cancel();
+    expect(session.screen).toBe('lobby');
+    expect(backend.calls).toEqual(['search', 'cancel']);
+  });
+
+  it('keeps chat both ways and clears it for the next call', async () => {
+    const { backend, session } = await ready();
+    await session.match();
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    await session.sendChat('  안녕  ');
+    await session.sendChat('   ');
+    backend.emit({ type: 'chat', text: 'hi!' });
+    expect(session.chat).toEqual([
+      { mine: true, text: '안녕' },
+      { mine: false, text: 'hi!' },
+    ]);
+    expect(backend.calls).toContain('sendChat:안녕');
+    await session.next();
+    expect(session.chat).toEqual([]);
+    expect(session.screen).toBe('searching');
+  });
+
+  it('a peer leaving with auto-search shows searching again', async () => {
+    const { backend, session } = await ready();
+    await session.match();
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'searching' } });
+    expect(session.screen).toBe('searching');
+    expect(session.peer).toBeNull();
+  });
+
+  it('mute and camera toggles reach the backend; peer media state shows', async () => {
+    const { backend, session } = await ready();
+    await session.toggleMute();
+    await session.toggleCamera();
+    await session.toggleMute();
+    expect(backend.calls).toEqual(['setMuted:true', 'setCameraEnabled:false', 'setMuted:false']);
+    backend.emit({ type: 'peer_media', audio: false, video: true });
+    expect(session.peerAudio).toBe(false);
+  });
+
+  it('tracks the server connection and when it retries', async () => {
+    const { backend, session } = await ready();
+    backend.emit({ type: 'server_disconnected', why: 'refused', retryInMs: 2000 });
+    expect(session.connected).toBe(false);
+    expect(session.serverDown?.retryAt).toBe(3000);
+    backend.emit({ type: 'server_connected' });
+    expect(session.serverDown).toBeNull();
+  });
+
+  it('turns stats into a network quality score', async () => {
+    const { backend, session } = await ready();
+    const stats = (received: number, lost: number, rtt: number): CallStats => ({
+      elapsedMs: 0,
+      roundTripTime: rtt,
+      inboundVideo: { framesDecoded: 0, packetsLost: lost, packetsReceived: received, freezeCount: 0 },
+      inboundAudio: { packetsLost: 0, packetsReceived: 0, concealedSamples: 0, totalSamplesReceived: 0 },
+    });
+    backend.emit({ type: 'stats', stats: stats(1000, 0, 0.02) });
+    expect(session.quality).toBe(5);
+    backend.emit({ type: 'stats', stats: stats(1900, 100, 0.5) });
+    expect(session.quality).toBeLessThanOrEqual(2);
+  });
+});

@@ -1,0 +1,48 @@
+import { mount } from 'svelte';
+import App from './App.svelte';
+import type { Backend } from './lib/backend';
+import { FakeBackend } from './lib/fake';
+import './app.css';
+
+// In the Tauri shell the real backend is injected; in a plain browser (UI work,
+// screenshots) the fake one stands in.
+declare global {
+  interface Window {
+    chinguBackend?: Backend;
+  }
+}
+
+function fakeFromUrl(): FakeBackend {
+  // For UI work and screenshots: ?nickname=alice skips onboarding; ?matchMs=N sets how
+  // long the fake search takes.
+  const params = new URLSearchParams(window.location.search);
+  const fake = new FakeBackend(Number(params.get('matchMs') ?? 1000));
+  fake.settings.nickname = params.get('nickname') ?? '';
+  // ?demo=searching|call|after plays the engine events that lead to that screen.
+  const demo = params.get('demo');
+  if (demo) {
+    setTimeout(() => {
+      fake.emit({ type: 'online_count', online: 1204, waiting: 37 });
+      fake.emit({ type: 'state', view: { state: 'searching' } });
+      if (demo === 'searching') return;
+      fake.emit({ type: 'state', view: { state: 'in_call', peer: fake.partner } });
+      fake.emit({ type: 'chat', text: '안녕하세요! 어디서 왔어요?' });
+      fake.emit({
+        type: 'stats',
+        stats: {
+          elapsedMs: 1000,
+          roundTripTime: 0.04,
+          inboundVideo: { framesDecoded: 30, packetsLost: 0, packetsReceived: 200, freezeCount: 0 },
+          inboundAudio: { packetsLost: 0, packetsReceived: 50, concealedSamples: 0, totalSamplesReceived: 48000 },
+        },
+      });
+      if (demo === 'after') fake.emit({ type: 'state', view: { state: 'ended', reason: 'peer-left:hung_up' } });
+    }, 100);
+  }
+  return fake;
+}
+
+const backend: Backend = window.chinguBackend ?? fakeFromUrl();
+const target = document.getElementById('app');
+if (!target) throw new Error('index.html has no #app element');
+mount(App, { target, props: { backend } });
