@@ -2,9 +2,10 @@ import { mount } from 'svelte';
 import App from './App.svelte';
 import type { Backend } from './lib/backend';
 import { FakeBackend } from './lib/fake';
+import { TauriBackend, inTauri } from './lib/tauri';
 import './app.css';
 
-// In the Tauri shell the real backend is injected; in a plain browser (UI work,
+// In the Tauri shell the real backend talks to Rust; in a plain browser (UI work,
 // screenshots) the fake one stands in.
 declare global {
   interface Window {
@@ -42,7 +43,7 @@ function fakeFromUrl(): FakeBackend {
   return fake;
 }
 
-const backend: Backend = window.chinguBackend ?? fakeFromUrl();
+const backend: Backend = window.chinguBackend ?? (inTauri() ? new TauriBackend() : fakeFromUrl());
 const target = document.getElementById('app');
 if (!target) throw new Error('index.html has no #app element');
 mount(App, { target, props: { backend } });

@@ -83,27 +83,81 @@ fn step(what: &str, cmd: &mut Command) -> Result {
 fn run(args: &[String]) -> Result {
     let listen = flag(args, "--listen").unwrap_or_else(|| "127.0.0.1:7878".into());
     setup::ensure_all(false)?;
+    let display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
     step(
-        "building chingu-server",
-        cargo().args(["build", "--locked", "-p", "chingu-server"]),
+        "building chingu-server and chingu-cli",
+        cargo().args([
+            "build",
+            "--locked",
+            "-p",
+            "chingu-server",
+            "-p",
+            "chingu-cli",
+        ]),
     )?;
+    if display {
+        setup::node()?;
+        step(
+            "ui: npm ci",
+            &mut npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+        )?;
+        step("ui: vite build", &mut npm(&["run", "build"]))?;
+        // A debug build (devtools on) that serves the built UI itself.
+        step(
+            "building the app",
+            cargo().args([
+                "build",
+                "--locked",
+                "-p",
+                "chingu",
+                "--features",
+                "custom-protocol",
+            ]),
+        )?;
+    }
     let data_dir = repo_root().join(".chingu/server-data");
-    let binary = target_dir().join("debug/chingu-server");
+    let debug = target_dir().join("debug");
+    let url = format!("ws://{listen}/v1/ws");
     eprintln!(
-        "xtask: starting chingu-server\n\
-         \n  WebSocket:  ws://{listen}/v1/ws   (protocol: docs/protocol.md)\
+        "xtask: starting chingu-server and an echo partner\n\
+         \n  WebSocket:  {url}   (protocol: docs/protocol.md)\
          \n  Health:     http://{listen}/healthz\
          \n  Metrics:    http://{listen}/metrics\
          \n  Data:       {}\
          \n  Stop with Ctrl-C.\n",
         data_dir.display()
     );
-    step(
-        "chingu-server",
-        Command::new(binary)
-            .args(["--listen", &listen, "--data-dir"])
-            .arg(&data_dir),
-    )
+    let mut server = Command::new(debug.join("chingu-server"))
+        .args(["--listen", &listen, "--data-dir"])
+        .arg(&data_dir)
+        .spawn()
+        .map_err(|e| format!("starting chingu-server: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The demo partner: waits in the queue and sends back what it receives, so a
+    // newcomer who presses Match sees themselves as the other side sees them.
+    let mut echo = Command::new(debug.join("chingu-cli"))
+        .args(["echo", "--server", &url, "--nickname", "echo"])
+        .spawn()
+        .map_err(|e| format!("starting chingu-cli echo: {e}"))?;
+    let result = if display {
+        eprintln!("xtask: starting the app; press Match to call the echo partner");
+        step("chingu (the app)", &mut Command::new(debug.join("chingu")))
+    } else {
+        eprintln!("xtask: no display, so no app window; the server runs until Ctrl-C");
+        server.wait().map_err(|e| e.to_string()).and_then(|status| {
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("chingu-server exited: {status}"))
+            }
+        })
+    };
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
 }
 
 fn test() -> Result {

@@ -12,9 +12,10 @@ use crate::{Result, step};
 /// compilers (bundled SQLite, openh264); `pkg-config` is what -sys crates look libraries
 /// up with; `cmake` builds the bundled libopus; `nasm` gives openh264 its SIMD (without it
 /// the build succeeds silently and encodes several times slower); `libasound2-dev` is
-/// ALSA for cpal; `libclang-dev` lets nokhwa generate its V4L2 bindings. The PulseAudio
-/// packages give the device tests real, paced virtual
-/// microphones and speakers on machines without a sound card.
+/// ALSA for cpal; `libclang-dev` lets nokhwa generate its V4L2 bindings;
+/// `libwebkit2gtk-4.1-dev` is the webview (and GTK) the desktop app is built on. The
+/// PulseAudio packages give the device tests real, paced virtual microphones and
+/// speakers on machines without a sound card.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
@@ -22,6 +23,7 @@ const APT_PACKAGES: &[&str] = &[
     "nasm",
     "libasound2-dev",
     "libclang-dev",
+    "libwebkit2gtk-4.1-dev",
     "pulseaudio",
     "pulseaudio-utils",
     "libasound2-plugins",

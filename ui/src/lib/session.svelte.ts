@@ -51,21 +51,33 @@ export class Session {
 
   async saveSettings(settings: Settings): Promise<boolean> {
     if (!settings.nickname.trim()) return false;
-    await this.backend.saveSettings(settings);
+    if (!(await this.attempt(() => this.backend.saveSettings(settings)))) return false;
     this.settings = settings;
     this.screen = 'lobby';
     return true;
+  }
+
+  /** Runs a command; a failure becomes the notice (its message), never an exception. */
+  private async attempt(command: () => Promise<void>): Promise<boolean> {
+    try {
+      await command();
+      return true;
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      this.notice = err?.message ?? String(e);
+      return false;
+    }
   }
 
   async match(): Promise<void> {
     this.resetCall();
     this.searchingSince = this.now();
     this.screen = 'searching';
-    await this.backend.search();
+    if (!(await this.attempt(() => this.backend.search()))) this.screen = 'lobby';
   }
 
   async cancel(): Promise<void> {
-    await this.backend.cancel();
+    await this.attempt(() => this.backend.cancel());
     this.screen = 'lobby';
   }
 
@@ -73,38 +85,36 @@ export class Session {
     this.resetCall();
     this.searchingSince = this.now();
     this.screen = 'searching';
-    await this.backend.next();
+    await this.attempt(() => this.backend.next());
   }
 
   async hangUp(): Promise<void> {
-    await this.backend.hangUp();
+    await this.attempt(() => this.backend.hangUp());
   }
 
   async toggleMute(): Promise<void> {
     this.muted = !this.muted;
-    await this.backend.setMuted(this.muted);
+    await this.attempt(() => this.backend.setMuted(this.muted));
   }
 
   async toggleCamera(): Promise<void> {
     this.cameraOn = !this.cameraOn;
-    await this.backend.setCameraEnabled(this.cameraOn);
+    await this.attempt(() => this.backend.setCameraEnabled(this.cameraOn));
   }
 
   async sendChat(text: string): Promise<void> {
     const trimmed = text.trim();
     if (!trimmed) return;
     this.chat.push({ mine: true, text: trimmed });
-    await this.backend.sendChat(trimmed);
+    await this.attempt(() => this.backend.sendChat(trimmed));
   }
 
   async report(reason: ReportReason, note: string | null): Promise<void> {
-    await this.backend.report(reason, note);
-    this.reported = true;
+    this.reported = await this.attempt(() => this.backend.report(reason, note));
   }
 
   async block(): Promise<void> {
-    await this.backend.block();
-    this.blocked = true;
+    this.blocked = await this.attempt(() => this.backend.block());
   }
 
   backToLobby(): void {

@@ -96,6 +96,16 @@ describe('Session', () => {
     expect(session.serverDown).toBeNull();
   });
 
+  it('a failing command shows its message and does not strand the user', async () => {
+    const { backend, session } = await ready();
+    backend.search = async () => {
+      throw { code: 'not_ready', message: 'save your settings first' };
+    };
+    await session.match();
+    expect(session.screen).toBe('lobby');
+    expect(session.notice).toBe('save your settings first');
+  });
+
   it('turns stats into a network quality score', async () => {
     const { backend, session } = await ready();
     const stats = (received: number, lost: number, rtt: number): CallStats => ({

@@ -1,0 +1,219 @@
+//! Settings persisted with tauri-plugin-store (`settings.json` in the app's data
+//! directory), and the engine configuration they lead to.
+
+use std::time::Duration;
+
+use chingu_engine::EngineConfig;
+use chingu_engine::peer::PeerOptions;
+use chingu_engine::pipeline::{AudioOutput, AudioSource, MediaConfig, VideoSource};
+use chingu_engine::signaling::SignalingConfig;
+use chingu_media::camera::CameraRequest;
+use serde::{Deserialize, Serialize};
+use tauri::AppHandle;
+use tauri_plugin_store::StoreExt;
+
+use crate::CommandError;
+
+const STORE: &str = "settings.json";
+const KEY: &str = "settings";
+const DEVICE_KEY: &str = "device_id";
+
+/// What the user chose. Field names are camelCase in the UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    pub nickname: String,
+    pub languages: Vec<String>,
+    pub interests: Vec<String>,
+    pub server_url: String,
+    pub relay_only: bool,
+    pub ui_language: String,
+    pub camera_id: Option<String>,
+    pub microphone_id: Option<String>,
+    pub speaker_id: Option<String>,
+    /// Not shown in the UI: the device's secret id for the server, made on first run.
+    #[serde(skip)]
+    pub device_id: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            nickname: String::new(),
+            languages: vec!["ko".into()],
+            interests: Vec::new(),
+            server_url: "ws://127.0.0.1:7878/v1/ws".into(),
+            relay_only: false,
+            ui_language: "auto".into(),
+            camera_id: None,
+            microphone_id: None,
+            speaker_id: None,
+            device_id: String::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks what the server would reject anyway, with messages for people.
+    pub fn validated(self) -> Result<Self, CommandError> {
+        let nickname = self.nickname.trim();
+        if nickname.is_empty()
+            || nickname.chars().count() > chingu_proto::limits::MAX_NICKNAME_CHARS
+        {
+            return Err(CommandError::new(
+                "bad_nickname",
+                "a nickname has 1 to 32 characters",
+            ));
+        }
+        if self.languages.is_empty() || self.languages.len() > chingu_proto::limits::MAX_LANGUAGES {
+            return Err(CommandError::new(
+                "bad_languages",
+                "choose 1 to 8 languages",
+            ));
+        }
+        if !(self.server_url.starts_with("ws://") || self.server_url.starts_with("wss://")) {
+            return Err(CommandError::new(
+                "bad_server_url",
+                "the server address starts with ws:// or wss://",
+            ));
+        }
+        Ok(Self {
+            nickname: nickname.to_owned(),
+            ..self
+        })
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> CommandError {
+    CommandError::new("settings_store", e.to_string())
+}
+
+pub fn load(app: &AppHandle) -> Result<Settings, CommandError> {
+    let store = app.store(STORE).map_err(store_err)?;
+    let mut settings: Settings = match store.get(KEY) {
+        Some(value) => serde_json::from_value(value).unwrap_or_default(),
+        None => Settings::default(),
+    };
+    settings.device_id = match store
+        .get(DEVICE_KEY)
+        .and_then(|v| v.as_str().map(String::from))
+    {
+        Some(id) if id.len() >= 16 => id,
+        _ => {
+            let id = new_device_id();
+            store.set(DEVICE_KEY, id.clone());
+            store.save().map_err(store_err)?;
+            id
+        }
+    };
+    Ok(settings)
+}
+
+pub fn save(app: &AppHandle, settings: &Settings) -> Result<(), CommandError> {
+    let store = app.store(STORE).map_err(store_err)?;
+    store.set(KEY, serde_json::to_value(settings).map_err(store_err)?);
+    store.save().map_err(store_err)
+}
+
+fn new_device_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes.copy_from_slice(&t.as_nanos().to_le_bytes());
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("app-{hex}")
+}
+
+/// The engine for these settings: real devices where present; with no camera, the
+/// synthetic pattern (the UI is told); with no microphone, silence.
+pub fn engine_config(settings: &Settings) -> EngineConfig {
+    let has_camera = chingu_media::camera::cameras().is_ok_and(|c| !c.is_empty());
+    let has_mic = chingu_media::audio_device::input_devices().is_ok_and(|d| !d.is_empty());
+    let has_speaker = chingu_media::audio_device::output_devices().is_ok_and(|d| !d.is_empty());
+    let video = if has_camera {
+        VideoSource::Camera {
+            id: settings.camera_id.clone(),
+            request: CameraRequest::VGA,
+        }
+    } else {
+        VideoSource::TestPattern {
+            width: 640,
+            height: 480,
+            fps: 30,
+        }
+    };
+    EngineConfig {
+        signaling: SignalingConfig {
+            url: settings.server_url.clone(),
+            device_id: if settings.device_id.is_empty() {
+                new_device_id()
+            } else {
+                settings.device_id.clone()
+            },
+            client_version: concat!("chingu-app/", env!("CARGO_PKG_VERSION")).into(),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        },
+        peer: PeerOptions {
+            relay_only: settings.relay_only,
+            track_prefix: format!("app-{}", std::process::id()),
+            ..PeerOptions::default()
+        },
+        media: MediaConfig {
+            video: Some(video),
+            audio: has_mic.then(|| AudioSource::Microphone {
+                id: settings.microphone_id.clone(),
+            }),
+            output: if has_speaker {
+                AudioOutput::Speaker {
+                    id: settings.speaker_id.clone(),
+                }
+            } else {
+                AudioOutput::Discard
+            },
+            video_bitrate_bps: 1_000_000,
+            remote_video: None,
+            local_preview: None,
+            remote_audio: None,
+        },
+        auto_search: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_validated_with_codes() {
+        let ok = Settings {
+            nickname: "  alice ".into(),
+            ..Settings::default()
+        };
+        assert_eq!(ok.validated().expect("valid").nickname, "alice");
+        let empty = Settings::default().validated().expect_err("no nickname");
+        assert_eq!(empty.code, "bad_nickname");
+        let bad_url = Settings {
+            nickname: "a".into(),
+            server_url: "http://x".into(),
+            ..Settings::default()
+        };
+        assert_eq!(bad_url.validated().expect_err("url").code, "bad_server_url");
+    }
+
+    #[test]
+    fn settings_json_is_camel_case_and_tolerates_missing_fields() {
+        let s: Settings = serde_json::from_str(r#"{"nickname":"a","relayOnly":true}"#).unwrap();
+        assert!(s.relay_only);
+        assert_eq!(s.languages, vec!["ko".to_string()]);
+        let json = serde_json::to_value(Settings::default()).unwrap();
+        assert!(json.get("serverUrl").is_some());
+        assert!(
+            json.get("deviceId").is_none(),
+            "the device id never reaches the UI"
+        );
+    }
+}
