@@ -9,74 +9,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chingu_engine::pipeline::{AudioOutput, AudioSource, VideoSource};
 use chingu_engine::{Command as EngineCommand, EngineEvent};
 use chingu_media::camera::CameraRequest;
 use chingu_media::tone::{ToneGenerator, dominant_tone};
+use chingu_testkit::pulse::Pulse;
 use common::{ClientOptions, client, server};
-
-struct Pulse {
-    children: Vec<Child>,
-}
-
-fn pactl(args: &[&str]) {
-    let status = Command::new("pactl")
-        .args(args)
-        .status()
-        .expect("run pactl");
-    assert!(status.success(), "pactl {args:?} failed");
-}
-
-impl Pulse {
-    fn start() -> Option<Self> {
-        if Command::new("pulseaudio")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must have pulseaudio (cargo xtask installs it)"
-            );
-            eprintln!("SKIPPED: pulseaudio is not installed");
-            return None;
-        }
-        let _ = Command::new("pulseaudio").arg("--kill").status();
-        let started = Command::new("pulseaudio")
-            .args([
-                "--start",
-                "-n",
-                "--exit-idle-time=-1",
-                "-L",
-                "module-native-protocol-unix",
-                "-L",
-                "module-null-sink sink_name=vsink",
-                "-L",
-                "module-null-sink sink_name=vmic",
-            ])
-            .status()
-            .expect("run pulseaudio");
-        assert!(started.success(), "pulseaudio --start failed");
-        pactl(&["set-default-sink", "vsink"]);
-        pactl(&["set-default-source", "vmic.monitor"]);
-        Some(Self {
-            children: Vec::new(),
-        })
-    }
-}
-
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("pulseaudio").arg("--kill").status();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_real_audio_devices() {
@@ -97,7 +38,7 @@ async fn a_call_through_real_audio_devices() {
         .spawn()
         .expect("run pacat");
     let mut feed = pacat.stdin.take().expect("pacat stdin");
-    pulse.children.push(pacat);
+    pulse.own(pacat);
     std::thread::spawn(move || {
         let mut tone = ToneGenerator::new(440.0, 0.5);
         let mut samples = vec![0i16; 4800];
@@ -122,7 +63,7 @@ async fn a_call_through_real_audio_devices() {
         .spawn()
         .expect("run parec");
     let mut recorded = parec.stdout.take().expect("parec stdout");
-    pulse.children.push(parec);
+    pulse.own(parec);
     let (heard_tx, heard_rx) = std::sync::mpsc::channel::<Vec<i16>>();
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 9600];

@@ -326,6 +326,29 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
+/// One sending track: ids unique per peer (`prefix`), one encoding with our SSRC.
+fn media_track(
+    prefix: &str,
+    kind: RtpCodecKind,
+    ssrc: u32,
+    codec: RTCRtpCodec,
+) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        format!("{prefix}-stream"),
+        format!("{prefix}-{kind}"),
+        format!("{prefix}-{kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )
+}
+
 struct LocalTrack {
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
@@ -335,24 +358,9 @@ struct LocalTrack {
 impl LocalTrack {
     fn new(kind: RtpCodecKind, codec: RTCRtpCodec, prefix: &str) -> Result<Self, PeerError> {
         let ssrc = random_u32();
-        let track = TrackLocalStaticSample::new(
-            Instant::now(),
-            MediaStreamTrack::new(
-                format!("{prefix}-stream"),
-                format!("{prefix}-{kind}"),
-                format!("{prefix}-{kind}"),
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
-            ),
-        )
-        .map_err(|e| PeerError::Connection(e.to_string()))?;
+        let track =
+            TrackLocalStaticSample::new(Instant::now(), media_track(prefix, kind, ssrc, codec))
+                .map_err(|e| PeerError::Connection(e.to_string()))?;
         Ok(Self {
             track: Arc::new(track),
             ssrc,
@@ -392,21 +400,7 @@ impl VideoTrack {
             Box::new(rtc::rtp::sequence::new_random_sequencer()),
             codec.clock_rate,
         );
-        let kind = RtpCodecKind::Video;
-        let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("{prefix}-stream"),
-            format!("{prefix}-{kind}"),
-            format!("{prefix}-{kind}"),
-            kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec,
-                ..Default::default()
-            }],
-        ));
+        let track = TrackLocalStaticRTP::new(media_track(prefix, RtpCodecKind::Video, ssrc, codec));
         Ok(Self {
             track: Arc::new(track),
             ssrc,

@@ -3,8 +3,7 @@
 //! 440 Hz tone into; the "speaker" is another null sink whose monitor we record.
 //! (module-sine-source would be simpler, but it delivers audio in 2-second blocks, which
 //! no real microphone does.)
-//! The test starts its own user-space PulseAudio; `cargo xtask` installs it. Outside CI a
-//! machine without PulseAudio skips with a message; in CI its absence is a failure.
+//! The test starts its own user-space PulseAudio (`chingu_testkit::pulse`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -12,54 +11,7 @@ use std::time::{Duration, Instant};
 use chingu_media::audio_device::{Microphone, Speaker, input_devices, output_devices};
 use chingu_media::tone::{ToneGenerator, dominant_tone};
 
-struct Pulse;
-
-impl Pulse {
-    fn start() -> Option<Self> {
-        let present = Command::new("pulseaudio").arg("--version").output().is_ok();
-        if !present {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must have pulseaudio (cargo xtask installs it)"
-            );
-            eprintln!("SKIPPED: pulseaudio is not installed");
-            return None;
-        }
-        let _ = Command::new("pulseaudio").arg("--kill").status();
-        let started = Command::new("pulseaudio")
-            .args([
-                "--start",
-                "-n",
-                "--exit-idle-time=-1",
-                "-L",
-                "module-native-protocol-unix",
-                "-L",
-                "module-null-sink sink_name=vsink",
-                "-L",
-                "module-null-sink sink_name=vmic",
-            ])
-            .status()
-            .expect("run pulseaudio");
-        assert!(started.success(), "pulseaudio --start failed");
-        pactl(&["set-default-sink", "vsink"]);
-        pactl(&["set-default-source", "vmic.monitor"]);
-        Some(Pulse)
-    }
-}
-
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        let _ = Command::new("pulseaudio").arg("--kill").status();
-    }
-}
-
-fn pactl(args: &[&str]) {
-    let status = Command::new("pactl")
-        .args(args)
-        .status()
-        .expect("run pactl");
-    assert!(status.success(), "pactl {args:?} failed");
-}
+use chingu_testkit::pulse::{Pulse, pactl};
 
 /// Reads `seconds` of 48 kHz audio from the microphone.
 fn record(mic: &mut Microphone, seconds: f64) -> Vec<i16> {

@@ -1,6 +1,8 @@
 //! Test-only helpers: a protocol client over a real WebSocket with timeouts on every
-//! wait, and a bare HTTP GET. Used by the server's integration tests and the end-to-end
-//! scenarios; never by shipped code.
+//! wait, a bare HTTP GET, and a user-space PulseAudio ([`pulse`]). Used by the
+//! integration tests and the end-to-end scenarios; never by shipped code.
+
+pub mod pulse;
 
 use std::net::SocketAddr;
 use std::time::Duration;

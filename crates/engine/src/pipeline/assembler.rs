@@ -39,7 +39,7 @@ pub struct FrameAssembler {
     packets: BTreeMap<u64, Held>,
     /// Extended sequence number the next frame starts at; `None` until the first packet.
     next: Option<u64>,
-    last_extended: Option<u64>,
+    seq: super::seq::SeqExtender,
     /// Frames given up (each needs a keyframe to recover).
     pub frames_lost: u64,
     /// Packets that arrived after their frame was released or given up.
@@ -51,26 +51,6 @@ impl FrameAssembler {
         Self::default()
     }
 
-    /// Extends a 16-bit sequence number to 64 bits, nearest to the last one seen.
-    fn extend(&mut self, seq: u16) -> u64 {
-        let ext = match self.last_extended {
-            None => (1u64 << 32) + u64::from(seq),
-            Some(last) => {
-                let base = last & !0xFFFF;
-                let candidates = [base.wrapping_sub(0x1_0000), base, base + 0x1_0000];
-                candidates
-                    .into_iter()
-                    .map(|b| b + u64::from(seq))
-                    .min_by_key(|c| c.abs_diff(last))
-                    .unwrap_or(base + u64::from(seq))
-            }
-        };
-        if self.last_extended.is_none_or(|l| ext > l) {
-            self.last_extended = Some(ext);
-        }
-        ext
-    }
-
     /// Takes one packet. Returns `true` if it was kept.
     pub fn push(
         &mut self,
@@ -80,7 +60,7 @@ impl FrameAssembler {
         payload: Bytes,
         now: Instant,
     ) -> bool {
-        let ext = self.extend(seq);
+        let ext = self.seq.extend(seq);
         let next = *self.next.get_or_insert(ext);
         if ext < next || self.packets.contains_key(&ext) {
             self.packets_late += 1;

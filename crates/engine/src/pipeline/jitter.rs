@@ -37,7 +37,7 @@ struct Held {
 pub struct JitterBuffer {
     packets: BTreeMap<u64, Held>,
     next: Option<u64>,
-    last_extended: Option<u64>,
+    seq: super::seq::SeqExtender,
     started: bool,
     target: Duration,
     /// Running arrival jitter estimate (RFC 3550 style), from inter-arrival deviations.
@@ -66,26 +66,8 @@ impl JitterBuffer {
         self.target
     }
 
-    fn extend(&mut self, seq: u16) -> u64 {
-        let ext = match self.last_extended {
-            None => (1u64 << 32) + u64::from(seq),
-            Some(last) => {
-                let base = last & !0xFFFF;
-                [base.wrapping_sub(0x1_0000), base, base + 0x1_0000]
-                    .into_iter()
-                    .map(|b| b + u64::from(seq))
-                    .min_by_key(|c| c.abs_diff(last))
-                    .unwrap_or(base + u64::from(seq))
-            }
-        };
-        if self.last_extended.is_none_or(|l| ext > l) {
-            self.last_extended = Some(ext);
-        }
-        ext
-    }
-
     pub fn push(&mut self, seq: u16, payload: Bytes, now: Instant) {
-        let ext = self.extend(seq);
+        let ext = self.seq.extend(seq);
         if self.next.is_some_and(|n| ext < n) || self.packets.contains_key(&ext) {
             self.late += 1;
             return;

@@ -6,6 +6,7 @@
 
 pub mod assembler;
 pub mod jitter;
+pub mod seq;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, mpsc as std_mpsc};

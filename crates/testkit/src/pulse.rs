@@ -1,0 +1,74 @@
+//! A user-space PulseAudio for device tests: two null sinks, `vsink` (the default
+//! speaker) and `vmic` (whose monitor is the default microphone). Stopped on drop, with
+//! any helper processes (pacat, parec) registered through [`Pulse::own`].
+//! Outside CI a machine without PulseAudio skips (returns `None` with a message); in CI
+//! its absence is a failure, because `cargo xtask` installs it.
+
+use std::process::{Child, Command};
+
+#[derive(Debug)]
+pub struct Pulse {
+    children: Vec<Child>,
+}
+
+/// Runs `pactl` with `args`; panics (it is a test helper) if it fails.
+pub fn pactl(args: &[&str]) {
+    let status = Command::new("pactl")
+        .args(args)
+        .status()
+        .expect("run pactl");
+    assert!(status.success(), "pactl {args:?} failed");
+}
+
+impl Pulse {
+    pub fn start() -> Option<Self> {
+        if Command::new("pulseaudio")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have pulseaudio (cargo xtask installs it)"
+            );
+            eprintln!("SKIPPED: pulseaudio is not installed");
+            return None;
+        }
+        let _ = Command::new("pulseaudio").arg("--kill").status();
+        let started = Command::new("pulseaudio")
+            .args([
+                "--start",
+                "-n",
+                "--exit-idle-time=-1",
+                "-L",
+                "module-native-protocol-unix",
+                "-L",
+                "module-null-sink sink_name=vsink",
+                "-L",
+                "module-null-sink sink_name=vmic",
+            ])
+            .status()
+            .expect("run pulseaudio");
+        assert!(started.success(), "pulseaudio --start failed");
+        pactl(&["set-default-sink", "vsink"]);
+        pactl(&["set-default-source", "vmic.monitor"]);
+        Some(Self {
+            children: Vec::new(),
+        })
+    }
+
+    /// Keeps a helper process to be killed before the daemon stops.
+    pub fn own(&mut self, child: Child) {
+        self.children.push(child);
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("pulseaudio").arg("--kill").status();
+    }
+}
