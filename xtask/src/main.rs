@@ -10,11 +10,15 @@ use std::process::{Command, ExitCode};
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  run [--listen ADDR]   set up, build and start chingu-server on localhost (default 127.0.0.1:7878)
-  test                  set up, then check formatting, run clippy and every test
+  run [--listen ADDR] [--two]
+                        set up, build and start chingu-server (default 127.0.0.1:7878),
+                        a chingu-cli echo partner and the app (two windows with --two;
+                        no app without a display)
+  test                  set up, then check formatting, run clippy, every test and the
+                        UI checks
   bench [--clients N] [--duration S]
-                        build release binaries, measure the matchmaker and run the
-                        signaling load benchmark; writes target/bench/*.json*
+                        build release binaries; measure calls, codecs, the matchmaker
+                        and the signaling load; writes target/bench/*.json*
 ";
 
 fn main() -> ExitCode {
@@ -120,7 +124,7 @@ fn run(args: &[String]) -> Result {
     let debug = target_dir().join("debug");
     let url = format!("ws://{listen}/v1/ws");
     eprintln!(
-        "xtask: starting chingu-server and an echo partner\n\
+        "xtask: starting chingu-server\n\
          \n  WebSocket:  {url}   (protocol: docs/protocol.md)\
          \n  Health:     http://{listen}/healthz\
          \n  Metrics:    http://{listen}/metrics\
@@ -134,13 +138,46 @@ fn run(args: &[String]) -> Result {
         .spawn()
         .map_err(|e| format!("starting chingu-server: {e}"))?;
     std::thread::sleep(std::time::Duration::from_millis(500));
+    let two = args.iter().any(|a| a == "--two");
     // The demo partner: waits in the queue and sends back what it receives, so a
-    // newcomer who presses Match sees themselves as the other side sees them.
-    let mut echo = Command::new(debug.join("chingu-cli"))
-        .args(["echo", "--server", &url, "--nickname", "echo"])
-        .spawn()
-        .map_err(|e| format!("starting chingu-cli echo: {e}"))?;
-    let result = if display {
+    // newcomer who presses Match sees themselves as the other side sees them. With two
+    // windows they are each other's partner instead.
+    let mut echo = if two {
+        None
+    } else {
+        Some(
+            Command::new(debug.join("chingu-cli"))
+                .args(["echo", "--server", &url, "--nickname", "echo"])
+                .spawn()
+                .map_err(|e| format!("starting chingu-cli echo: {e}"))?,
+        )
+    };
+    let result = if display && two {
+        // Two app windows with separate profiles (settings, device id), so they can
+        // match each other (the server never matches a device with itself).
+        eprintln!("xtask: starting two app windows; press Match in both");
+        let profiles = repo_root().join(".chingu/profiles");
+        let mut apps = Vec::new();
+        for name in ["a", "b"] {
+            let home = profiles.join(name);
+            std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+            apps.push(
+                Command::new(debug.join("chingu"))
+                    .env("XDG_DATA_HOME", home.join("data"))
+                    .env("XDG_CONFIG_HOME", home.join("config"))
+                    .env("XDG_CACHE_HOME", home.join("cache"))
+                    .spawn()
+                    .map_err(|e| format!("starting the app: {e}"))?,
+            );
+        }
+        let mut result = Ok(());
+        for mut app in apps {
+            if let Err(e) = app.wait() {
+                result = Err(e.to_string());
+            }
+        }
+        result
+    } else if display {
         eprintln!("xtask: starting the app; press Match to call the echo partner");
         step("chingu (the app)", &mut Command::new(debug.join("chingu")))
     } else {
@@ -153,8 +190,10 @@ fn run(args: &[String]) -> Result {
             }
         })
     };
-    let _ = echo.kill();
-    let _ = echo.wait();
+    if let Some(echo) = echo.as_mut() {
+        let _ = echo.kill();
+        let _ = echo.wait();
+    }
     let _ = server.kill();
     let _ = server.wait();
     result
