@@ -43,18 +43,22 @@ pub struct DeviceStats {
     pub overruns: AtomicU64,
     pub underruns: AtomicU64,
     pub callbacks: AtomicU64,
-    /// Errors the stream recovered from by itself (xruns, a rerouted default device).
+    /// Errors the stream went on after (xruns, a rerouted default device, transient
+    /// backend failures).
     pub glitches: AtomicU64,
 }
 
 /// Whether a stream error ends the stream. cpal reports xruns, reroutes of the default
-/// device and refused real-time priority through the same callback, but the stream keeps
-/// running after them: those are counted, not reported as the end.
+/// device, refused real-time priority and transient backend failures through the same
+/// callback, and its ALSA worker keeps the stream running after them (PulseAudio's ALSA
+/// plugin returns EIO from `snd_pcm_avail_delay` now and then, and the next period plays
+/// fine): those are counted. Only a device or host that is gone, a stream that must be
+/// rebuilt, or a refused permission ends it.
 fn ends_stream(err: &cpal::Error) -> bool {
     use cpal::ErrorKind as K;
-    !matches!(
+    matches!(
         err.kind(),
-        K::Xrun | K::DeviceChanged | K::RealtimeDenied | K::DeviceBusy
+        K::DeviceNotAvailable | K::HostUnavailable | K::StreamInvalidated | K::PermissionDenied
     )
 }
 
