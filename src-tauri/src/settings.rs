@@ -130,20 +130,13 @@ fn new_device_id() -> String {
 /// The engine for these settings: real devices where present; with no camera, the
 /// synthetic pattern (the UI is told); with no microphone, silence.
 pub fn engine_config(settings: &Settings) -> EngineConfig {
-    let has_camera = chingu_media::camera::cameras().is_ok_and(|c| !c.is_empty());
     let has_mic = chingu_media::audio_device::input_devices().is_ok_and(|d| !d.is_empty());
     let has_speaker = chingu_media::audio_device::output_devices().is_ok_and(|d| !d.is_empty());
-    let video = if has_camera {
-        VideoSource::Camera {
-            id: settings.camera_id.clone(),
-            request: CameraRequest::VGA,
-        }
-    } else {
-        VideoSource::TestPattern {
-            width: 640,
-            height: 480,
-            fps: 30,
-        }
+    // With no camera (or one that fails) the engine sends the synthetic pattern and
+    // tells the UI (`camera_fallback`).
+    let video = VideoSource::Camera {
+        id: settings.camera_id.clone(),
+        request: CameraRequest::VGA,
     };
     EngineConfig {
         signaling: SignalingConfig {
@@ -175,6 +168,7 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
                 AudioOutput::Discard
             },
             video_bitrate_bps: 1_000_000,
+            camera_fallback: true,
             remote_video: None,
             local_preview: None,
             remote_audio: None,

@@ -174,3 +174,47 @@ async fn a_peer_that_vanishes_ends_the_call_within_five_seconds() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_camera_the_call_sends_the_test_pattern_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path()).await;
+    let url = server.ws_url();
+    let mut a = client(
+        &url,
+        "alice",
+        ClientOptions {
+            // An id no machine has: opening fails even where cameras exist.
+            video: Some(chingu_engine::pipeline::VideoSource::Camera {
+                id: Some("no-such-camera-0xc0ffee".into()),
+                request: chingu_media::camera::CameraRequest::VGA,
+            }),
+            camera_fallback: true,
+            ..Default::default()
+        },
+    );
+    let mut b = client(&url, "bob", ClientOptions::default());
+    a.search().await;
+    b.search().await;
+    a.in_call().await;
+    b.in_call().await;
+    let message = a
+        .wait_for("camera notice", |e| match e {
+            EngineEvent::DeviceError { device, message } if device == "camera" => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(message.contains("test pattern"), "{message}");
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while b.frames_seen() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob never saw alice's fallback video"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -107,6 +107,7 @@ fn side(url: &str, name: &str, width: u32, height: u32, tone: f64) -> Side {
         audio: Some(AudioSource::Tone { frequency_hz: tone }),
         output: AudioOutput::Discard,
         video_bitrate_bps: bitrate_for(width, height),
+        camera_fallback: false,
         remote_video: Some(Probe::sink(&probe)),
         local_preview: None,
         remote_audio: None,

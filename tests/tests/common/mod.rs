@@ -59,6 +59,9 @@ pub struct ClientOptions {
     pub auto_search: bool,
     pub audio: Option<AudioSource>,
     pub output: AudioOutput,
+    /// Instead of the test pattern (e.g. a camera).
+    pub video: Option<VideoSource>,
+    pub camera_fallback: bool,
 }
 
 impl Default for ClientOptions {
@@ -70,6 +73,8 @@ impl Default for ClientOptions {
             auto_search: false,
             audio: None,
             output: AudioOutput::Discard,
+            video: None,
+            camera_fallback: false,
         }
     }
 }
@@ -90,11 +95,11 @@ pub fn client(url: &str, name: &str, options: ClientOptions) -> Client {
     let video_seen = Arc::clone(&seen);
     let audio_seen = Arc::clone(&seen);
     let media = MediaConfig {
-        video: Some(VideoSource::TestPattern {
+        video: Some(options.video.unwrap_or(VideoSource::TestPattern {
             width: options.width,
             height: options.height,
             fps: 30,
-        }),
+        })),
         audio: Some(options.audio.unwrap_or(AudioSource::Tone {
             frequency_hz: options.tone_hz,
         })),
@@ -104,6 +109,7 @@ pub fn client(url: &str, name: &str, options: ClientOptions) -> Client {
         } else {
             300_000
         },
+        camera_fallback: options.camera_fallback,
         remote_video: Some(Arc::new(move |frame, _info| {
             let now = chingu_media::frame::now_us();
             if let Some(stamp) = barcode::read(frame)

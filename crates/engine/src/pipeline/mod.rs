@@ -173,6 +173,9 @@ pub struct MediaConfig {
     pub audio: Option<AudioSource>,
     pub output: AudioOutput,
     pub video_bitrate_bps: u32,
+    /// When the camera cannot be opened, send the synthetic pattern (and say so) rather
+    /// than nothing.
+    pub camera_fallback: bool,
     pub remote_video: Option<VideoSink>,
     pub local_preview: Option<VideoSink>,
     pub remote_audio: Option<AudioTap>,
@@ -185,6 +188,7 @@ impl std::fmt::Debug for MediaConfig {
             .field("audio", &self.audio)
             .field("output", &self.output)
             .field("video_bitrate_bps", &self.video_bitrate_bps)
+            .field("camera_fallback", &self.camera_fallback)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +206,7 @@ impl Default for MediaConfig {
             }),
             output: AudioOutput::Discard,
             video_bitrate_bps: 1_000_000,
+            camera_fallback: false,
             remote_video: None,
             local_preview: None,
             remote_audio: None,
@@ -330,6 +335,7 @@ impl CallMedia {
         {
             let ctx = VideoSendCtx {
                 source: config.video.clone(),
+                camera_fallback: config.camera_fallback,
                 bitrate_bps: config.video_bitrate_bps,
                 ctl: video_ctl_rx,
                 out: enc_tx,
@@ -532,8 +538,16 @@ fn open_video(source: &VideoSource, frame: &mut I420Frame) -> Result<FrameSource
     }
 }
 
+/// What a call sends when the camera cannot be opened and fallback is on.
+const FALLBACK_PATTERN: VideoSource = VideoSource::TestPattern {
+    width: 640,
+    height: 480,
+    fps: 30,
+};
+
 struct VideoSendCtx {
     source: Option<VideoSource>,
+    camera_fallback: bool,
     bitrate_bps: u32,
     ctl: std_mpsc::Receiver<VideoCtl>,
     out: mpsc::Sender<EncodedVideo>,
@@ -552,6 +566,14 @@ fn video_send_thread(ctx: VideoSendCtx) {
         None => None,
         Some(spec) => match open_video(spec, frame) {
             Ok(s) => Some(s),
+            Err(e) if ctx.camera_fallback => {
+                // The call goes on with the synthetic pattern, and the user is told.
+                let _ = ctx.notices.try_send(MediaNotice::DeviceError {
+                    device: "camera",
+                    message: format!("{e}; sending a test pattern instead"),
+                });
+                open_video(&FALLBACK_PATTERN, frame).ok()
+            }
             Err(e) => {
                 let _ = ctx.notices.try_send(MediaNotice::DeviceError {
                     device: "camera",
