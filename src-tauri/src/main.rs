@@ -62,13 +62,22 @@ async fn save_settings(
     });
     if restart {
         *engine = None; // the old engine hangs up and stops when its handle drops
-        let (handle, events, _task) = Engine::start(settings::engine_config(&settings));
+        let (handle, events, _task) = Engine::start(engine_config(&settings).await?);
         tauri::async_runtime::spawn(events::forward(app.clone(), events));
         *engine = Some((handle, settings));
     } else if let Some((_, current)) = engine.as_mut() {
         *current = settings;
     }
     Ok(())
+}
+
+/// Builds the engine configuration off the async runtime: it enumerates audio devices,
+/// which can block on the sound server.
+async fn engine_config(settings: &Settings) -> CommandResult<chingu_engine::EngineConfig> {
+    let settings = settings.clone();
+    tauri::async_runtime::spawn_blocking(move || settings::engine_config(&settings))
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))
 }
 
 async fn send(shell: &Shell, command: Command) -> CommandResult<()> {
@@ -160,7 +169,10 @@ fn main() {
             if let Ok(saved) = settings::load(&handle).and_then(Settings::validated) {
                 let shell = Arc::clone(app.state::<Arc<Shell>>().inner());
                 tauri::async_runtime::spawn(async move {
-                    let (engine, events, _task) = Engine::start(settings::engine_config(&saved));
+                    let Ok(config) = engine_config(&saved).await else {
+                        return;
+                    };
+                    let (engine, events, _task) = Engine::start(config);
                     tauri::async_runtime::spawn(events::forward(handle.clone(), events));
                     *shell.engine.lock().await = Some((engine, saved));
                     let _ = handle.emit("ready", ());

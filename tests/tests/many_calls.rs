@@ -121,7 +121,6 @@ async fn a_hundred_calls_return_resources_to_baseline() {
         media_threads.is_empty(),
         "media threads left running: {media_threads:?}"
     );
-    let _ = threads1;
     a.stop().await;
     b.stop().await;
 }
