@@ -1,6 +1,7 @@
 //! Engine events to UI events (`engine` on the app's event bus), in the shapes of
 //! `ui/src/lib/types.ts`.
 
+use chingu_engine::device_check::CheckEvent;
 use chingu_engine::{CallView, EngineEvent};
 use serde_json::{Value, json};
 use tauri::{AppHandle, Emitter};
@@ -13,6 +14,21 @@ pub async fn forward(app: AppHandle, mut events: mpsc::Receiver<EngineEvent>) {
         };
         if let Err(e) = app.emit("engine", payload) {
             tracing::warn!("engine event not delivered to the UI: {e}");
+        }
+    }
+}
+
+/// Device check events, on the same `engine` channel.
+pub async fn forward_check(app: AppHandle, mut events: mpsc::Receiver<CheckEvent>) {
+    while let Some(event) = events.recv().await {
+        let payload = match event {
+            CheckEvent::Level { dbfs } => json!({"type": "mic_level", "dbfs": dbfs}),
+            CheckEvent::DeviceError { device, message } => {
+                json!({"type": "device_error", "device": device, "message": message})
+            }
+        };
+        if let Err(e) = app.emit("engine", payload) {
+            tracing::warn!("device check event not delivered to the UI: {e}");
         }
     }
 }

@@ -6,10 +6,14 @@
 
 mod events;
 mod settings;
+mod video;
+#[cfg(feature = "video-bench")]
+mod video_bench;
 
 use std::sync::Arc;
 
 use chingu_engine::call_state::SearchPrefs;
+use chingu_engine::device_check::{self, CheckConfig, DeviceCheck, Devices};
 use chingu_engine::{Command, Engine};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -39,6 +43,21 @@ type CommandResult<T> = Result<T, CommandError>;
 #[derive(Default)]
 struct Shell {
     engine: Mutex<Option<(Engine, Settings)>>,
+    video: Arc<video::VideoHub>,
+    /// The onboarding camera preview and microphone meter, while that screen shows.
+    check: Mutex<Option<DeviceCheck>>,
+    /// The loopback video server, started on first use.
+    video_server: tokio::sync::OnceCell<video::VideoEndpoint>,
+}
+
+impl Shell {
+    /// Stops the device check, if any, releasing its devices (joins its thread off the
+    /// runtime).
+    async fn stop_check(&self) {
+        if let Some(check) = self.check.lock().await.take() {
+            let _ = tauri::async_runtime::spawn_blocking(move || drop(check)).await;
+        }
+    }
 }
 
 #[tauri::command]
@@ -62,7 +81,7 @@ async fn save_settings(
     });
     if restart {
         *engine = None; // the old engine hangs up and stops when its handle drops
-        let (handle, events, _task) = Engine::start(engine_config(&settings).await?);
+        let (handle, events, _task) = Engine::start(engine_config(&settings, &shell.video).await?);
         tauri::async_runtime::spawn(events::forward(app.clone(), events));
         *engine = Some((handle, settings));
     } else if let Some((_, current)) = engine.as_mut() {
@@ -73,11 +92,20 @@ async fn save_settings(
 
 /// Builds the engine configuration off the async runtime: it enumerates audio devices,
 /// which can block on the sound server.
-async fn engine_config(settings: &Settings) -> CommandResult<chingu_engine::EngineConfig> {
+/// The engine's video goes to `video` (drawn by the webview).
+async fn engine_config(
+    settings: &Settings,
+    video: &Arc<video::VideoHub>,
+) -> CommandResult<chingu_engine::EngineConfig> {
     let settings = settings.clone();
-    tauri::async_runtime::spawn_blocking(move || settings::engine_config(&settings))
-        .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))
+    let mut config =
+        tauri::async_runtime::spawn_blocking(move || settings::engine_config(&settings))
+            .await
+            .map_err(|e| CommandError::new("internal", e.to_string()))?;
+    let (remote, local) = video.sinks();
+    config.media.remote_video = Some(remote);
+    config.media.local_preview = Some(local);
+    Ok(config)
 }
 
 async fn send(shell: &Shell, command: Command) -> CommandResult<()> {
@@ -91,8 +119,65 @@ async fn send(shell: &Shell, command: Command) -> CommandResult<()> {
         .map_err(|e| CommandError::new("engine_stopped", e.to_string()))
 }
 
+/// Where the page reads video frames from (see `video`).
+#[tauri::command]
+async fn video_endpoint(shell: State<'_, Arc<Shell>>) -> CommandResult<video::VideoEndpoint> {
+    shell
+        .video_server
+        .get_or_try_init(|| video::serve(Arc::clone(&shell.video)))
+        .await
+        .cloned()
+        .map_err(|e| CommandError::new("video_server", e.to_string()))
+}
+
+/// The cameras, microphones and speakers for the pickers.
+#[tauri::command]
+async fn list_devices() -> CommandResult<Devices> {
+    tauri::async_runtime::spawn_blocking(device_check::devices)
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))
+}
+
+/// Shows the chosen camera on the `local` video stream and reports the chosen
+/// microphone's level (`mic_level` events) until stopped or a search starts. With no
+/// camera, the test pattern is shown and the UI told.
+#[tauri::command]
+async fn start_device_check(
+    app: AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    camera_id: Option<String>,
+    microphone_id: Option<String>,
+) -> CommandResult<()> {
+    shell.stop_check().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(32);
+    let (_, preview) = shell.video.sinks();
+    let check = DeviceCheck::start(
+        CheckConfig {
+            camera: camera_id,
+            microphone: microphone_id,
+            video: true,
+            audio: true,
+            camera_fallback: true,
+            preview,
+        },
+        tx,
+    )
+    .map_err(|e| CommandError::new("internal", e.to_string()))?;
+    *shell.check.lock().await = Some(check);
+    tauri::async_runtime::spawn(events::forward_check(app, rx));
+    Ok(())
+}
+
+#[tauri::command]
+async fn stop_device_check(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
+    shell.stop_check().await;
+    Ok(())
+}
+
 #[tauri::command]
 async fn search(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
+    // The call needs the camera and microphone the check holds.
+    shell.stop_check().await;
     let prefs = {
         let engine = shell.engine.lock().await;
         let (_, settings) = engine
@@ -151,6 +236,27 @@ async fn block(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     send(&shell, Command::Block).await
 }
 
+/// Opens the main window at the size it had when last closed.
+fn open_window(app: &AppHandle, page: &str) -> tauri::Result<()> {
+    let size = settings::window_size(app);
+    let window = tauri::WebviewWindowBuilder::new(app, "main", tauri::WebviewUrl::App(page.into()))
+        .title("Chingu")
+        .inner_size(size.width, size.height)
+        .min_inner_size(settings::MIN_WINDOW.width, settings::MIN_WINDOW.height)
+        .build()?;
+    let handle = app.clone();
+    window.on_window_event(move |event| {
+        if let tauri::WindowEvent::Resized(physical) = event
+            && let Some(window) = handle.get_webview_window("main")
+        {
+            let scale = window.scale_factor().unwrap_or(1.0);
+            let logical = physical.to_logical::<f64>(scale);
+            settings::save_window_size(&handle, logical.width, logical.height);
+        }
+    });
+    Ok(())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -159,17 +265,40 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = tauri::Builder::default()
+    let shell = Arc::new(Shell::default());
+    let builder = tauri::Builder::default();
+    #[cfg(feature = "video-bench")]
+    let builder = {
+        let video = Arc::clone(&shell.video);
+        builder.register_asynchronous_uri_scheme_protocol(
+            video_bench::SCHEME,
+            move |_ctx, request, responder| {
+                let video = Arc::clone(&video);
+                tauri::async_runtime::spawn(async move {
+                    responder.respond(video_bench::respond(&video, request).await);
+                });
+            },
+        )
+    };
+    let result = builder
         .plugin(tauri_plugin_store::Builder::default().build())
-        .manage(Arc::new(Shell::default()))
+        .manage(shell)
         .setup(|app| {
+            let handle = app.handle().clone();
+            #[cfg(feature = "video-bench")]
+            if let Ok(transport) = std::env::var("CHINGU_VIDEO_BENCH") {
+                let hub = Arc::clone(&app.state::<Arc<Shell>>().video);
+                app.manage(video_bench::Bench::start(transport.clone(), hub));
+                open_window(&handle, &format!("index.html?bench={transport}"))?;
+                return Ok(());
+            }
+            open_window(&handle, "index.html")?;
             // Start the engine at once when settings exist, so the lobby shows the
             // server connection and online count.
-            let handle = app.handle().clone();
             if let Ok(saved) = settings::load(&handle).and_then(Settings::validated) {
                 let shell = Arc::clone(app.state::<Arc<Shell>>().inner());
                 tauri::async_runtime::spawn(async move {
-                    let Ok(config) = engine_config(&saved).await else {
+                    let Ok(config) = engine_config(&saved, &shell.video).await else {
                         return;
                     };
                     let (engine, events, _task) = Engine::start(config);
@@ -191,7 +320,21 @@ fn main() {
             set_camera_enabled,
             send_chat,
             report,
-            block
+            block,
+            video_endpoint,
+            list_devices,
+            start_device_check,
+            stop_device_check,
+            #[cfg(feature = "video-bench")]
+            video_bench::video_bench_transport,
+            #[cfg(feature = "video-bench")]
+            video_bench::video_bench_channel,
+            #[cfg(feature = "video-bench")]
+            video_bench::video_bench_ack,
+            #[cfg(feature = "video-bench")]
+            video_bench::video_bench_start,
+            #[cfg(feature = "video-bench")]
+            video_bench::video_bench_done,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -17,6 +17,57 @@ use crate::CommandError;
 const STORE: &str = "settings.json";
 const KEY: &str = "settings";
 const DEVICE_KEY: &str = "device_id";
+const WINDOW_KEY: &str = "window";
+
+/// A window size in logical pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub width: f64,
+    pub height: f64,
+}
+
+pub const MIN_WINDOW: WindowSize = WindowSize {
+    width: 720.0,
+    height: 520.0,
+};
+const DEFAULT_WINDOW: WindowSize = WindowSize {
+    width: 1100.0,
+    height: 720.0,
+};
+/// Larger than any screen: a corrupt store cannot ask for a window nobody can resize.
+const MAX_WINDOW: f64 = 16384.0;
+
+impl WindowSize {
+    fn clamped(self) -> Option<Self> {
+        let ok = |v: f64, min: f64| v.is_finite().then(|| v.clamp(min, MAX_WINDOW));
+        Some(Self {
+            width: ok(self.width, MIN_WINDOW.width)?,
+            height: ok(self.height, MIN_WINDOW.height)?,
+        })
+    }
+}
+
+/// The window size saved when the window last changed size, or the default.
+pub fn window_size(app: &AppHandle) -> WindowSize {
+    app.store(STORE)
+        .ok()
+        .and_then(|store| store.get(WINDOW_KEY))
+        .and_then(|value| serde_json::from_value::<WindowSize>(value).ok())
+        .and_then(WindowSize::clamped)
+        .unwrap_or(DEFAULT_WINDOW)
+}
+
+/// Remembers the window size (the store writes it to disk shortly after).
+pub fn save_window_size(app: &AppHandle, width: f64, height: f64) {
+    let Some(size) = (WindowSize { width, height }).clamped() else {
+        return;
+    };
+    match (app.store(STORE), serde_json::to_value(size)) {
+        (Ok(store), Ok(value)) => store.set(WINDOW_KEY, value),
+        (Err(e), _) => tracing::warn!("window size not saved: {e}"),
+        (_, Err(e)) => tracing::warn!("window size not saved: {e}"),
+    }
+}
 
 /// What the user chose. Field names are camelCase in the UI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +247,20 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(bad_url.validated().expect_err("url").code, "bad_server_url");
+    }
+
+    #[test]
+    fn window_sizes_from_the_store_are_kept_sane() {
+        let size = |width, height| WindowSize { width, height }.clamped();
+        assert_eq!(size(1280.0, 800.0), Some(size(1280.0, 800.0).unwrap()));
+        assert_eq!(
+            size(10.0, 1e9),
+            Some(WindowSize {
+                width: 720.0,
+                height: MAX_WINDOW
+            })
+        );
+        assert_eq!(size(f64::NAN, 800.0), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The real device path in a call: engine A captures through cpal's real input (a
+//! The real device path. Onboarding's device check lists the devices and meters the
+//! microphone. In a call: engine A captures through cpal's real input (a
 //! PulseAudio null sink's monitor, fed a 440 Hz tone by `pacat`) and plays through cpal's
 //! real output (another null sink, recorded with `parec`); engine B uses synthetic
 //! media. Each side must hear the other's tone. Also: with no camera, asking for one
@@ -12,6 +13,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use chingu_engine::device_check::{self, CheckConfig, CheckEvent, DeviceCheck};
 use chingu_engine::pipeline::{AudioOutput, AudioSource, VideoSource};
 use chingu_engine::{Command as EngineCommand, EngineEvent};
 use chingu_media::camera::CameraRequest;
@@ -19,12 +21,8 @@ use chingu_media::tone::{ToneGenerator, dominant_tone};
 use chingu_testkit::pulse::Pulse;
 use common::{ClientOptions, client, server};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_through_real_audio_devices() {
-    let Some(mut pulse) = Pulse::start() else {
-        return;
-    };
-    // The "microphone": 440 Hz played into vmic at real-time pace, for the whole test.
+/// The "microphone": a tone played into vmic at real-time pace, for the whole test.
+fn play_tone_into_vmic(pulse: &mut Pulse, frequency_hz: f64) {
     let mut pacat = Command::new("pacat")
         .args([
             "--playback",
@@ -40,7 +38,7 @@ async fn a_call_through_real_audio_devices() {
     let mut feed = pacat.stdin.take().expect("pacat stdin");
     pulse.own(pacat);
     std::thread::spawn(move || {
-        let mut tone = ToneGenerator::new(440.0, 0.5);
+        let mut tone = ToneGenerator::new(frequency_hz, 0.5);
         let mut samples = vec![0i16; 4800];
         loop {
             tone.fill(&mut samples);
@@ -50,6 +48,62 @@ async fn a_call_through_real_audio_devices() {
             }
         }
     });
+}
+
+/// Onboarding's device check on real devices: the pickers list PulseAudio's devices,
+/// and the level meter reads the tone played into the microphone (a -9 dBFS sine;
+/// silence reads -120).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_check_lists_devices_and_meters_the_microphone() {
+    let Some(mut pulse) = Pulse::start() else {
+        return;
+    };
+    let devices = tokio::task::spawn_blocking(device_check::devices)
+        .await
+        .expect("listed");
+    assert!(!devices.microphones.is_empty(), "{devices:?}");
+    assert!(!devices.speakers.is_empty(), "{devices:?}");
+    play_tone_into_vmic(&mut pulse, 440.0);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let check = DeviceCheck::start(
+        CheckConfig {
+            camera: None,
+            microphone: None,
+            video: false,
+            audio: true,
+            camera_fallback: false,
+            preview: std::sync::Arc::new(|_, _| {}),
+        },
+        tx,
+    )
+    .expect("check thread");
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let mut levels = Vec::new();
+    loop {
+        let event = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no tone level within the deadline: {levels:?}"))
+            .expect("the check runs");
+        match event {
+            CheckEvent::Level { dbfs } => {
+                levels.push(dbfs);
+                if dbfs > -15.0 {
+                    assert!(dbfs < -6.0, "a -9 dBFS tone read {dbfs} dBFS");
+                    break;
+                }
+            }
+            CheckEvent::DeviceError { device, message } => panic!("{device}: {message}"),
+        }
+    }
+    drop(check);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_real_audio_devices() {
+    let Some(mut pulse) = Pulse::start() else {
+        return;
+    };
+    play_tone_into_vmic(&mut pulse, 440.0);
     // The "speaker" is vsink; record its monitor.
     let mut parec = Command::new("parec")
         .args([

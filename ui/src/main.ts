@@ -43,7 +43,13 @@ function fakeFromUrl(): FakeBackend {
   return fake;
 }
 
-const backend: Backend = window.chinguBackend ?? (inTauri() ? new TauriBackend() : fakeFromUrl());
-const target = document.getElementById('app');
-if (!target) throw new Error('index.html has no #app element');
-mount(App, { target, props: { backend } });
+const bench = new URLSearchParams(window.location.search).get('bench');
+if (bench && inTauri()) {
+  // The video transport benchmark (an app built with the `video-bench` feature).
+  import('./bench').then(({ runBench }) => runBench(bench)).catch((e) => console.error('video bench:', e));
+} else {
+  const backend: Backend = window.chinguBackend ?? (inTauri() ? new TauriBackend() : fakeFromUrl());
+  const target = document.getElementById('app');
+  if (!target) throw new Error('index.html has no #app element');
+  mount(App, { target, props: { backend } });
+}

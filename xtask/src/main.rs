@@ -2,6 +2,7 @@
 //! missing on this machine (system packages through apt-get, pinned cargo tools), builds,
 //! then runs, checks or measures. Only the standard library, so it builds in seconds.
 
+mod display;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,10 @@ usage: cargo xtask <command>
   bench [--clients N] [--duration S]
                         build release binaries; measure calls, codecs, the matchmaker
                         and the signaling load; writes target/bench/*.json*
+  bench-video [--runs N]
+                        build the app with the video benchmark and measure the three
+                        video transports at 1280x720 30 fps in the real webview (under
+                        Xvfb without a display); writes target/bench/video.jsonl
 ";
 
 fn main() -> ExitCode {
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("bench-video") => bench_video(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -348,6 +354,98 @@ fn bench(args: &[String]) -> Result {
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
+}
+
+/// The video transport benchmark: a release app built with `video-bench`, one run per
+/// transport and repetition, each in a fresh profile; the page's figures plus the CPU
+/// time of the app's process tree and the X server (docs/decisions/0007).
+fn bench_video(args: &[String]) -> Result {
+    let runs: usize = flag(args, "--runs")
+        .map(|r| r.parse().map_err(|_| "--runs takes a number".to_string()))
+        .transpose()?
+        .unwrap_or(3);
+    setup::ensure_all(false)?;
+    setup::node()?;
+    step(
+        "ui: npm ci",
+        &mut npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+    )?;
+    step("ui: vite build", &mut npm(&["run", "build"]))?;
+    // The custom-scheme candidate needs its scheme in the page's CSP; only this build
+    // gets it (tauri-build merges TAURI_CONFIG into tauri.conf.json).
+    let csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+               img-src 'self' data: blob:; connect-src 'self' ipc: http://ipc.localhost \
+               ws://127.0.0.1:* chingu-video: http://chingu-video.localhost; \
+               object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+    step(
+        "building the app with the video benchmark (release)",
+        cargo()
+            .args([
+                "build",
+                "--locked",
+                "--release",
+                "-p",
+                "chingu",
+                "--features",
+                "custom-protocol,video-bench",
+            ])
+            .env(
+                "TAURI_CONFIG",
+                format!("{{\"app\":{{\"security\":{{\"csp\":\"{csp}\"}}}}}}"),
+            ),
+    )?;
+    // A private X server, so nothing else draws during the measurement.
+    let display = display::Display::get(true)?;
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let out = out_dir.join("video.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let app = target_dir().join("release").join("chingu");
+    for run in 0..runs {
+        for transport in ["protocol", "channel", "websocket"] {
+            eprintln!("xtask: video transport {transport}, run {}/{runs}", run + 1);
+            let profile = tempdir(&format!("chingu-video-bench-{transport}-{run}"))?;
+            let mut cmd = Command::new(&app);
+            cmd.env("DISPLAY", &display.name)
+                .env("CHINGU_VIDEO_BENCH", transport)
+                .env("CHINGU_VIDEO_BENCH_OUT", &out)
+                .env("XDG_DATA_HOME", profile.join("data"))
+                .env("XDG_CONFIG_HOME", profile.join("config"))
+                .env("XDG_CACHE_HOME", profile.join("cache"))
+                .stdout(std::process::Stdio::null());
+            if let Some(pid) = display.server_pid() {
+                cmd.env("CHINGU_VIDEO_BENCH_XPID", pid.to_string());
+            }
+            let status = wait_with_timeout(
+                cmd.spawn().map_err(|e| format!("starting the app: {e}"))?,
+                std::time::Duration::from_secs(60),
+            );
+            let _ = std::fs::remove_dir_all(&profile);
+            if !status? {
+                return Err(format!("the {transport} run failed or timed out"));
+            }
+        }
+    }
+    let lines = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    print!("{lines}");
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+/// Waits for `child` up to `limit`, killing it after; whether it exited successfully.
+fn wait_with_timeout(mut child: std::process::Child, limit: std::time::Duration) -> Result<bool> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status.success());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// One load run against a fresh release server; returns the report's JSON.

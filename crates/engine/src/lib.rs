@@ -10,6 +10,7 @@
 
 pub mod backoff;
 pub mod call_state;
+pub mod device_check;
 pub mod engine;
 pub mod peer;
 pub mod pipeline;

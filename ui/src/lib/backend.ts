@@ -1,4 +1,5 @@
-import type { EngineEvent, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, ReportReason, Settings } from './types';
+import type { Stream } from './video';
 
 /**
  * Everything the screens need from the app. Two implementations: the Tauri shell
@@ -16,6 +17,16 @@ export interface Backend {
   sendChat(text: string): Promise<void>;
   report(reason: ReportReason, note: string | null): Promise<void>;
   block(): Promise<void>;
+  /** The cameras, microphones and speakers for the pickers. */
+  listDevices(): Promise<Devices>;
+  /**
+   * Previews the camera on the `local` stream and reports the microphone's level
+   * (`mic_level` events) until `stopDeviceCheck` or a search.
+   */
+  startDeviceCheck(cameraId: string | null, microphoneId: string | null): Promise<void>;
+  stopDeviceCheck(): Promise<void>;
+  /** Draws a video stream on `canvas` until the returned function is called. */
+  attachVideo(stream: Stream, canvas: HTMLCanvasElement): () => void;
   /** Subscribes to engine events; returns the unsubscribe function. */
   onEvent(listener: (event: EngineEvent) => void): () => void;
 }

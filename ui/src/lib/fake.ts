@@ -1,5 +1,6 @@
 import { DEFAULT_SETTINGS, type Backend } from './backend';
-import type { EngineEvent, PeerProfile, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, PeerProfile, ReportReason, Settings } from './types';
+import { createRenderer, type I420, type Stream } from './video';
 
 /**
  * A backend with no shell: matches after `matchDelayMs` with a fixed partner who echoes
@@ -10,6 +11,16 @@ export class FakeBackend implements Backend {
   calls: string[] = [];
   private listeners = new Set<(event: EngineEvent) => void>();
   private timers: ReturnType<typeof setTimeout>[] = [];
+  private check: ReturnType<typeof setInterval> | null = null;
+  devices: Devices = {
+    cameras: [{ id: '0', name: 'Integrated Camera', isDefault: true }],
+    microphones: [
+      { id: 'mic-a', name: 'Built-in Microphone', isDefault: true },
+      { id: 'mic-b', name: 'USB Headset', isDefault: false },
+    ],
+    speakers: [{ id: 'spk-a', name: 'Built-in Speakers', isDefault: true }],
+    problems: [],
+  };
 
   constructor(
     private readonly matchDelayMs: number | null = 1000,
@@ -83,6 +94,44 @@ export class FakeBackend implements Backend {
     this.calls.push('block');
   }
 
+  async listDevices(): Promise<Devices> {
+    this.calls.push('listDevices');
+    return structuredClone(this.devices);
+  }
+
+  async startDeviceCheck(cameraId: string | null, microphoneId: string | null): Promise<void> {
+    this.calls.push(`startDeviceCheck:${cameraId ?? ''}:${microphoneId ?? ''}`);
+    this.stopCheckTimer();
+    let t = 0;
+    // A voice-like level wandering between -50 and -10 dBFS.
+    this.check = setInterval(() => this.emit({ type: 'mic_level', dbfs: -30 + 20 * Math.sin(t++ / 3) }), 100);
+  }
+
+  async stopDeviceCheck(): Promise<void> {
+    this.calls.push('stopDeviceCheck');
+    this.stopCheckTimer();
+  }
+
+  private stopCheckTimer(): void {
+    if (this.check !== null) clearInterval(this.check);
+    this.check = null;
+  }
+
+  /** A moving synthetic picture at 15 fps (the remote one warm, the preview cool). */
+  attachVideo(stream: Stream, canvas: HTMLCanvasElement): () => void {
+    this.calls.push(`attachVideo:${stream}`);
+    const renderer = createRenderer(canvas);
+    if (!renderer) return () => {};
+    const frame = blankFrame(320, 240);
+    let t = 0;
+    const timer = setInterval(() => {
+      drawPattern(frame, t++, stream === 'remote' ? 200 : 90);
+      renderer.draw(frame);
+      canvas.dataset.frames = String(t);
+    }, 1000 / 15);
+    return () => clearInterval(timer);
+  }
+
   private later(ms: number, f: () => void): void {
     this.timers.push(setTimeout(f, ms));
   }
@@ -91,4 +140,31 @@ export class FakeBackend implements Backend {
     this.timers.forEach(clearTimeout);
     this.timers = [];
   }
+}
+
+function blankFrame(width: number, height: number): I420 {
+  return {
+    width,
+    height,
+    seq: 0,
+    dropped: 0,
+    captureMs: 0,
+    readyMs: 0,
+    y: new Uint8Array(width * height),
+    u: new Uint8Array((width * height) / 4),
+    v: new Uint8Array((width * height) / 4),
+  };
+}
+
+/** A soft gradient with a bar sweeping across; `tint` sets the colour (V plane). */
+function drawPattern(frame: I420, t: number, tint: number): void {
+  const { width, height, y, u, v } = frame;
+  const bar = (t * 4) % width;
+  for (let row = 0; row < height; row++) {
+    for (let col = 0; col < width; col++) {
+      y[row * width + col] = Math.abs(col - bar) < 12 ? 220 : 40 + ((row + col) >> 2);
+    }
+  }
+  u.fill(110);
+  v.fill(tint);
 }

@@ -1,6 +1,7 @@
 import type { Backend } from './backend';
 import { networkQuality } from './quality';
-import type { CallStats, EngineEvent, PeerProfile, ReportReason, Settings } from './types';
+import type { CallStats, Devices, EngineEvent, PeerProfile, ReportReason, Settings } from './types';
+import type { Stream } from './video';
 
 export type Screen = 'onboarding' | 'lobby' | 'searching' | 'call' | 'after';
 
@@ -27,6 +28,11 @@ export class Session {
   endReason: string | null = $state(null);
   notice: string | null = $state(null);
   serverDown: { why: string; retryAt: number } | null = $state(null);
+  /** The device check's microphone level, dBFS (null: no reading yet). */
+  micLevel: number | null = $state(null);
+  devices: Devices | null = $state(null);
+  /** Device problems by device ("camera", "microphone", "speaker"), newest message. */
+  deviceErrors: Record<string, string> = $state({});
   reported = $state(false);
   blocked = $state(false);
   private lastStats: CallStats | null = null;
@@ -117,6 +123,28 @@ export class Session {
     this.blocked = await this.attempt(() => this.backend.block());
   }
 
+  /** Lists devices and starts the camera preview and microphone meter. */
+  async startDeviceCheck(cameraId: string | null, microphoneId: string | null): Promise<void> {
+    this.deviceErrors = {};
+    this.micLevel = null;
+    try {
+      this.devices = await this.backend.listDevices();
+    } catch (e) {
+      this.notice = (e as { message?: string })?.message ?? String(e);
+    }
+    await this.attempt(() => this.backend.startDeviceCheck(cameraId, microphoneId));
+  }
+
+  async stopDeviceCheck(): Promise<void> {
+    await this.attempt(() => this.backend.stopDeviceCheck());
+    this.micLevel = null;
+  }
+
+  /** Draws `stream` on `canvas` until the returned function is called. */
+  attachVideo(stream: Stream, canvas: HTMLCanvasElement): () => void {
+    return this.backend.attachVideo(stream, canvas);
+  }
+
   backToLobby(): void {
     this.screen = 'lobby';
   }
@@ -163,7 +191,11 @@ export class Session {
         this.lastStats = event.stats;
         break;
       case 'device_error':
-        this.notice = `${event.device}: ${event.message}`;
+        this.deviceErrors[event.device] = event.message;
+        if (this.screen !== 'onboarding') this.notice = `${event.device}: ${event.message}`;
+        break;
+      case 'mic_level':
+        this.micLevel = event.dbfs;
         break;
       case 'error':
         this.notice = event.message;

@@ -25,6 +25,36 @@ describe('Session', () => {
     expect(backend.settings.nickname).toBe('alice');
   });
 
+  it('runs the device check: lists devices, meters the microphone, keeps device problems off the call notice', async () => {
+    const backend = new FakeBackend(null);
+    const session = new Session(backend);
+    await session.start();
+    await session.startDeviceCheck('0', null);
+    expect(backend.calls).toContain('listDevices');
+    expect(backend.calls).toContain('startDeviceCheck:0:');
+    expect(session.devices?.microphones.map((d) => d.name)).toContain('USB Headset');
+    backend.emit({ type: 'mic_level', dbfs: -12.5 });
+    expect(session.micLevel).toBe(-12.5);
+    backend.emit({ type: 'device_error', device: 'camera', message: 'no camera; showing a test pattern instead' });
+    expect(session.deviceErrors.camera).toContain('test pattern');
+    expect(session.notice).toBeNull();
+    await session.stopDeviceCheck();
+    expect(backend.calls).toContain('stopDeviceCheck');
+    expect(session.micLevel).toBeNull();
+  });
+
+  it('shows a failed device listing as a notice and still starts the check', async () => {
+    const backend = new FakeBackend(null);
+    backend.listDevices = async () => {
+      throw { code: 'internal', message: 'sound server gone' };
+    };
+    const session = new Session(backend);
+    await session.start();
+    await session.startDeviceCheck(null, null);
+    expect(session.notice).toBe('sound server gone');
+    expect(backend.calls).toContain('startDeviceCheck::');
+  });
+
   it('goes lobby → searching → call → after, and back', async () => {
     const { backend, session } = await ready();
     expect(session.screen).toBe('lobby');

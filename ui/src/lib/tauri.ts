@@ -1,7 +1,8 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import type { Backend } from './backend';
-import type { CommandError, EngineEvent, ReportReason, Settings } from './types';
+import type { CommandError, Devices, EngineEvent, ReportReason, Settings } from './types';
+import { pullVideo, type Stream, type VideoEndpoint } from './video';
 
 /** Commands fail with `{ code, message }`; anything else is wrapped so callers see one shape. */
 function asCommandError(e: unknown): CommandError {
@@ -30,6 +31,21 @@ export class TauriBackend implements Backend {
   sendChat = (text: string) => call<void>('send_chat', { text });
   report = (reason: ReportReason, note: string | null) => call<void>('report', { reason, note });
   block = () => call<void>('block');
+  listDevices = () => call<Devices>('list_devices');
+  startDeviceCheck = (cameraId: string | null, microphoneId: string | null) =>
+    call<void>('start_device_check', { cameraId, microphoneId });
+  stopDeviceCheck = () => call<void>('stop_device_check');
+  private endpoint: Promise<VideoEndpoint> | null = null;
+  /** The video server's address, asked once (again after a failure). */
+  private videoEndpoint = (): Promise<VideoEndpoint> => {
+    this.endpoint ??= call<VideoEndpoint>('video_endpoint').catch((e) => {
+      this.endpoint = null;
+      throw e;
+    });
+    return this.endpoint;
+  };
+  attachVideo = (stream: Stream, canvas: HTMLCanvasElement) =>
+    pullVideo(stream, canvas, this.videoEndpoint, countFrames(canvas));
 
   onEvent(listener: (event: EngineEvent) => void): () => void {
     let stop: (() => void) | null = null;
@@ -43,6 +59,15 @@ export class TauriBackend implements Backend {
       stop?.();
     };
   }
+}
+
+/** Counts drawn frames on the canvas (`data-frames`), for end-to-end tests and devtools. */
+function countFrames(canvas: HTMLCanvasElement): () => void {
+  let frames = 0;
+  return () => {
+    frames += 1;
+    canvas.dataset.frames = String(frames);
+  };
 }
 
 export function inTauri(): boolean {

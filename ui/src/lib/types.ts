@@ -44,7 +44,21 @@ export type EngineEvent =
   | { type: 'audio_levels'; localDbfs: number; remoteDbfs: number }
   | { type: 'device_error'; device: string; message: string }
   | { type: 'error'; code: string | null; message: string }
-  | { type: 'online_count'; online: number; waiting: number };
+  | { type: 'online_count'; online: number; waiting: number }
+  | { type: 'mic_level'; dbfs: number };
+
+export interface DeviceInfo {
+  id: string;
+  name: string;
+  isDefault: boolean;
+}
+
+export interface Devices {
+  cameras: DeviceInfo[];
+  microphones: DeviceInfo[];
+  speakers: DeviceInfo[];
+  problems: string[];
+}
 
 export type ReportReason = 'nudity' | 'harassment' | 'hate' | 'spam' | 'underage' | 'violence' | 'other';
 

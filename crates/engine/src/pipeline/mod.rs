@@ -511,7 +511,7 @@ impl Drop for CallMedia {
 
 // ---------------------------------------------------------------- outgoing video
 
-enum FrameSource {
+pub(crate) enum FrameSource {
     Pattern {
         pattern: TestPattern,
         interval: Duration,
@@ -521,7 +521,53 @@ enum FrameSource {
     Relay(Arc<FrameRelay>),
 }
 
-fn open_video(source: &VideoSource, frame: &mut I420Frame) -> Result<FrameSource, MediaError> {
+impl FrameSource {
+    /// Waits briefly for the next frame and writes it into `frame`; false when none was
+    /// due yet.
+    pub(crate) fn poll(&mut self, frame: &mut I420Frame) -> bool {
+        match self {
+            FrameSource::Pattern {
+                pattern,
+                interval,
+                due,
+            } => {
+                let now = Instant::now();
+                if *due > now {
+                    std::thread::sleep((*due - now).min(Duration::from_millis(20)));
+                    false
+                } else {
+                    // Late by more than a frame (a stall): skip ahead, do not burst.
+                    *due = (*due + *interval).max(now);
+                    let capture = now_us();
+                    frame.capture_us = capture;
+                    pattern.draw(frame, capture);
+                    true
+                }
+            }
+            FrameSource::Relay(relay) => {
+                if relay.take(frame) {
+                    true
+                } else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    false
+                }
+            }
+            FrameSource::Camera(camera) => {
+                if camera.take_frame(frame) {
+                    true
+                } else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    false
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn open_video(
+    source: &VideoSource,
+    frame: &mut I420Frame,
+) -> Result<FrameSource, MediaError> {
     match source {
         VideoSource::TestPattern { width, height, fps } => {
             frame.resize(*width as usize, *height as usize)?;
@@ -539,7 +585,7 @@ fn open_video(source: &VideoSource, frame: &mut I420Frame) -> Result<FrameSource
 }
 
 /// What a call sends when the camera cannot be opened and fallback is on.
-const FALLBACK_PATTERN: VideoSource = VideoSource::TestPattern {
+pub(crate) const FALLBACK_PATTERN: VideoSource = VideoSource::TestPattern {
     width: 640,
     height: 480,
     fps: 30,
@@ -606,40 +652,7 @@ fn video_send_thread(ctx: VideoSendCtx) {
                 std::thread::sleep(Duration::from_millis(20));
                 false
             }
-            Some(FrameSource::Pattern {
-                pattern,
-                interval,
-                due,
-            }) => {
-                let now = Instant::now();
-                if *due > now {
-                    std::thread::sleep((*due - now).min(Duration::from_millis(20)));
-                    false
-                } else {
-                    // Late by more than a frame (a stall): skip ahead, do not burst.
-                    *due = (*due + *interval).max(now);
-                    let capture = now_us();
-                    frame.capture_us = capture;
-                    pattern.draw(&mut frame, capture);
-                    true
-                }
-            }
-            Some(FrameSource::Relay(relay)) => {
-                if relay.take(&mut frame) {
-                    true
-                } else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    false
-                }
-            }
-            Some(FrameSource::Camera(camera)) => {
-                if camera.take_frame(&mut frame) {
-                    true
-                } else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    false
-                }
-            }
+            Some(source) => source.poll(&mut frame),
         };
         if !got {
             continue;

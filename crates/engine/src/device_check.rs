@@ -1,0 +1,315 @@
+//! The device check outside a call (onboarding and settings): the devices there are,
+//! a preview of the chosen camera, and the chosen microphone's level. One thread owns
+//! both devices for the check's life; dropping the check stops and joins it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chingu_media::audio_device::{self, Microphone};
+use chingu_media::{I420Frame, camera};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::pipeline::{
+    FALLBACK_PATTERN, FrameInfo, FrameSource, VideoSink, VideoSource, open_video,
+};
+
+/// A device as the pickers show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub is_default: bool,
+}
+
+/// The devices on this machine. A host that cannot be asked lists nothing for that
+/// kind (and says why in `problems`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Devices {
+    pub cameras: Vec<DeviceInfo>,
+    pub microphones: Vec<DeviceInfo>,
+    pub speakers: Vec<DeviceInfo>,
+    pub problems: Vec<String>,
+}
+
+/// Lists cameras, microphones and speakers. Blocks on the device servers: call it
+/// off the async runtime.
+pub fn devices() -> Devices {
+    let mut devices = Devices::default();
+    match camera::cameras() {
+        Ok(found) => {
+            devices.cameras = found
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| DeviceInfo {
+                    id: c.id,
+                    name: c.name,
+                    is_default: i == 0,
+                })
+                .collect();
+        }
+        Err(e) => devices.problems.push(format!("cameras: {e}")),
+    }
+    let audio = |list: Result<Vec<audio_device::AudioDeviceInfo>, _>,
+                 kind: &str,
+                 problems: &mut Vec<String>| match list {
+        Ok(found) => found
+            .into_iter()
+            .map(|d| DeviceInfo {
+                id: d.id,
+                name: d.name,
+                is_default: d.is_default,
+            })
+            .collect(),
+        Err(e) => {
+            problems.push(format!("{kind}: {e}"));
+            Vec::new()
+        }
+    };
+    devices.microphones = audio(
+        audio_device::input_devices(),
+        "microphones",
+        &mut devices.problems,
+    );
+    devices.speakers = audio(
+        audio_device::output_devices(),
+        "speakers",
+        &mut devices.problems,
+    );
+    devices
+}
+
+/// What the check reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckEvent {
+    /// The microphone's level over the last 100 ms, in dBFS (-120 for silence).
+    Level { dbfs: f32 },
+    /// A device could not be opened or stopped working (for the camera, the message
+    /// says when the synthetic pattern is shown instead).
+    DeviceError {
+        device: &'static str,
+        message: String,
+    },
+}
+
+/// What to check.
+#[derive(Clone)]
+pub struct CheckConfig {
+    pub camera: Option<String>,
+    pub microphone: Option<String>,
+    /// Whether to use a camera at all (false: only the microphone).
+    pub video: bool,
+    /// Whether to open a microphone at all.
+    pub audio: bool,
+    /// Show the synthetic pattern when the camera cannot be opened.
+    pub camera_fallback: bool,
+    pub preview: VideoSink,
+}
+
+impl std::fmt::Debug for CheckConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckConfig")
+            .field("camera", &self.camera)
+            .field("microphone", &self.microphone)
+            .field("video", &self.video)
+            .field("audio", &self.audio)
+            .field("camera_fallback", &self.camera_fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running device check.
+#[derive(Debug)]
+pub struct DeviceCheck {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const LEVEL_INTERVAL: Duration = Duration::from_millis(100);
+
+impl DeviceCheck {
+    pub fn start(config: CheckConfig, events: mpsc::Sender<CheckEvent>) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("chingu-device-check".into())
+            .spawn(move || check_thread(config, events, &thread_stop))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for DeviceCheck {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &AtomicBool) {
+    let error = |device: &'static str, message: String| {
+        let _ = events.try_send(CheckEvent::DeviceError { device, message });
+    };
+    let Ok(mut frame) = I420Frame::new(640, 480) else {
+        return;
+    };
+    let mut video = None;
+    if config.video {
+        let camera = VideoSource::Camera {
+            id: config.camera.clone(),
+            request: chingu_media::camera::CameraRequest::VGA,
+        };
+        video = match open_video(&camera, &mut frame) {
+            Ok(source) => Some(source),
+            Err(e) if config.camera_fallback => {
+                error("camera", format!("{e}; showing a test pattern instead"));
+                open_video(&FALLBACK_PATTERN, &mut frame).ok()
+            }
+            Err(e) => {
+                error("camera", e.to_string());
+                None
+            }
+        };
+    }
+    let mut mic = None;
+    if config.audio {
+        match Microphone::open(config.microphone.as_deref()) {
+            Ok(m) => mic = Some(m),
+            Err(e) => error("microphone", e.to_string()),
+        }
+    }
+    let mut pcm = vec![0i16; 480]; // 10 ms at 48 kHz
+    let mut energy = 0f64;
+    let mut samples = 0usize;
+    let mut next_level = Instant::now() + LEVEL_INTERVAL;
+    while !stop.load(Relaxed) {
+        let mut busy = false;
+        if let Some(source) = video.as_mut()
+            && poll_without_waiting(source, &mut frame)
+        {
+            busy = true;
+            let info = FrameInfo {
+                rtp_timestamp: 0,
+                received_us: frame.capture_us,
+                decoded_us: frame.capture_us,
+            };
+            (config.preview)(&frame, &info);
+        }
+        if let Some(m) = mic.as_mut() {
+            while m.read(&mut pcm) {
+                busy = true;
+                energy += pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
+                samples += pcm.len();
+            }
+            if let Some(audio_device::DeviceEvent::Ended { reason }) = m.poll_event() {
+                error("microphone", reason);
+                mic = None;
+            }
+        }
+        if Instant::now() >= next_level {
+            next_level += LEVEL_INTERVAL;
+            if mic.is_some() {
+                let dbfs = level_dbfs(energy, samples);
+                let _ = events.try_send(CheckEvent::Level { dbfs });
+            }
+            energy = 0.0;
+            samples = 0;
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// A pattern source sleeps until its frame is due; here the microphone also needs
+/// reading, so it is only polled once due.
+fn poll_without_waiting(source: &mut FrameSource, frame: &mut I420Frame) -> bool {
+    if let FrameSource::Pattern { due, .. } = source
+        && *due > Instant::now()
+    {
+        return false;
+    }
+    source.poll(frame)
+}
+
+/// RMS level of `samples` with total squared `energy`, in dBFS.
+pub fn level_dbfs(energy: f64, samples: usize) -> f32 {
+    if samples == 0 {
+        return -120.0;
+    }
+    let rms = (energy / samples as f64).sqrt() / 32768.0;
+    if rms > 1e-6 {
+        (20.0 * rms.log10()).max(-120.0) as f32
+    } else {
+        -120.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn levels_are_in_dbfs() {
+        assert_eq!(level_dbfs(0.0, 0), -120.0);
+        assert_eq!(level_dbfs(0.0, 480), -120.0);
+        let full = 32767f64.powi(2) * 480.0;
+        assert!(level_dbfs(full, 480).abs() < 0.01);
+        let half = 16384f64.powi(2) * 480.0;
+        assert!((level_dbfs(half, 480) + 6.02).abs() < 0.05);
+    }
+
+    #[tokio::test]
+    async fn without_a_camera_the_preview_shows_the_pattern_and_says_why() {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&frames);
+        let preview: VideoSink = Arc::new(move |frame: &I420Frame, _: &FrameInfo| {
+            seen.lock()
+                .unwrap()
+                .push((frame.width(), frame.height(), frame.capture_us));
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        let check = DeviceCheck::start(
+            CheckConfig {
+                // No camera here; on a machine with one, an id that cannot exist.
+                camera: Some("chingu-no-such-camera".into()),
+                microphone: None,
+                video: true,
+                audio: false,
+                camera_fallback: true,
+                preview,
+            },
+            tx,
+        )
+        .expect("thread");
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event in time")
+            .expect("an event");
+        assert!(
+            matches!(&event, CheckEvent::DeviceError { device: "camera", message } if message.contains("test pattern")),
+            "{event:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while frames.lock().unwrap().len() < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(check); // joins the thread
+        let frames = frames.lock().unwrap().clone();
+        assert!(frames.len() >= 3, "{} preview frames", frames.len());
+        assert!(frames.iter().all(|&(w, h, _)| (w, h) == (640, 480)));
+        assert!(
+            frames.windows(2).all(|p| p[1].2 > p[0].2),
+            "capture times increase"
+        );
+    }
+}
