@@ -20,6 +20,8 @@ usage: cargo xtask <command>
   bench [--clients N] [--duration S]
                         build release binaries; measure calls, codecs, the matchmaker
                         and the signaling load; writes target/bench/*.json*
+  bundle                set up and build the release .deb and .rpm (AppImage is
+                        configured but needs downloaded tooling, so not built here)
   bench-video [--runs N]
                         build the app with the video benchmark and measure the three
                         video transports at 1280x720 30 fps in the real webview (under
@@ -33,6 +35,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("bench-video") => bench_video(&args[1..]),
+        Some("bundle") => build_ui().and_then(|()| bundle(false)).map(|paths| {
+            for path in paths {
+                println!("{}", path.display());
+            }
+        }),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -107,23 +114,11 @@ fn run(args: &[String]) -> Result {
         ]),
     )?;
     if display {
-        setup::node()?;
-        step(
-            "ui: npm ci",
-            &mut npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
-        )?;
-        step("ui: vite build", &mut npm(&["run", "build"]))?;
+        build_ui()?;
         // A debug build (devtools on) that serves the built UI itself.
         step(
             "building the app",
-            cargo().args([
-                "build",
-                "--locked",
-                "-p",
-                "chingu",
-                "--features",
-                "custom-protocol",
-            ]),
+            cargo().args(["build", "--locked", "-p", "chingu"]),
         )?;
     }
     let data_dir = repo_root().join(".chingu/server-data");
@@ -207,10 +202,13 @@ fn run(args: &[String]) -> Result {
 
 fn test() -> Result {
     let nextest = setup::ensure_all(true)?;
+    let tauri_driver = setup::tauri_driver()?;
     step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),
     )?;
+    // The UI first: the app embeds its build (ui/dist), and the end-to-end tests drive it.
+    ui_checks()?;
     step(
         "cargo clippy",
         cargo().args([
@@ -223,32 +221,95 @@ fn test() -> Result {
             "warnings",
         ]),
     )?;
-    if nextest {
-        step(
-            "cargo nextest run",
-            cargo().args([
-                "nextest",
-                "run",
-                "--locked",
-                "--workspace",
-                "--profile",
-                "ci",
-                "--no-fail-fast",
-            ]),
-        )?;
+    // A debug package for the bundle test; its build is also the app the end-to-end
+    // tests drive.
+    let packages = bundle(true)?;
+    let deb = packages
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or("no .deb was built")?
+        .clone();
+    let app = target_dir().join("debug").join("chingu");
+    let artifacts = target_dir().join("e2e");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let mut tests = if nextest {
+        let mut cmd = cargo();
+        cmd.args([
+            "nextest",
+            "run",
+            "--locked",
+            "--workspace",
+            "--profile",
+            "ci",
+            "--no-fail-fast",
+        ]);
+        cmd
     } else {
-        step(
-            "cargo test (cargo-nextest is unavailable)",
-            cargo().args(["test", "--locked", "--workspace", "--no-fail-fast"]),
-        )?;
-    }
+        let mut cmd = cargo();
+        cmd.args(["test", "--locked", "--workspace", "--no-fail-fast"]);
+        cmd
+    };
+    tests
+        .env("CHINGU_APP", &app)
+        .env("CHINGU_DEB", &deb)
+        .env("CHINGU_TAURI_DRIVER", &tauri_driver)
+        .env("CHINGU_ARTIFACTS", &artifacts);
+    step(
+        if nextest {
+            "cargo nextest run"
+        } else {
+            "cargo test (cargo-nextest is unavailable)"
+        },
+        &mut tests,
+    )?;
+    eprintln!("xtask: end-to-end screenshots in {}", artifacts.display());
     step(
         "doc tests",
         cargo().args(["test", "--locked", "--workspace", "--doc"]),
     )?;
-    ui_checks()?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// Sets up and builds the UI (`ui/dist`, which the app embeds).
+fn build_ui() -> Result {
+    setup::ensure_all(false)?;
+    setup::node()?;
+    step(
+        "ui: npm ci",
+        &mut npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+    )?;
+    step("ui: vite build", &mut npm(&["run", "build"]))
+}
+
+/// Builds the app's .deb and .rpm with the Tauri CLI from the UI's locked npm
+/// dependencies, from the UI already built (`debug`: a debug build, quicker, for the
+/// tests). Returns the packages' paths.
+fn bundle(debug: bool) -> Result<Vec<PathBuf>> {
+    let profile = if debug { "debug" } else { "release" };
+    let out = target_dir().join(profile).join("bundle");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut cli = Command::new(repo_root().join("ui/node_modules/.bin/tauri"));
+    cli.current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["build", "--ci", "--bundles", "deb,rpm"]);
+    if debug {
+        cli.arg("--debug");
+    }
+    cli.args(["--", "--locked"]);
+    step(&format!("tauri build ({profile}): .deb and .rpm"), &mut cli)?;
+    let mut packages = Vec::new();
+    for kind in ["deb", "rpm"] {
+        let dir = out.join(kind);
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        packages.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == kind)),
+        );
+    }
+    Ok(packages)
 }
 
 fn npm(args: &[&str]) -> Command {
@@ -364,13 +425,7 @@ fn bench_video(args: &[String]) -> Result {
         .map(|r| r.parse().map_err(|_| "--runs takes a number".to_string()))
         .transpose()?
         .unwrap_or(3);
-    setup::ensure_all(false)?;
-    setup::node()?;
-    step(
-        "ui: npm ci",
-        &mut npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
-    )?;
-    step("ui: vite build", &mut npm(&["run", "build"]))?;
+    build_ui()?;
     // The custom-scheme candidate needs its scheme in the page's CSP; only this build
     // gets it (tauri-build merges TAURI_CONFIG into tauri.conf.json).
     let csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \

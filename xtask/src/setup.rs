@@ -15,7 +15,9 @@ use crate::{Result, step};
 /// ALSA for cpal; `libclang-dev` lets nokhwa generate its V4L2 bindings;
 /// `libwebkit2gtk-4.1-dev` is the webview (and GTK) the desktop app is built on. The
 /// PulseAudio packages give the device tests real, paced virtual microphones and
-/// speakers on machines without a sound card.
+/// speakers on machines without a sound card. The app's end-to-end tests run it under
+/// `xvfb` (with `xauth`), driven through `webkit2gtk-driver` (WebKitWebDriver);
+/// `fonts-noto-cjk` renders Korean.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
@@ -27,6 +29,10 @@ const APT_PACKAGES: &[&str] = &[
     "pulseaudio",
     "pulseaudio-utils",
     "libasound2-plugins",
+    "xvfb",
+    "xauth",
+    "webkit2gtk-driver",
+    "fonts-noto-cjk",
 ];
 
 /// Commands that must exist where apt-get does not, with what provides them.
@@ -39,6 +45,8 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
 ];
 
 const NEXTEST_VERSION: &str = "0.9.143";
+/// The WebDriver bridge for Tauri apps, installed under `~/.cache/chingu/tools`.
+const TAURI_DRIVER_VERSION: &str = "2.0.6";
 
 /// The UI's toolchain (Vite 7) needs Node 20.19 or newer.
 const NODE_MIN: (u32, u32) = (20, 19);
@@ -151,6 +159,33 @@ fn nextest() -> bool {
         return false;
     }
     true
+}
+
+/// Installs `tauri-driver` (pinned) where the tests look for it, unless it is there;
+/// returns its path.
+pub fn tauri_driver() -> Result<std::path::PathBuf> {
+    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+    let root = std::path::Path::new(&home).join(".cache/chingu/tools");
+    let binary = root.join("bin/tauri-driver");
+    // cargo install records what it installed; reinstall when the pin changes.
+    let recorded = std::fs::read_to_string(root.join(".crates.toml")).unwrap_or_default();
+    if binary.is_file() && recorded.contains(&format!("tauri-driver {TAURI_DRIVER_VERSION} ")) {
+        return Ok(binary);
+    }
+    step(
+        &format!("installing tauri-driver {TAURI_DRIVER_VERSION}"),
+        Command::new("cargo")
+            .args([
+                "install",
+                "--locked",
+                "tauri-driver",
+                "--version",
+                TAURI_DRIVER_VERSION,
+                "--root",
+            ])
+            .arg(&root),
+    )?;
+    Ok(binary)
 }
 
 fn dpkg_installed(pkg: &str) -> bool {

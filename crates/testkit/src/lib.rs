@@ -1,8 +1,11 @@
 //! Test-only helpers: a protocol client over a real WebSocket with timeouts on every
-//! wait, a bare HTTP GET, and a user-space PulseAudio ([`pulse`]). Used by the
+//! wait, a bare HTTP GET, a user-space PulseAudio ([`pulse`]), a private X server
+//! ([`xvfb`]) and a WebDriver client for the real app ([`webdriver`]). Used by the
 //! integration tests and the end-to-end scenarios; never by shipped code.
 
 pub mod pulse;
+pub mod webdriver;
+pub mod xvfb;
 
 use std::net::SocketAddr;
 use std::time::Duration;

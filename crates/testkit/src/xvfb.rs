@@ -1,0 +1,54 @@
+//! A private X server (Xvfb) for tests that open real windows; stopped on drop.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+#[derive(Debug)]
+pub struct Xvfb {
+    /// What to put in `DISPLAY`.
+    pub display: String,
+    server: Child,
+}
+
+impl Xvfb {
+    /// Starts Xvfb at 1280x800 on the first free display number from :140.
+    pub fn start() -> Result<Self> {
+        for n in 140..200 {
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            {
+                continue;
+            }
+            let display = format!(":{n}");
+            let mut server = Command::new("Xvfb")
+                .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting Xvfb (cargo xtask installs it)")?;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Ok(Self { display, server });
+                }
+                if let Ok(Some(_)) = server.try_wait() {
+                    break; // lost a race for this number
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        bail!("no free X display number in :140..:199")
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}

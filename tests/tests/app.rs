@@ -1,0 +1,351 @@
+//! The real desktop app, end to end: two instances (separate profiles) under a private
+//! Xvfb, each driven through `tauri-driver` and WebKitWebDriver, against a local server.
+//! Onboarding → Match in both → both on the call screen → the remote video's pixels
+//! change over time → a chat message arrives → Next (both meet again: the test server
+//! has no rematch cooldown) → hang up → the after-call screen. Each step's screenshot is
+//! written to `CHINGU_ARTIFACTS` (default: `<target tmp>/e2e`).
+//!
+//! Needs the app built with its UI (`CHINGU_APP`, set by `cargo xtask test`), and
+//! `tauri-driver`, `WebKitWebDriver` and `Xvfb` (installed by `cargo xtask`). Outside CI
+//! a machine without them skips with a message; in CI their absence is a failure.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use chingu_testkit::webdriver::Session;
+use chingu_testkit::xvfb::Xvfb;
+
+const WAIT: Duration = Duration::from_secs(60);
+const ENTER: &str = "\u{E007}";
+
+/// A `tauri-driver` for one app instance; killed (with the app) on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` distinct free ports (all held until all are chosen, so none repeats).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// `tauri-driver` with this instance's display and profile directories (the driver's
+/// environment is the app's).
+fn start_driver(
+    driver: &Path,
+    display: &str,
+    profile: &Path,
+    (port, native_port): (u16, u16),
+) -> Result<Driver> {
+    std::fs::create_dir_all(profile)?;
+    let log = std::fs::File::create(profile.join("driver.log"))?;
+    let out = log.try_clone()?;
+    let child = Command::new(driver)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native_port.to_string(),
+        ])
+        .env("DISPLAY", display)
+        .env("XDG_DATA_HOME", profile.join("data"))
+        .env("XDG_CONFIG_HOME", profile.join("config"))
+        .env("XDG_CACHE_HOME", profile.join("cache"))
+        .stdout(out)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", driver.display()))?;
+    let mut driver = Driver { child, port };
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("tauri-driver did not listen on {port}");
+        }
+        if let Ok(Some(status)) = driver.child.try_wait() {
+            bail!("tauri-driver exited: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(driver)
+}
+
+/// A program from `env`, else on PATH, else among the tools `cargo xtask` installs.
+fn tool(env: &str, name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        let path = Path::new(&home).join(".cache/chingu/tools/bin").join(name);
+        path.is_file().then_some(path)
+    })
+}
+
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    let app = std::env::var_os("CHINGU_APP").map(PathBuf::from);
+    let driver = tool("CHINGU_TAURI_DRIVER", "tauri-driver");
+    let webkit = tool("CHINGU_WEBKIT_DRIVER", "WebKitWebDriver");
+    let xvfb = tool("CHINGU_XVFB", "Xvfb");
+    match (app, driver, webkit, xvfb) {
+        (Some(app), Some(driver), Some(_), Some(_)) if app.is_file() => Some((app, driver)),
+        missing => {
+            let why = format!(
+                "needs CHINGU_APP (the app built with its UI: `cargo xtask test` sets it), \
+                 tauri-driver, WebKitWebDriver and Xvfb; found {missing:?}"
+            );
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+fn artifacts_dir() -> PathBuf {
+    std::env::var_os("CHINGU_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e"))
+}
+
+struct App {
+    name: &'static str,
+    session: Session,
+    artifacts: PathBuf,
+}
+
+impl App {
+    fn shot(&self, step: &str) -> Result<()> {
+        let png = self.session.screenshot()?;
+        ensure!(
+            png.starts_with(b"\x89PNG"),
+            "{step}: the screenshot is not a PNG"
+        );
+        let path = self.artifacts.join(format!("{step}-{}.png", self.name));
+        std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn wait(&self, css: &str) -> Result<chingu_testkit::webdriver::Element> {
+        self.session
+            .wait_for(css, WAIT)
+            .with_context(|| format!("{}: waiting for {css}", self.name))
+    }
+
+    /// Waits until the remote video canvas has drawn more than `frames` frames.
+    fn wait_for_video(&self, frames: u32) -> Result<()> {
+        self.session
+            .wait_until(
+                &format!("{}: remote video frames", self.name),
+                &format!(
+                    "const c = document.querySelector('[data-testid=remote-video]'); \
+                     return !!c && Number(c.dataset.frames || 0) > {frames};"
+                ),
+                WAIT,
+            )
+            .map(drop)
+    }
+
+    /// A small fingerprint of the remote video's pixels: (hash, brightness sum).
+    fn remote_pixels(&self) -> Result<(u64, u64)> {
+        let value = self.session.script(
+            "const c = document.querySelector('[data-testid=remote-video]'); \
+             const t = document.createElement('canvas'); t.width = 64; t.height = 36; \
+             const g = t.getContext('2d'); g.drawImage(c, 0, 0, 64, 36); \
+             const d = g.getImageData(0, 0, 64, 36).data; let h = 0, sum = 0; \
+             for (let i = 0; i < d.length; i++) { h = (h * 31 + d[i]) >>> 0; } \
+             for (let i = 0; i < d.length; i += 4) { sum += d[i] + d[i + 1] + d[i + 2]; } \
+             return [h, sum];",
+        )?;
+        let at = |i: usize| value[i].as_u64().unwrap_or(0);
+        Ok((at(0), at(1)))
+    }
+}
+
+fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
+    let nickname = app.wait("[data-screen=onboarding] [data-testid=nickname]")?;
+    // The camera preview (the test pattern: no camera here) is live before saving.
+    app.session.wait_until(
+        "onboarding camera preview",
+        "const c = document.querySelector('[data-testid=camera-preview]'); \
+         return !!c && Number(c.dataset.frames || 0) > 5;",
+        WAIT,
+    )?;
+    app.session.fill(&nickname, app.name)?;
+    let server = app.wait("[data-testid=server-url]")?;
+    app.session.fill(&server, server_url)?;
+    if screenshot {
+        app.shot("1-onboarding")?;
+    }
+    app.session.click(&app.wait("[data-testid=save]")?)?;
+    app.wait("[data-screen=lobby]")?;
+    Ok(())
+}
+
+fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Result<()> {
+    let x = Xvfb::start()?;
+    let profiles = tempfile::tempdir()?;
+    let ports = free_ports(4)?;
+    let drivers = [
+        start_driver(
+            driver,
+            &x.display,
+            &profiles.path().join("alice"),
+            (ports[0], ports[1]),
+        )?,
+        start_driver(
+            driver,
+            &x.display,
+            &profiles.path().join("bob"),
+            (ports[2], ports[3]),
+        )?,
+    ];
+    let app_path = app.to_str().context("app path is not UTF-8")?;
+    let result = (|| -> Result<()> {
+        let alice = App {
+            name: "alice",
+            session: Session::start(drivers[0].port, app_path)?,
+            artifacts: artifacts.to_owned(),
+        };
+        let bob = App {
+            name: "bob",
+            session: Session::start(drivers[1].port, app_path)?,
+            artifacts: artifacts.to_owned(),
+        };
+        onboard(&alice, server_url, true)?;
+        onboard(&bob, server_url, false)?;
+        // The lobby shows the server's count once connected.
+        alice.session.wait_until(
+            "online count",
+            "return /2/.test(document.querySelector('[data-screen=lobby]')?.innerText ?? '');",
+            WAIT,
+        )?;
+        alice.shot("2-lobby")?;
+
+        for app in [&alice, &bob] {
+            app.session.click(&app.wait("[data-testid=match]")?)?;
+        }
+        for app in [&alice, &bob] {
+            app.wait("[data-screen=call]")?;
+            app.wait_for_video(10)?;
+        }
+        // The pattern moves: the remote picture is not blank and changes over time.
+        let first = alice.remote_pixels()?;
+        std::thread::sleep(Duration::from_millis(700));
+        let later = alice.remote_pixels()?;
+        ensure!(
+            first.1 > 64 * 36 * 30,
+            "the remote video is (nearly) black: {first:?}"
+        );
+        ensure!(
+            first.0 != later.0,
+            "the remote video did not change in 700 ms: {first:?} then {later:?}"
+        );
+        let bob_pixels = (bob.remote_pixels()?, {
+            std::thread::sleep(Duration::from_millis(700));
+            bob.remote_pixels()?
+        });
+        ensure!(
+            bob_pixels.0.0 != bob_pixels.1.0,
+            "bob's remote video did not change: {bob_pixels:?}"
+        );
+        alice.shot("3-call")?;
+        bob.shot("3-call")?;
+
+        // Chat, Korean included.
+        let text = "안녕하세요 from alice";
+        alice.session.type_into(
+            &alice.wait("[data-testid=chat-input]")?,
+            &format!("{text}{ENTER}"),
+        )?;
+        bob.session.wait_until(
+            "bob receives the chat message",
+            &format!(
+                "return [...document.querySelectorAll('.chat li')].some(li => li.innerText.includes({}));",
+                serde_json::to_string(text)?
+            ),
+            WAIT,
+        )?;
+        bob.shot("4-chat")?;
+
+        // Next: alice leaves for someone new; bob's app searches again by itself; with no
+        // rematch cooldown on the test server they meet again, in a new call.
+        for app in [&alice, &bob] {
+            app.session.script(
+                "window.__oldVideo = document.querySelector('[data-testid=remote-video]'); return true;",
+            )?;
+        }
+        alice.session.click(&alice.wait("[data-testid=next]")?)?;
+        for app in [&alice, &bob] {
+            app.session.wait_until(
+                &format!("{}: a new call after Next", app.name),
+                "const c = document.querySelector('[data-screen=call] [data-testid=remote-video]'); \
+                 return !!c && c !== window.__oldVideo && Number(c.dataset.frames || 0) > 10;",
+                WAIT,
+            )?;
+        }
+        alice.shot("5-next-call")?;
+
+        alice.session.click(&alice.wait("[data-testid=hang-up]")?)?;
+        alice.wait("[data-screen=after]")?;
+        alice.shot("6-after-call")?;
+        alice.session.close()?;
+        bob.session.close()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        for name in ["alice", "bob"] {
+            let log = profiles.path().join(name).join("driver.log");
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                // ALSA's complaints about the missing sound card are noise here.
+                let tail: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.starts_with("ALSA lib"))
+                    .rev()
+                    .take(30)
+                    .collect();
+                eprintln!("--- {name}'s driver and app log (last lines, newest first):");
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+    drop(drivers);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apps_match_see_each_other_chat_move_on_and_hang_up() {
+    let Some((app, driver)) = prerequisites() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::server(dir.path()).await;
+    let url = server.ws_url();
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let shots = artifacts.clone();
+    tokio::task::spawn_blocking(move || scenario(&app, &driver, &url, &shots))
+        .await
+        .expect("the scenario thread")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("screenshots in {}", artifacts.display());
+}
