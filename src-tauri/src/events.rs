@@ -1,72 +1,168 @@
-//! Engine events to UI events (`engine` on the app's event bus), in the shapes of
-//! `ui/src/lib/types.ts`.
+//! Engine and device-check events to the UI: one typed event, `engine` on the app's
+//! event bus, whose TypeScript type is generated (`UiEvent` in ui/src/lib/bindings.ts).
 
 use chingu_engine::device_check::CheckEvent;
+use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, EngineEvent};
-use serde_json::{Value, json};
-use tauri::{AppHandle, Emitter};
+use serde::Serialize;
+use tauri::AppHandle;
+use tauri_specta::Event;
 use tokio::sync::mpsc;
+
+/// What the UI hears from the shell.
+#[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
+#[tauri_specta(event_name = "engine")]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UiEvent {
+    ServerConnected,
+    ServerDisconnected {
+        why: String,
+        /// When the next attempt is made.
+        #[serde(rename = "retryInMs")]
+        retry_in_ms: u32,
+    },
+    State {
+        view: CallView,
+    },
+    Chat {
+        text: String,
+    },
+    /// The peer's microphone and camera.
+    PeerMedia {
+        audio: bool,
+        video: bool,
+    },
+    /// Every second of a call, W3C getStats names.
+    Stats {
+        stats: Box<CallStats>,
+    },
+    /// Every 100 ms of a call, dBFS.
+    AudioLevels {
+        #[serde(rename = "localDbfs")]
+        local_dbfs: f32,
+        #[serde(rename = "remoteDbfs")]
+        remote_dbfs: f32,
+    },
+    /// A device failed or is missing; the call goes on without it (or with the test
+    /// pattern for the camera, as the message says).
+    DeviceError {
+        device: String,
+        message: String,
+    },
+    /// `code` is a server error code (docs/protocol.md) or `server_refused`.
+    Error {
+        code: Option<String>,
+        message: String,
+    },
+    OnlineCount {
+        online: u32,
+        waiting: u32,
+    },
+    /// The device check's microphone level, every 100 ms, dBFS.
+    MicLevel {
+        dbfs: f32,
+    },
+}
+
+fn emit(app: &AppHandle, event: UiEvent) {
+    if let Err(e) = event.emit(app) {
+        tracing::warn!("event not delivered to the UI: {e}");
+    }
+}
 
 pub async fn forward(app: AppHandle, mut events: mpsc::Receiver<EngineEvent>) {
     while let Some(event) = events.recv().await {
-        let Some(payload) = to_ui(&event) else {
-            continue;
-        };
-        if let Err(e) = app.emit("engine", payload) {
-            tracing::warn!("engine event not delivered to the UI: {e}");
+        if let Some(event) = to_ui(event) {
+            emit(&app, event);
         }
     }
 }
 
-/// Device check events, on the same `engine` channel.
+/// Device check events, on the same channel.
 pub async fn forward_check(app: AppHandle, mut events: mpsc::Receiver<CheckEvent>) {
     while let Some(event) = events.recv().await {
-        let payload = match event {
-            CheckEvent::Level { dbfs } => json!({"type": "mic_level", "dbfs": dbfs}),
-            CheckEvent::DeviceError { device, message } => {
-                json!({"type": "device_error", "device": device, "message": message})
-            }
-        };
-        if let Err(e) = app.emit("engine", payload) {
-            tracing::warn!("device check event not delivered to the UI: {e}");
-        }
+        emit(
+            &app,
+            match event {
+                CheckEvent::Level { dbfs } => UiEvent::MicLevel { dbfs },
+                CheckEvent::DeviceError { device, message } => UiEvent::DeviceError {
+                    device: device.into(),
+                    message,
+                },
+            },
+        );
     }
 }
 
-pub fn to_ui(event: &EngineEvent) -> Option<Value> {
+pub fn to_ui(event: EngineEvent) -> Option<UiEvent> {
+    let saturate = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     Some(match event {
-        EngineEvent::ServerConnected => json!({"type": "server_connected"}),
-        EngineEvent::ServerDisconnected { why, retry_in } => json!({
-            "type": "server_disconnected", "why": why, "retryInMs": retry_in.as_millis() as u64
-        }),
-        EngineEvent::ServerRefused { message } => {
-            json!({"type": "error", "code": "server_refused", "message": message})
-        }
-        EngineEvent::State(view) => json!({"type": "state", "view": view_json(view)}),
-        EngineEvent::Chat(text) => json!({"type": "chat", "text": text}),
-        EngineEvent::PeerMedia { audio, video } => {
-            json!({"type": "peer_media", "audio": audio, "video": video})
-        }
-        EngineEvent::Stats(stats) => json!({"type": "stats", "stats": stats}),
+        EngineEvent::ServerConnected => UiEvent::ServerConnected,
+        EngineEvent::ServerDisconnected { why, retry_in } => UiEvent::ServerDisconnected {
+            why,
+            retry_in_ms: saturate(retry_in.as_millis() as u64),
+        },
+        EngineEvent::ServerRefused { message } => UiEvent::Error {
+            code: Some("server_refused".into()),
+            message,
+        },
+        EngineEvent::State(view) => UiEvent::State { view },
+        EngineEvent::Chat(text) => UiEvent::Chat { text },
+        EngineEvent::PeerMedia { audio, video } => UiEvent::PeerMedia { audio, video },
+        EngineEvent::Stats(stats) => UiEvent::Stats { stats },
         EngineEvent::AudioLevels {
             local_dbfs,
             remote_dbfs,
-        } => json!({"type": "audio_levels", "localDbfs": local_dbfs, "remoteDbfs": remote_dbfs}),
-        EngineEvent::DeviceError { device, message } => {
-            json!({"type": "device_error", "device": device, "message": message})
-        }
-        EngineEvent::Error { code, message } => json!({
-            "type": "error",
-            "code": code.map(|c| serde_json::to_value(c).unwrap_or(Value::Null)),
-            "message": message
-        }),
-        EngineEvent::OnlineCount { online, waiting } => {
-            json!({"type": "online_count", "online": online, "waiting": waiting})
-        }
+        } => UiEvent::AudioLevels {
+            local_dbfs,
+            remote_dbfs,
+        },
+        EngineEvent::DeviceError { device, message } => UiEvent::DeviceError { device, message },
+        EngineEvent::Error { code, message } => UiEvent::Error {
+            code: code.and_then(|c| {
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+            }),
+            message,
+        },
+        EngineEvent::OnlineCount { online, waiting } => UiEvent::OnlineCount { online, waiting },
         _ => return None,
     })
 }
 
-fn view_json(view: &CallView) -> Value {
-    serde_json::to_value(view).unwrap_or_else(|_| json!({"state": "idle"}))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_have_the_shapes_the_ui_reads() {
+        let json = |e: EngineEvent| serde_json::to_value(to_ui(e).expect("forwarded")).unwrap();
+        assert_eq!(
+            json(EngineEvent::ServerDisconnected {
+                why: "gone".into(),
+                retry_in: std::time::Duration::from_millis(1500)
+            }),
+            json!({"type": "server_disconnected", "why": "gone", "retryInMs": 1500})
+        );
+        assert_eq!(
+            json(EngineEvent::State(CallView::Searching)),
+            json!({"type": "state", "view": {"state": "searching"}})
+        );
+        assert_eq!(
+            json(EngineEvent::Error {
+                code: Some(chingu_proto::ErrorCode::RateLimited),
+                message: "slow down".into()
+            }),
+            json!({"type": "error", "code": "rate_limited", "message": "slow down"})
+        );
+        assert_eq!(
+            json(EngineEvent::AudioLevels {
+                local_dbfs: -20.0,
+                remote_dbfs: -30.0
+            }),
+            json!({"type": "audio_levels", "localDbfs": -20.0, "remoteDbfs": -30.0})
+        );
+    }
 }

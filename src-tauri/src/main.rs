@@ -4,6 +4,8 @@
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+#[cfg(test)]
+mod bindings;
 mod events;
 mod settings;
 mod video;
@@ -22,17 +24,17 @@ use tokio::sync::Mutex;
 use settings::Settings;
 
 /// Every command's error: a stable code the UI can act on, and a message for people.
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, specta::Type, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct CommandError {
-    code: &'static str,
+    code: String,
     message: String,
 }
 
 impl CommandError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: code.to_owned(),
             message: message.into(),
         }
     }
@@ -61,11 +63,13 @@ impl Shell {
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn load_settings(app: AppHandle) -> CommandResult<Settings> {
     settings::load(&app)
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn save_settings(
     app: AppHandle,
     shell: State<'_, Arc<Shell>>,
@@ -121,6 +125,7 @@ async fn send(shell: &Shell, command: Command) -> CommandResult<()> {
 
 /// Where the page reads video frames from (see `video`).
 #[tauri::command]
+#[specta::specta]
 async fn video_endpoint(shell: State<'_, Arc<Shell>>) -> CommandResult<video::VideoEndpoint> {
     shell
         .video_server
@@ -132,6 +137,7 @@ async fn video_endpoint(shell: State<'_, Arc<Shell>>) -> CommandResult<video::Vi
 
 /// The cameras, microphones and speakers for the pickers.
 #[tauri::command]
+#[specta::specta]
 async fn list_devices() -> CommandResult<Devices> {
     tauri::async_runtime::spawn_blocking(device_check::devices)
         .await
@@ -142,6 +148,7 @@ async fn list_devices() -> CommandResult<Devices> {
 /// microphone's level (`mic_level` events) until stopped or a search starts. With no
 /// camera, the test pattern is shown and the UI told.
 #[tauri::command]
+#[specta::specta]
 async fn start_device_check(
     app: AppHandle,
     shell: State<'_, Arc<Shell>>,
@@ -169,12 +176,14 @@ async fn start_device_check(
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn stop_device_check(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     shell.stop_check().await;
     Ok(())
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn search(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     // The call needs the camera and microphone the check holds.
     shell.stop_check().await;
@@ -193,36 +202,43 @@ async fn search(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn cancel(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     send(&shell, Command::Cancel).await
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn next(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     send(&shell, Command::Next).await
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn hang_up(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     send(&shell, Command::HangUp).await
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn set_muted(shell: State<'_, Arc<Shell>>, muted: bool) -> CommandResult<()> {
     send(&shell, Command::SetMuted(muted)).await
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn set_camera_enabled(shell: State<'_, Arc<Shell>>, enabled: bool) -> CommandResult<()> {
     send(&shell, Command::SetCameraEnabled(enabled)).await
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn send_chat(shell: State<'_, Arc<Shell>>, text: String) -> CommandResult<()> {
     send(&shell, Command::SendChat(text)).await
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn report(
     shell: State<'_, Arc<Shell>>,
     reason: chingu_proto::ReportReason,
@@ -232,8 +248,37 @@ async fn report(
 }
 
 #[tauri::command]
+#[specta::specta]
 async fn block(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     send(&shell, Command::Block).await
+}
+
+/// The commands and events the UI may use, with their TypeScript bindings
+/// (ui/src/lib/bindings.ts, checked by `bindings::tests`).
+fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
+    tauri_specta::Builder::<tauri::Wry>::new()
+        // Commands reject with `CommandError`, which the UI's backend turns into notices.
+        .error_handling(tauri_specta::ErrorHandlingMode::Throw)
+        // Stats counters are u64 in Rust; a call's counts stay far below 2^53.
+        .dangerously_cast_bigints_to_number()
+        .commands(tauri_specta::collect_commands![
+            load_settings,
+            save_settings,
+            search,
+            cancel,
+            next,
+            hang_up,
+            set_muted,
+            set_camera_enabled,
+            send_chat,
+            report,
+            block,
+            video_endpoint,
+            list_devices,
+            start_device_check,
+            stop_device_check,
+        ])
+        .events(tauri_specta::collect_events![events::UiEvent])
 }
 
 /// Opens the main window at the size it had when last closed.
@@ -266,6 +311,16 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let shell = Arc::new(Shell::default());
+    let specta = specta_builder();
+    let app_commands = specta.invoke_handler();
+    #[cfg(feature = "video-bench")]
+    let bench_commands: fn(tauri::ipc::Invoke) -> bool = tauri::generate_handler![
+        video_bench::video_bench_transport,
+        video_bench::video_bench_channel,
+        video_bench::video_bench_ack,
+        video_bench::video_bench_start,
+        video_bench::video_bench_done,
+    ];
     let builder = tauri::Builder::default();
     #[cfg(feature = "video-bench")]
     let builder = {
@@ -283,7 +338,8 @@ fn main() {
     let result = builder
         .plugin(tauri_plugin_store::Builder::default().build())
         .manage(shell)
-        .setup(|app| {
+        .setup(move |app| {
+            specta.mount_events(app);
             let handle = app.handle().clone();
             #[cfg(feature = "video-bench")]
             if let Ok(transport) = std::env::var("CHINGU_VIDEO_BENCH") {
@@ -309,33 +365,14 @@ fn main() {
             }
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![
-            load_settings,
-            save_settings,
-            search,
-            cancel,
-            next,
-            hang_up,
-            set_muted,
-            set_camera_enabled,
-            send_chat,
-            report,
-            block,
-            video_endpoint,
-            list_devices,
-            start_device_check,
-            stop_device_check,
+        .invoke_handler(move |invoke| {
+            // The benchmark's commands are not part of the app's typed interface.
             #[cfg(feature = "video-bench")]
-            video_bench::video_bench_transport,
-            #[cfg(feature = "video-bench")]
-            video_bench::video_bench_channel,
-            #[cfg(feature = "video-bench")]
-            video_bench::video_bench_ack,
-            #[cfg(feature = "video-bench")]
-            video_bench::video_bench_start,
-            #[cfg(feature = "video-bench")]
-            video_bench::video_bench_done,
-        ])
+            if invoke.message.command().starts_with("video_bench_") {
+                return bench_commands(invoke);
+            }
+            app_commands(invoke)
+        })
         .run(tauri::generate_context!());
     if let Err(e) = result {
         eprintln!("chingu: {e}");

@@ -70,7 +70,7 @@ pub fn save_window_size(app: &AppHandle, width: f64, height: f64) {
 }
 
 /// What the user chose. Field names are camelCase in the UI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
     pub nickname: String,
@@ -78,7 +78,9 @@ pub struct Settings {
     pub interests: Vec<String>,
     pub server_url: String,
     pub relay_only: bool,
-    pub ui_language: String,
+    #[serde(deserialize_with = "lenient_language")]
+    #[specta(type = UiLanguage)]
+    pub ui_language: UiLanguage,
     pub camera_id: Option<String>,
     pub microphone_id: Option<String>,
     pub speaker_id: Option<String>,
@@ -95,13 +97,30 @@ impl Default for Settings {
             interests: Vec::new(),
             server_url: "ws://127.0.0.1:7878/v1/ws".into(),
             relay_only: false,
-            ui_language: "auto".into(),
+            ui_language: UiLanguage::Auto,
             camera_id: None,
             microphone_id: None,
             speaker_id: None,
             device_id: String::new(),
         }
     }
+}
+
+/// The UI's language: the OS locale's, or the user's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
+#[serde(rename_all = "lowercase")]
+pub enum UiLanguage {
+    #[default]
+    Auto,
+    Ko,
+    En,
+}
+
+/// A language this version does not know (a newer version's, a corrupt store) reads as
+/// `auto` rather than losing every other setting.
+fn lenient_language<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UiLanguage, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
 }
 
 impl Settings {
@@ -267,6 +286,13 @@ mod tests {
     fn settings_json_is_camel_case_and_tolerates_missing_fields() {
         let s: Settings = serde_json::from_str(r#"{"nickname":"a","relayOnly":true}"#).unwrap();
         assert!(s.relay_only);
+        let s: Settings = serde_json::from_str(r#"{"nickname":"b","uiLanguage":"ko"}"#).unwrap();
+        assert_eq!(s.ui_language, UiLanguage::Ko);
+        let s: Settings = serde_json::from_str(r#"{"nickname":"c","uiLanguage":"tlh"}"#).unwrap();
+        assert_eq!(
+            (s.nickname.as_str(), s.ui_language),
+            ("c", UiLanguage::Auto)
+        );
         assert_eq!(s.languages, vec!["ko".to_string()]);
         let json = serde_json::to_value(Settings::default()).unwrap();
         assert!(json.get("serverUrl").is_some());

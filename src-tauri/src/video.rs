@@ -167,7 +167,7 @@ impl VideoHub {
 }
 
 /// Where the page connects for video.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct VideoEndpoint {
     /// `ws://127.0.0.1:<port>`
     pub url: String,

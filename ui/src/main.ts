@@ -3,6 +3,7 @@ import App from './App.svelte';
 import type { Backend } from './lib/backend';
 import { FakeBackend } from './lib/fake';
 import { TauriBackend, inTauri } from './lib/tauri';
+import { emptyStats } from './lib/types';
 import './app.css';
 
 // In the Tauri shell the real backend talks to Rust; in a plain browser (UI work,
@@ -31,10 +32,11 @@ function fakeFromUrl(): FakeBackend {
       fake.emit({
         type: 'stats',
         stats: {
+          ...emptyStats(),
           elapsedMs: 1000,
           roundTripTime: 0.04,
-          inboundVideo: { framesDecoded: 30, packetsLost: 0, packetsReceived: 200, freezeCount: 0 },
-          inboundAudio: { packetsLost: 0, packetsReceived: 50, concealedSamples: 0, totalSamplesReceived: 48000 },
+          inboundVideo: { ...emptyStats().inboundVideo, framesDecoded: 30, packetsReceived: 200 },
+          inboundAudio: { ...emptyStats().inboundAudio, packetsReceived: 50, totalSamplesReceived: 48000 },
         },
       });
       if (demo === 'after') fake.emit({ type: 'state', view: { state: 'ended', reason: 'peer-left:hung_up' } });

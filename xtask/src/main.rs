@@ -20,6 +20,8 @@ usage: cargo xtask <command>
   bench [--clients N] [--duration S]
                         build release binaries; measure calls, codecs, the matchmaker
                         and the signaling load; writes target/bench/*.json*
+  bindings              regenerate the UI's TypeScript bindings of the app's commands
+                        and events (ui/src/lib/bindings.ts) from the Rust code
   bundle                set up and build the release .deb and .rpm (AppImage is
                         configured but needs downloaded tooling, so not built here)
   bench-video [--runs N]
@@ -35,6 +37,20 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("bench-video") => bench_video(&args[1..]),
+        Some("bindings") => step(
+            "regenerating ui/src/lib/bindings.ts",
+            cargo()
+                .args([
+                    "test",
+                    "--locked",
+                    "-p",
+                    "chingu",
+                    "--",
+                    "--exact",
+                    "bindings::tests::the_committed_typescript_bindings_match_the_rust_code",
+                ])
+                .env("CHINGU_UPDATE_BINDINGS", "1"),
+        ),
         Some("bundle") => build_ui().and_then(|()| bundle(false)).map(|paths| {
             for path in paths {
                 println!("{}", path.display());

@@ -19,6 +19,7 @@ use crate::pipeline::{
 /// A device as the pickers show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct DeviceInfo {
     pub id: String,
     pub name: String,
@@ -29,6 +30,7 @@ pub struct DeviceInfo {
 /// kind (and says why in `problems`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Devices {
     pub cameras: Vec<DeviceInfo>,
     pub microphones: Vec<DeviceInfo>,

@@ -61,6 +61,7 @@ pub enum Command {
 /// The call state as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum CallView {
     Idle,
     Searching,

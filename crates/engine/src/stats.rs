@@ -36,6 +36,7 @@ pub struct NetStats {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct OutboundVideo {
     pub frames_encoded: u64,
     pub key_frames_encoded: u64,
@@ -52,6 +53,7 @@ pub struct OutboundVideo {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct InboundVideo {
     pub frames_received: u64,
     pub frames_decoded: u64,
@@ -74,6 +76,7 @@ pub struct InboundVideo {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct OutboundAudio {
     pub packets_sent: u64,
     pub bytes_sent: u64,
@@ -83,6 +86,7 @@ pub struct OutboundAudio {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct InboundAudio {
     pub packets_received: u64,
     pub packets_lost: i64,
@@ -99,6 +103,7 @@ pub struct InboundAudio {
 /// One snapshot, emitted every second during a call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct CallStats {
     /// Milliseconds since the call connected.
     pub elapsed_ms: u64,

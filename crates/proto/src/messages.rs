@@ -147,6 +147,7 @@ pub enum Role {
 /// What a client learns about its partner. Never the device id or address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PeerProfile {
     pub nickname: String,
     pub languages: Vec<String>,
@@ -172,6 +173,7 @@ pub enum PeerLeftReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum ReportReason {
     Nudity,
     Harassment,

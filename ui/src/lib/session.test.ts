@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeBackend } from './fake';
 import { Session } from './session.svelte';
-import type { CallStats } from './types';
+import { emptyStats, type CallStats } from './types';
 
 const partner = { nickname: '민지', languages: ['ko'], shared_interests: ['music'] };
 
@@ -138,12 +138,13 @@ describe('Session', () => {
 
   it('turns stats into a network quality score', async () => {
     const { backend, session } = await ready();
-    const stats = (received: number, lost: number, rtt: number): CallStats => ({
-      elapsedMs: 0,
-      roundTripTime: rtt,
-      inboundVideo: { framesDecoded: 0, packetsLost: lost, packetsReceived: received, freezeCount: 0 },
-      inboundAudio: { packetsLost: 0, packetsReceived: 0, concealedSamples: 0, totalSamplesReceived: 0 },
-    });
+    const stats = (received: number, lost: number, rtt: number): CallStats => {
+      const s = emptyStats();
+      s.roundTripTime = rtt;
+      s.inboundVideo.packetsLost = lost;
+      s.inboundVideo.packetsReceived = received;
+      return s;
+    };
     backend.emit({ type: 'stats', stats: stats(1000, 0, 0.02) });
     expect(session.quality).toBe(5);
     backend.emit({ type: 'stats', stats: stats(1900, 100, 0.5) });

@@ -1,44 +1,44 @@
-import { invoke } from '@tauri-apps/api/core';
-import { listen } from '@tauri-apps/api/event';
 import type { Backend } from './backend';
-import type { CommandError, Devices, EngineEvent, ReportReason, Settings } from './types';
+import { commands, events } from './bindings';
+import type { CommandError, EngineEvent, ReportReason, Settings } from './types';
 import { pullVideo, type Stream, type VideoEndpoint } from './video';
 
-/** Commands fail with `{ code, message }`; anything else is wrapped so callers see one shape. */
+/** Commands reject with `{ code, message }`; anything else is wrapped so callers see one shape. */
 function asCommandError(e: unknown): CommandError {
   if (e && typeof e === 'object' && 'code' in e && 'message' in e) return e as CommandError;
   return { code: 'unknown', message: String(e) };
 }
 
-async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+async function call<T>(command: Promise<T>): Promise<T> {
   try {
-    return await invoke<T>(command, args);
+    return await command;
   } catch (e) {
     throw asCommandError(e);
   }
 }
 
-/** The real backend: the Rust shell's commands and its `engine` events. */
+/** The real backend: the Rust shell's commands and its `engine` event, typed by the generated bindings. */
 export class TauriBackend implements Backend {
-  loadSettings = () => call<Settings>('load_settings');
-  saveSettings = (settings: Settings) => call<void>('save_settings', { settings });
-  search = () => call<void>('search');
-  cancel = () => call<void>('cancel');
-  next = () => call<void>('next');
-  hangUp = () => call<void>('hang_up');
-  setMuted = (muted: boolean) => call<void>('set_muted', { muted });
-  setCameraEnabled = (enabled: boolean) => call<void>('set_camera_enabled', { enabled });
-  sendChat = (text: string) => call<void>('send_chat', { text });
-  report = (reason: ReportReason, note: string | null) => call<void>('report', { reason, note });
-  block = () => call<void>('block');
-  listDevices = () => call<Devices>('list_devices');
-  startDeviceCheck = (cameraId: string | null, microphoneId: string | null) =>
-    call<void>('start_device_check', { cameraId, microphoneId });
-  stopDeviceCheck = () => call<void>('stop_device_check');
+  loadSettings = () => call(commands.loadSettings());
+  saveSettings = async (settings: Settings) => void (await call(commands.saveSettings(settings)));
+  search = async () => void (await call(commands.search()));
+  cancel = async () => void (await call(commands.cancel()));
+  next = async () => void (await call(commands.next()));
+  hangUp = async () => void (await call(commands.hangUp()));
+  setMuted = async (muted: boolean) => void (await call(commands.setMuted(muted)));
+  setCameraEnabled = async (enabled: boolean) => void (await call(commands.setCameraEnabled(enabled)));
+  sendChat = async (text: string) => void (await call(commands.sendChat(text)));
+  report = async (reason: ReportReason, note: string | null) => void (await call(commands.report(reason, note)));
+  block = async () => void (await call(commands.block()));
+  listDevices = () => call(commands.listDevices());
+  startDeviceCheck = async (cameraId: string | null, microphoneId: string | null) =>
+    void (await call(commands.startDeviceCheck(cameraId, microphoneId)));
+  stopDeviceCheck = async () => void (await call(commands.stopDeviceCheck()));
+
   private endpoint: Promise<VideoEndpoint> | null = null;
   /** The video server's address, asked once (again after a failure). */
   private videoEndpoint = (): Promise<VideoEndpoint> => {
-    this.endpoint ??= call<VideoEndpoint>('video_endpoint').catch((e) => {
+    this.endpoint ??= call(commands.videoEndpoint()).catch((e) => {
       this.endpoint = null;
       throw e;
     });
@@ -50,10 +50,12 @@ export class TauriBackend implements Backend {
   onEvent(listener: (event: EngineEvent) => void): () => void {
     let stop: (() => void) | null = null;
     let stopped = false;
-    listen<EngineEvent>('engine', (e) => listener(e.payload)).then((unlisten) => {
-      if (stopped) unlisten();
-      else stop = unlisten;
-    });
+    events.engine
+      .listen((e) => listener(e.payload))
+      .then((unlisten) => {
+        if (stopped) unlisten();
+        else stop = unlisten;
+      });
     return () => {
       stopped = true;
       stop?.();

@@ -1,69 +1,55 @@
-// Types shared with the Rust shell. These mirror the engine's serde shapes; once
-// src-tauri exists they are generated from Rust (tauri-specta) and this file goes away.
+// The shapes shared with the Rust shell, generated from Rust (./bindings.ts, by
+// tauri-specta; a Rust test fails when that file is stale). Values the UI receives
+// have the serialize shapes.
+import type { CallStats_Serialize, Settings_Serialize, UiEvent_Serialize } from './bindings';
 
-export interface PeerProfile {
-  nickname: string;
-  languages: string[];
-  shared_interests: string[];
-}
+export type {
+  CallView,
+  CommandError,
+  DeviceInfo,
+  Devices,
+  PeerProfile,
+  ReportReason,
+  UiLanguage,
+  VideoEndpoint,
+} from './bindings';
 
-export type CallView =
-  | { state: 'idle' }
-  | { state: 'searching' }
-  | { state: 'connecting'; peer: PeerProfile }
-  | { state: 'in_call'; peer: PeerProfile }
-  | { state: 'ended'; reason: string };
+export type CallStats = CallStats_Serialize;
+export type Settings = Settings_Serialize;
+/** Everything the shell tells the UI (the `engine` event). */
+export type EngineEvent = UiEvent_Serialize;
 
-export interface Settings {
-  nickname: string;
-  languages: string[];
-  interests: string[];
-  serverUrl: string;
-  relayOnly: boolean;
-  uiLanguage: 'auto' | 'ko' | 'en';
-  cameraId: string | null;
-  microphoneId: string | null;
-  speakerId: string | null;
-}
-
-/** The parts of the engine's per-second stats the UI uses (W3C names). */
-export interface CallStats {
-  elapsedMs: number;
-  roundTripTime: number | null;
-  inboundVideo: { framesDecoded: number; packetsLost: number; packetsReceived: number; freezeCount: number };
-  inboundAudio: { packetsLost: number; packetsReceived: number; concealedSamples: number; totalSamplesReceived: number };
-}
-
-export type EngineEvent =
-  | { type: 'server_connected' }
-  | { type: 'server_disconnected'; why: string; retryInMs: number }
-  | { type: 'state'; view: CallView }
-  | { type: 'chat'; text: string }
-  | { type: 'peer_media'; audio: boolean; video: boolean }
-  | { type: 'stats'; stats: CallStats }
-  | { type: 'audio_levels'; localDbfs: number; remoteDbfs: number }
-  | { type: 'device_error'; device: string; message: string }
-  | { type: 'error'; code: string | null; message: string }
-  | { type: 'online_count'; online: number; waiting: number }
-  | { type: 'mic_level'; dbfs: number };
-
-export interface DeviceInfo {
-  id: string;
-  name: string;
-  isDefault: boolean;
-}
-
-export interface Devices {
-  cameras: DeviceInfo[];
-  microphones: DeviceInfo[];
-  speakers: DeviceInfo[];
-  problems: string[];
-}
-
-export type ReportReason = 'nudity' | 'harassment' | 'hate' | 'spam' | 'underage' | 'violence' | 'other';
-
-/** Every command fails with a code the UI can act on, never a bare string. */
-export interface CommandError {
-  code: string;
-  message: string;
+/** A stats snapshot with every figure zero, for fakes and tests to fill in. */
+export function emptyStats(): CallStats {
+  const video = { packetsLost: 0, jitter: 0, nackCount: 0, pliCount: 0, frameWidth: 0, frameHeight: 0 };
+  return {
+    elapsedMs: 0,
+    outboundVideo: { ...video, framesEncoded: 0, keyFramesEncoded: 0, totalEncodeTime: 0, framesSent: 0, packetsSent: 0, bytesSent: 0 },
+    inboundVideo: {
+      ...video,
+      framesReceived: 0,
+      framesDecoded: 0,
+      keyFramesDecoded: 0,
+      totalDecodeTime: 0,
+      framesDropped: 0,
+      freezeCount: 0,
+      totalFreezesDuration: 0,
+      packetsReceived: 0,
+      bytesReceived: 0,
+    },
+    outboundAudio: { packetsSent: 0, bytesSent: 0, audioLevelDbfs: -120 },
+    inboundAudio: {
+      packetsReceived: 0,
+      packetsLost: 0,
+      jitter: 0,
+      totalSamplesReceived: 0,
+      concealedSamples: 0,
+      fecPacketsRecovered: 0,
+      jitterBufferDelay: 0,
+      jitterBufferEmittedCount: 0,
+      audioLevelDbfs: -120,
+    },
+    roundTripTime: null,
+    availableOutgoingBitrate: null,
+  };
 }

@@ -8,6 +8,10 @@
  * a slow page skips frames instead of queueing them.
  */
 
+import type { VideoEndpoint } from './bindings';
+
+export type { VideoEndpoint };
+
 export const HEADER_LEN = 32;
 
 export interface I420 {
@@ -205,11 +209,6 @@ export function nowMs(): number {
 
 export type Stream = 'remote' | 'local';
 
-/** Where the shell's video server listens, and the token it wants. */
-export interface VideoEndpoint {
-  url: string;
-  token: string;
-}
 
 /**
  * Draws `stream` on `canvas` until the returned function is called; `onFrame` sees each
