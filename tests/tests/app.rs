@@ -285,6 +285,15 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
         )?;
         bob.shot("4-chat")?;
 
+        // Bob reports alice from the call screen; the call goes on.
+        bob.session.click(&bob.wait("[data-testid=report]")?)?;
+        bob.session.click(&bob.wait("[data-testid=report-send]")?)?;
+        bob.session.wait_until(
+            "bob's report is confirmed",
+            "return !!document.querySelector('[data-screen=call] .reported');",
+            WAIT,
+        )?;
+
         // Next: alice leaves for someone new; bob's app searches again by itself; with no
         // rematch cooldown on the test server they meet again, in a new call.
         for app in [&alice, &bob] {

@@ -10,6 +10,16 @@ export interface ChatLine {
   text: string;
 }
 
+/** Which message explains how a call ended (`null`: the user ended it). */
+export function endMessage(reason: string | null): 'peerLeft' | 'networkLost' | 'serverLost' | 'connectFailed' | null {
+  if (!reason) return null;
+  if (reason.startsWith('peer-left')) return 'peerLeft';
+  if (reason.startsWith('media-lost')) return 'networkLost';
+  if (reason.startsWith('server-lost')) return 'serverLost';
+  if (reason.startsWith('connect-')) return 'connectFailed';
+  return null;
+}
+
 /** What the screens show, driven by engine events and user actions. */
 export class Session {
   screen: Screen = $state('onboarding');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FakeBackend } from './fake';
-import { Session } from './session.svelte';
+import { Session, endMessage } from './session.svelte';
 import { emptyStats, type CallStats } from './types';
 
 const partner = { nickname: '민지', languages: ['ko'], shared_interests: ['music'] };
@@ -53,6 +53,16 @@ describe('Session', () => {
     await session.startDeviceCheck(null, null);
     expect(session.notice).toBe('sound server gone');
     expect(backend.calls).toContain('startDeviceCheck::');
+  });
+
+  it('explains how a call ended', () => {
+    expect(endMessage('peer-left:next')).toBe('peerLeft');
+    expect(endMessage('media-lost: ice failed')).toBe('networkLost');
+    expect(endMessage('server-lost')).toBe('serverLost');
+    expect(endMessage('connect-timeout')).toBe('connectFailed');
+    expect(endMessage('connect-failed: dtls')).toBe('connectFailed');
+    expect(endMessage('hung-up')).toBeNull();
+    expect(endMessage(null)).toBeNull();
   });
 
   it('goes lobby → searching → call → after, and back', async () => {
