@@ -1,6 +1,8 @@
 //! Engine and device-check events to the UI: one typed event, `engine` on the app's
 //! event bus, whose TypeScript type is generated (`UiEvent` in ui/src/lib/bindings.ts).
 
+use std::sync::Arc;
+
 use chingu_engine::device_check::CheckEvent;
 use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, EngineEvent};
@@ -8,6 +10,8 @@ use serde::Serialize;
 use tauri::AppHandle;
 use tauri_specta::Event;
 use tokio::sync::mpsc;
+
+use crate::video::VideoHub;
 
 /// What the UI hears from the shell.
 #[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
@@ -70,8 +74,19 @@ fn emit(app: &AppHandle, event: UiEvent) {
     }
 }
 
-pub async fn forward(app: AppHandle, mut events: mpsc::Receiver<EngineEvent>) {
+/// Forwards engine events. Between calls the peer's last frame is dropped, so the next
+/// call never starts with the previous person's picture.
+pub async fn forward(
+    app: AppHandle,
+    mut events: mpsc::Receiver<EngineEvent>,
+    video: Arc<VideoHub>,
+) {
     while let Some(event) = events.recv().await {
+        if let EngineEvent::State(view) = &event
+            && !matches!(view, CallView::InCall { .. })
+        {
+            video.remote.clear();
+        }
         if let Some(event) = to_ui(event) {
             emit(&app, event);
         }

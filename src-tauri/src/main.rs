@@ -86,7 +86,11 @@ async fn save_settings(
     if restart {
         *engine = None; // the old engine hangs up and stops when its handle drops
         let (handle, events, _task) = Engine::start(engine_config(&settings, &shell.video).await?);
-        tauri::async_runtime::spawn(events::forward(app.clone(), events));
+        tauri::async_runtime::spawn(events::forward(
+            app.clone(),
+            events,
+            Arc::clone(&shell.video),
+        ));
         *engine = Some((handle, settings));
     } else if let Some((_, current)) = engine.as_mut() {
         *current = settings;
@@ -358,7 +362,11 @@ fn main() {
                         return;
                     };
                     let (engine, events, _task) = Engine::start(config);
-                    tauri::async_runtime::spawn(events::forward(handle.clone(), events));
+                    tauri::async_runtime::spawn(events::forward(
+                        handle.clone(),
+                        events,
+                        Arc::clone(&shell.video),
+                    ));
                     *shell.engine.lock().await = Some((engine, saved));
                     let _ = handle.emit("ready", ());
                 });

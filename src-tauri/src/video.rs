@@ -101,6 +101,15 @@ impl Feed {
         self.seq.send_replace(seq);
     }
 
+    /// Drops the unread frame, if any (a call ended: its last picture must not open the
+    /// next one).
+    pub fn clear(&self) {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latest = None;
+    }
+
     /// Sets the width the webview shows this stream at.
     pub fn set_shown_width(&self, width: usize) {
         self.slot
@@ -393,6 +402,17 @@ mod tests {
         assert_eq!(bytes[HEADER_LEN], 30);
         // Taken: asking again after it waits for a new one.
         assert!(feed.next(3, Duration::from_millis(10)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cleared_feed_waits_for_a_new_frame() {
+        let feed = Feed::default();
+        feed.push(&frame(2, 2, 9));
+        feed.clear();
+        assert!(feed.next(0, Duration::from_millis(10)).await.is_none());
+        feed.push(&frame(2, 2, 10));
+        let bytes = feed.next(0, Duration::ZERO).await.expect("the new frame");
+        assert_eq!(bytes[HEADER_LEN], 10);
     }
 
     #[tokio::test]
