@@ -239,9 +239,11 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
         )?;
         alice.shot("2-lobby")?;
 
-        for app in [&alice, &bob] {
-            app.session.click(&app.wait("[data-testid=match]")?)?;
-        }
+        // Alice searches alone first (the searching screen), then bob.
+        alice.session.click(&alice.wait("[data-testid=match]")?)?;
+        alice.wait("[data-screen=searching]")?;
+        alice.shot("3-searching")?;
+        bob.session.click(&bob.wait("[data-testid=match]")?)?;
         for app in [&alice, &bob] {
             app.wait("[data-screen=call]")?;
             app.wait_for_video(10)?;
@@ -266,8 +268,8 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
             bob_pixels.0.0 != bob_pixels.1.0,
             "bob's remote video did not change: {bob_pixels:?}"
         );
-        alice.shot("3-call")?;
-        bob.shot("3-call")?;
+        alice.shot("4-call")?;
+        bob.shot("4-call")?;
 
         // Chat, Korean included.
         let text = "안녕하세요 from alice";
@@ -283,7 +285,7 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
             ),
             WAIT,
         )?;
-        bob.shot("4-chat")?;
+        bob.shot("5-chat")?;
 
         // Bob reports alice from the call screen; the call goes on.
         bob.session.click(&bob.wait("[data-testid=report]")?)?;
@@ -310,11 +312,11 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
                 WAIT,
             )?;
         }
-        alice.shot("5-next-call")?;
+        alice.shot("6-next-call")?;
 
         alice.session.click(&alice.wait("[data-testid=hang-up]")?)?;
         alice.wait("[data-screen=after]")?;
-        alice.shot("6-after-call")?;
+        alice.shot("7-after-call")?;
         alice.session.close()?;
         bob.session.close()?;
         Ok(())
