@@ -11,95 +11,15 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use chingu_testkit::webdriver::Session;
+use anyhow::{Context, Result, ensure};
+use chingu_testkit::webdriver::{Driver, Session, tool};
 use chingu_testkit::xvfb::Xvfb;
 
 const WAIT: Duration = Duration::from_secs(60);
 const ENTER: &str = "\u{E007}";
-
-/// A `tauri-driver` for one app instance; killed (with the app) on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `n` distinct free ports (all held until all are chosen, so none repeats).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let held = (0..n)
-        .map(|_| TcpListener::bind(("127.0.0.1", 0)))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
-}
-
-/// `tauri-driver` with this instance's display and profile directories (the driver's
-/// environment is the app's).
-fn start_driver(
-    driver: &Path,
-    display: &str,
-    profile: &Path,
-    (port, native_port): (u16, u16),
-) -> Result<Driver> {
-    std::fs::create_dir_all(profile)?;
-    let log = std::fs::File::create(profile.join("driver.log"))?;
-    let out = log.try_clone()?;
-    let child = Command::new(driver)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--native-port",
-            &native_port.to_string(),
-        ])
-        .env("DISPLAY", display)
-        .env("XDG_DATA_HOME", profile.join("data"))
-        .env("XDG_CONFIG_HOME", profile.join("config"))
-        .env("XDG_CACHE_HOME", profile.join("cache"))
-        .stdout(out)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", driver.display()))?;
-    let mut driver = Driver { child, port };
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > Duration::from_secs(10) {
-            bail!("tauri-driver did not listen on {port}");
-        }
-        if let Ok(Some(status)) = driver.child.try_wait() {
-            bail!("tauri-driver exited: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(driver)
-}
-
-/// A program from `env`, else on PATH, else among the tools `cargo xtask` installs.
-fn tool(env: &str, name: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        return Some(PathBuf::from(path));
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        let path = Path::new(&home).join(".cache/chingu/tools/bin").join(name);
-        path.is_file().then_some(path)
-    })
-}
 
 fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     let app = std::env::var_os("CHINGU_APP").map(PathBuf::from);
@@ -202,20 +122,9 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
 fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Result<()> {
     let x = Xvfb::start()?;
     let profiles = tempfile::tempdir()?;
-    let ports = free_ports(4)?;
     let drivers = [
-        start_driver(
-            driver,
-            &x.display,
-            &profiles.path().join("alice"),
-            (ports[0], ports[1]),
-        )?,
-        start_driver(
-            driver,
-            &x.display,
-            &profiles.path().join("bob"),
-            (ports[2], ports[3]),
-        )?,
+        Driver::start(driver, &x.display, &profiles.path().join("alice"))?,
+        Driver::start(driver, &x.display, &profiles.path().join("bob"))?,
     ];
     let app_path = app.to_str().context("app path is not UTF-8")?;
     let result = (|| -> Result<()> {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use chingu_testkit::webdriver::Session;
+use anyhow::{Context, Result, ensure};
+use chingu_testkit::webdriver::{Driver, Session, tool};
 use chingu_testkit::xvfb::Xvfb;
 
 const PACKAGE: &str = "chingu";
@@ -56,74 +56,26 @@ fn check_desktop_entry(text: &str) -> Result<()> {
     Ok(())
 }
 
-fn tool(env: &str, name: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        return Some(PathBuf::from(path));
-    }
-    let home = std::env::var_os("HOME")?;
-    let path = Path::new(&home).join(".cache/chingu/tools/bin").join(name);
-    path.is_file().then_some(path).or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-    })
-}
-
 /// Starts `binary` through tauri-driver under a private Xvfb with a fresh profile and
 /// saves a screenshot of its first screen.
 fn start_and_screenshot(binary: &Path, driver: &Path, shot: &Path) -> Result<()> {
     let x = Xvfb::start()?;
     let profile = tempfile::tempdir()?;
-    let listeners: Vec<_> = (0..2)
-        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
-        .collect::<std::io::Result<_>>()?;
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<std::io::Result<_>>()?;
-    drop(listeners);
-    let mut child = Command::new(driver)
-        .args([
-            "--port",
-            &ports[0].to_string(),
-            "--native-port",
-            &ports[1].to_string(),
-        ])
-        .env("DISPLAY", &x.display)
-        .env("HOME", profile.path())
-        .env("XDG_DATA_HOME", profile.path().join("data"))
-        .env("XDG_CONFIG_HOME", profile.path().join("config"))
-        .env("XDG_CACHE_HOME", profile.path().join("cache"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting tauri-driver")?;
-    let result = (|| -> Result<()> {
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", ports[0])).is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                bail!("tauri-driver did not listen");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let session = Session::start(ports[0], binary.to_str().context("path")?)?;
-        // A first run starts at onboarding, with the camera preview live.
-        session.wait_for("[data-screen=onboarding]", Duration::from_secs(60))?;
-        session.wait_until(
-            "the camera preview",
-            "const c = document.querySelector('[data-testid=camera-preview]'); \
-             return !!c && Number(c.dataset.frames || 0) > 5;",
-            Duration::from_secs(60),
-        )?;
-        let png = session.screenshot()?;
-        ensure!(png.starts_with(b"\x89PNG"), "not a PNG");
-        std::fs::write(shot, png)?;
-        session.close()
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    // Dropped (stopping the app) on every return.
+    let driver = Driver::start(driver, &x.display, profile.path())?;
+    let session = Session::start(driver.port, binary.to_str().context("path")?)?;
+    // A first run starts at onboarding, with the camera preview live.
+    session.wait_for("[data-screen=onboarding]", Duration::from_secs(60))?;
+    session.wait_until(
+        "the camera preview",
+        "const c = document.querySelector('[data-testid=camera-preview]'); \
+         return !!c && Number(c.dataset.frames || 0) > 5;",
+        Duration::from_secs(60),
+    )?;
+    let png = session.screenshot()?;
+    ensure!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::write(shot, png)?;
+    session.close()
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! serde_json): tests call it from a blocking thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -88,6 +90,88 @@ fn exchange(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result
     Ok(answer["value"].clone())
 }
 
+/// A program from `env`, else on PATH, else among the tools `cargo xtask` installs
+/// (`~/.cache/chingu/tools/bin`).
+pub fn tool(env: &str, name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        let path = Path::new(&home).join(".cache/chingu/tools/bin").join(name);
+        path.is_file().then_some(path)
+    })
+}
+
+/// `n` distinct free loopback ports (all held until all are chosen, so none repeats).
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// A `tauri-driver` process for one app instance; killed (with the app) on drop.
+#[derive(Debug)]
+pub struct Driver {
+    child: Child,
+    pub port: u16,
+}
+
+impl Driver {
+    /// Starts `driver` on `display` with its own profile: HOME and the XDG directories
+    /// under `profile` (the driver's environment is the app's), its output in
+    /// `profile/driver.log`. Returns once it accepts connections.
+    pub fn start(driver: &Path, display: &str, profile: &Path) -> Result<Self> {
+        let ports = free_ports(2)?;
+        std::fs::create_dir_all(profile)?;
+        let log = std::fs::File::create(profile.join("driver.log"))?;
+        let child = Command::new(driver)
+            .args([
+                "--port",
+                &ports[0].to_string(),
+                "--native-port",
+                &ports[1].to_string(),
+            ])
+            .env("DISPLAY", display)
+            .env("HOME", profile)
+            .env("XDG_DATA_HOME", profile.join("data"))
+            .env("XDG_CONFIG_HOME", profile.join("config"))
+            .env("XDG_CACHE_HOME", profile.join("cache"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", driver.display()))?;
+        let mut driver = Self {
+            child,
+            port: ports[0],
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", driver.port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("tauri-driver did not listen on {}", driver.port);
+            }
+            if let Ok(Some(status)) = driver.child.try_wait() {
+                bail!("tauri-driver exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(driver)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A WebDriver session (one app instance).
 #[derive(Debug)]
 pub struct Session {
@@ -138,38 +222,18 @@ impl Session {
             .map(|id| Element(id.to_owned())))
     }
 
-    /// Waits up to `limit` for an element matching `css`.
-    pub fn wait_for(&self, css: &str, limit: Duration) -> Result<Element> {
+    /// Asks `probe` every 100 ms until it gives something, for up to `limit`; on
+    /// timeout the error says `what` was awaited and what the page showed.
+    fn poll<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut probe: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<T> {
         let started = Instant::now();
         loop {
-            if let Some(element) = self.find(css)? {
-                return Ok(element);
-            }
-            if started.elapsed() > limit {
-                bail!(
-                    "no {css:?} within {limit:?}; the page shows: {}",
-                    self.text("body").unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits up to `limit` until `script` (a function body returning a value) returns
-    /// something truthy; returns it.
-    pub fn wait_until(&self, what: &str, script: &str, limit: Duration) -> Result<Value> {
-        let started = Instant::now();
-        loop {
-            let value = self.script(script)?;
-            let truthy = match &value {
-                Value::Null => false,
-                Value::Bool(b) => *b,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                _ => true,
-            };
-            if truthy {
-                return Ok(value);
+            if let Some(found) = probe()? {
+                return Ok(found);
             }
             if started.elapsed() > limit {
                 bail!(
@@ -179,6 +243,27 @@ impl Session {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits up to `limit` for an element matching `css`.
+    pub fn wait_for(&self, css: &str, limit: Duration) -> Result<Element> {
+        self.poll(&format!("an element {css:?}"), limit, || self.find(css))
+    }
+
+    /// Waits up to `limit` until `script` (a function body returning a value) returns
+    /// something truthy; returns it.
+    pub fn wait_until(&self, what: &str, script: &str, limit: Duration) -> Result<Value> {
+        self.poll(what, limit, || {
+            let value = self.script(script)?;
+            let truthy = match &value {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            Ok(truthy.then_some(value))
+        })
     }
 
     pub fn click(&self, element: &Element) -> Result<()> {
