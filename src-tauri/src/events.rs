@@ -66,6 +66,11 @@ pub enum UiEvent {
     MicLevel {
         dbfs: f32,
     },
+    /// `true`: nothing has arrived from the peer for a few seconds (the network may be
+    /// down; the call ends if it stays so); `false`: media flows again.
+    MediaInterrupted {
+        interrupted: bool,
+    },
 }
 
 fn emit(app: &AppHandle, event: UiEvent) {
@@ -124,6 +129,7 @@ pub fn to_ui(event: EngineEvent) -> Option<UiEvent> {
         EngineEvent::State(view) => UiEvent::State { view },
         EngineEvent::Chat(text) => UiEvent::Chat { text },
         EngineEvent::PeerMedia { audio, video } => UiEvent::PeerMedia { audio, video },
+        EngineEvent::MediaInterrupted(interrupted) => UiEvent::MediaInterrupted { interrupted },
         EngineEvent::Stats(stats) => UiEvent::Stats { stats },
         EngineEvent::AudioLevels {
             local_dbfs,
@@ -178,6 +184,10 @@ mod tests {
                 remote_dbfs: -30.0
             }),
             json!({"type": "audio_levels", "localDbfs": -20.0, "remoteDbfs": -30.0})
+        );
+        assert_eq!(
+            json(EngineEvent::MediaInterrupted(true)),
+            json!({"type": "media_interrupted", "interrupted": true})
         );
     }
 }

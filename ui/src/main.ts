@@ -20,7 +20,7 @@ function fakeFromUrl(): FakeBackend {
   const params = new URLSearchParams(window.location.search);
   const fake = new FakeBackend(Number(params.get('matchMs') ?? 1000));
   fake.settings.nickname = params.get('nickname') ?? '';
-  // ?demo=searching|call|after plays the engine events that lead to that screen.
+  // ?demo=searching|call|interrupted|after plays the engine events that lead to that screen.
   const demo = params.get('demo');
   if (demo) {
     setTimeout(() => {
@@ -39,6 +39,7 @@ function fakeFromUrl(): FakeBackend {
           inboundAudio: { ...emptyStats().inboundAudio, packetsReceived: 50, totalSamplesReceived: 48000 },
         },
       });
+      if (demo === 'interrupted') fake.emit({ type: 'media_interrupted', interrupted: true });
       if (demo === 'after') fake.emit({ type: 'state', view: { state: 'ended', reason: 'peer-left:hung_up' } });
     }, 100);
   }

@@ -118,6 +118,9 @@ pub enum EngineEvent {
     MediaConnected {
         setup_ms: u64,
     },
+    /// `true`: nothing has arrived from the peer for a few seconds (the network may be
+    /// down; the call ends if it stays so); `false`: it flows again.
+    MediaInterrupted(bool),
     /// The peer's chat message.
     Chat(String),
     /// Whether the peer sends audio and video (they muted or turned the camera off).
@@ -621,6 +624,8 @@ impl Actor {
                 self.step(Input::MediaConnected { call_id }).await;
             }
             PeerEvent::Failed(why) => self.step(Input::MediaFailed { call_id, why }).await,
+            PeerEvent::Interrupted => self.emit(EngineEvent::MediaInterrupted(true)),
+            PeerEvent::Restored => self.emit(EngineEvent::MediaInterrupted(false)),
             PeerEvent::ChannelOpen => self.announce_media().await,
             PeerEvent::ChannelMessage(text) => self.control_message(&text),
             PeerEvent::KeyframeRequested => {

@@ -109,6 +109,11 @@ pub enum PeerEvent {
     Connected,
     /// The connection failed or was lost.
     Failed(String),
+    /// Nothing arrived from the peer for a few seconds (ICE disconnected): the network
+    /// may be down. Either `Restored` or `Failed` follows.
+    Interrupted,
+    /// Packets flow again after `Interrupted`.
+    Restored,
     /// The peer's control channel opened (chat can be sent).
     ChannelOpen,
     /// A text message on the control channel.
@@ -165,9 +170,14 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(%state, "peer connection state");
         match state {
-            RTCPeerConnectionState::Connected if !self.connected.swap(true, Ordering::SeqCst) => {
-                self.emit(PeerEvent::Connected);
+            RTCPeerConnectionState::Connected => {
+                if self.connected.swap(true, Ordering::SeqCst) {
+                    self.emit(PeerEvent::Restored);
+                } else {
+                    self.emit(PeerEvent::Connected);
+                }
             }
+            RTCPeerConnectionState::Disconnected => self.emit(PeerEvent::Interrupted),
             RTCPeerConnectionState::Failed => {
                 self.emit(PeerEvent::Failed("ICE/DTLS connection failed".into()))
             }
@@ -483,8 +493,12 @@ impl Peer {
         let loopback = options.udp_addrs.iter().any(|a| a.ip().is_loopback());
         // ICE checks every 10 ms instead of 200 ms: the driver only flushes queued
         // handshake packets on a timer tick, so the interval is most of setup time.
+        // A connection silent for 5 s (the default) is reported as interrupted; one
+        // silent for 15 s (not the default 25) has failed and the call ends: nobody waits
+        // that long on a frozen picture.
         let settings = SettingEngineBuilder::new()
             .with_ice_connection_attempts(Some(Duration::from_millis(10)), Some(140))
+            .with_ice_timeouts(None, Some(Duration::from_secs(15)), None)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(loopback)
             .build();

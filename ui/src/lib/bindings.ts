@@ -206,7 +206,12 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
 /**  `code` is a server error code (docs/protocol.md) or `server_refused`. */
 { type: "error"; code?: string | null; message: string } | { type: "online_count"; online: number; waiting: number } | 
 /**  The device check's microphone level, every 100 ms, dBFS. */
-{ type: "mic_level"; dbfs: number | null };
+{ type: "mic_level"; dbfs: number | null } | 
+/**
+ *  `true`: nothing has arrived from the peer for a few seconds (the network may be
+ *  down; the call ends if it stays so); `false`: media flows again.
+ */
+{ type: "media_interrupted"; interrupted: boolean };
 
 /**  What the UI hears from the shell. */
 export type UiEvent_Serialize = { type: "server_connected" } | { type: "server_disconnected"; why: string; 
@@ -226,7 +231,12 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
 /**  `code` is a server error code (docs/protocol.md) or `server_refused`. */
 { type: "error"; code: string | null; message: string } | { type: "online_count"; online: number; waiting: number } | 
 /**  The device check's microphone level, every 100 ms, dBFS. */
-{ type: "mic_level"; dbfs: number | null };
+{ type: "mic_level"; dbfs: number | null } | 
+/**
+ *  `true`: nothing has arrived from the peer for a few seconds (the network may be
+ *  down; the call ends if it stays so); `false`: media flows again.
+ */
+{ type: "media_interrupted"; interrupted: boolean };
 
 /**  The UI's language: the OS locale's, or the user's choice. */
 export type UiLanguage = "auto" | "ko" | "en";

@@ -38,6 +38,8 @@ export class Session {
   endReason: string | null = $state(null);
   notice: string | null = $state(null);
   serverDown: { why: string; retryAt: number } | null = $state(null);
+  /** Nothing has arrived from the peer for a few seconds (network trouble). */
+  interrupted = $state(false);
   /** The device check's microphone level, dBFS (null: no reading yet). */
   micLevel: number | null = $state(null);
   devices: Devices | null = $state(null);
@@ -170,6 +172,7 @@ export class Session {
     this.blocked = false;
     this.peerAudio = true;
     this.peerVideo = true;
+    this.interrupted = false;
     this.callSince = null;
   }
 
@@ -207,6 +210,9 @@ export class Session {
       case 'mic_level':
         this.micLevel = event.dbfs;
         break;
+      case 'media_interrupted':
+        this.interrupted = event.interrupted;
+        break;
       case 'error':
         this.notice = event.message;
         break;
@@ -238,6 +244,7 @@ export class Session {
         this.screen = 'call';
         break;
       case 'ended':
+        this.interrupted = false;
         this.endReason = view.reason;
         if (this.screen === 'call' || this.screen === 'searching') this.screen = 'after';
         break;

@@ -55,6 +55,21 @@ describe('Session', () => {
     expect(backend.calls).toContain('startDeviceCheck::');
   });
 
+  it('shows an interrupted connection until media flows again or the call ends', async () => {
+    const { backend, session } = await ready();
+    await session.match();
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'media_interrupted', interrupted: true });
+    expect(session.interrupted).toBe(true);
+    backend.emit({ type: 'media_interrupted', interrupted: false });
+    expect(session.interrupted).toBe(false);
+    backend.emit({ type: 'media_interrupted', interrupted: true });
+    backend.emit({ type: 'state', view: { state: 'ended', reason: 'media-lost: ICE/DTLS connection failed' } });
+    expect(session.interrupted).toBe(false);
+    expect(session.screen).toBe('after');
+    expect(session.endReason).toContain('media-lost');
+  });
+
   it('explains how a call ended', () => {
     expect(endMessage('peer-left:next')).toBe('peerLeft');
     expect(endMessage('media-lost: ice failed')).toBe('networkLost');
