@@ -17,7 +17,8 @@ use crate::{Result, step};
 /// PulseAudio packages give the device tests real, paced virtual microphones and
 /// speakers on machines without a sound card. The app's end-to-end tests run it under
 /// `xvfb` (with `xauth`), driven through `webkit2gtk-driver` (WebKitWebDriver);
-/// `fonts-noto-cjk` renders Korean.
+/// `fonts-noto-cjk` renders Korean. `iptables` and `iproute2` let a test cut the network
+/// inside a private network namespace.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
@@ -33,6 +34,8 @@ const APT_PACKAGES: &[&str] = &[
     "xauth",
     "webkit2gtk-driver",
     "fonts-noto-cjk",
+    "iptables",
+    "iproute2",
 ];
 
 /// Commands that must exist where apt-get does not, with what provides them.

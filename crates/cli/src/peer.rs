@@ -216,6 +216,10 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
                 break;
             }
             EngineEvent::MediaConnected { setup_ms } => summary.connected_ms = Some(setup_ms),
+            EngineEvent::MediaInterrupted(interrupted) => line(
+                serde_json::json!({"type": "media_interrupted", "interrupted": interrupted})
+                    .to_string(),
+            ),
             EngineEvent::Stats(stats) => {
                 let mut value = serde_json::to_value(&*stats)?;
                 value["type"] = "stats".into();
