@@ -251,6 +251,16 @@ async fn report(
     send(&shell, Command::Report { reason, note }).await
 }
 
+/// Rates the current or last call, 1 to 5 stars.
+#[tauri::command]
+#[specta::specta]
+async fn rate_call(shell: State<'_, Arc<Shell>>, stars: u8) -> CommandResult<()> {
+    if !(1..=5).contains(&stars) {
+        return Err(CommandError::new("bad_rating", "a rating is 1 to 5 stars"));
+    }
+    send(&shell, Command::Rate(stars)).await
+}
+
 #[tauri::command]
 #[specta::specta]
 async fn block(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
@@ -277,6 +287,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             send_chat,
             report,
             block,
+            rate_call,
             video_endpoint,
             list_devices,
             start_device_check,

@@ -2,8 +2,8 @@
 //! Xvfb, each driven through `tauri-driver` and WebKitWebDriver, against a local server.
 //! Onboarding → Match in both → both on the call screen → the remote video's pixels
 //! change over time → a chat message arrives → Next (both meet again: the test server
-//! has no rematch cooldown) → hang up → the after-call screen. Each step's screenshot is
-//! written to `CHINGU_ARTIFACTS` (default: `<target tmp>/e2e`).
+//! has no rematch cooldown) → hang up → the after-call screen, where the call is
+//! rated. Each step's screenshot is written to `CHINGU_ARTIFACTS` (default: `<target tmp>/e2e`).
 //!
 //! Needs the app built with its UI (`CHINGU_APP`, set by `cargo xtask test`), and
 //! `tauri-driver`, `WebKitWebDriver` and `Xvfb` (installed by `cargo xtask`). Outside CI
@@ -225,6 +225,9 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
 
         alice.session.click(&alice.wait("[data-testid=hang-up]")?)?;
         alice.wait("[data-screen=after]")?;
+        // Rating the call: the star stays chosen once the engine has sent it.
+        alice.session.click(&alice.wait("[data-testid=rate-4]")?)?;
+        alice.wait("[data-testid=rate-4][aria-checked=true]")?;
         alice.shot("7-after-call")?;
         alice.session.close()?;
         bob.session.close()?;

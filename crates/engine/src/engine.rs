@@ -56,6 +56,8 @@ pub enum Command {
         note: Option<String>,
     },
     Block,
+    /// How the current or last call was, 1 to 5 stars (for call quality analysis).
+    Rate(u8),
 }
 
 /// The call state as the UI shows it.
@@ -148,6 +150,7 @@ pub enum EngineEvent {
     },
     Reported,
     Blocked,
+    Rated,
 }
 
 /// Messages on the data channel between two Chingu peers.
@@ -477,6 +480,10 @@ impl Actor {
                 }
                 None => self.error("no call to report"),
             },
+            Command::Rate(stars) => match self.last_call.clone() {
+                Some(call_id) => self.send(ClientMessage::Rate { call_id, stars }).await,
+                None => self.error("no call to rate"),
+            },
             Command::Block => match self.last_call.clone() {
                 Some(call_id) => self.send(ClientMessage::Block { call_id }).await,
                 None => self.error("no call to block"),
@@ -544,6 +551,7 @@ impl Actor {
             }
             ServerMessage::Reported { .. } => self.emit(EngineEvent::Reported),
             ServerMessage::Blocked { .. } => self.emit(EngineEvent::Blocked),
+            ServerMessage::Rated { .. } => self.emit(EngineEvent::Rated),
             _ => {}
         }
     }

@@ -65,6 +65,9 @@ pub enum ClientMessage {
     },
     /// Never be matched with the peer of this current or recent call again.
     Block { call_id: CallId },
+    /// How a current or recent call was, 1 (bad) to 5 (great), for call quality
+    /// analysis. The peer never learns it.
+    Rate { call_id: CallId, stars: u8 },
     /// Application-level keepalive and round-trip probe; answered with `pong`.
     Ping { nonce: u64 },
 }
@@ -104,6 +107,8 @@ pub enum ServerMessage {
     Reported { call_id: CallId },
     /// The block was stored and is in force.
     Blocked { call_id: CallId },
+    /// The rating is stored.
+    Rated { call_id: CallId },
     /// How many people are online and waiting; sent on change, at most every few seconds.
     OnlineCount { online: u32, waiting: u32 },
     /// Answer to `ping`.
@@ -220,6 +225,7 @@ impl ClientMessage {
         "hang_up",
         "report",
         "block",
+        "rate",
         "ping",
     ];
 
@@ -234,6 +240,7 @@ impl ClientMessage {
             ClientMessage::HangUp { .. } => "hang_up",
             ClientMessage::Report { .. } => "report",
             ClientMessage::Block { .. } => "block",
+            ClientMessage::Rate { .. } => "rate",
             ClientMessage::Ping { .. } => "ping",
         }
     }
@@ -250,6 +257,7 @@ impl ServerMessage {
         "peer_left",
         "reported",
         "blocked",
+        "rated",
         "online_count",
         "pong",
         "error",
@@ -267,6 +275,7 @@ impl ServerMessage {
             ServerMessage::PeerLeft { .. } => "peer_left",
             ServerMessage::Reported { .. } => "reported",
             ServerMessage::Blocked { .. } => "blocked",
+            ServerMessage::Rated { .. } => "rated",
             ServerMessage::OnlineCount { .. } => "online_count",
             ServerMessage::Pong { .. } => "pong",
             ServerMessage::Error { .. } => "error",

@@ -91,6 +91,13 @@ pub(crate) fn client_message(msg: &ClientMessage) -> Result<(), ProtoError> {
         ClientMessage::Next { call_id }
         | ClientMessage::HangUp { call_id }
         | ClientMessage::Block { call_id } => id("call_id", &call_id.0),
+        ClientMessage::Rate { call_id, stars } => {
+            id("call_id", &call_id.0)?;
+            if !(1..=5).contains(stars) {
+                return Err(ProtoError::invalid("stars must be 1 to 5"));
+            }
+            Ok(())
+        }
         ClientMessage::Report { call_id, note, .. } => {
             id("call_id", &call_id.0)?;
             if let Some(note) = note
@@ -114,7 +121,8 @@ pub(crate) fn server_message(msg: &ServerMessage) -> Result<(), ProtoError> {
         ServerMessage::Matched { call_id, .. }
         | ServerMessage::PeerLeft { call_id, .. }
         | ServerMessage::Reported { call_id }
-        | ServerMessage::Blocked { call_id } => call(call_id),
+        | ServerMessage::Blocked { call_id }
+        | ServerMessage::Rated { call_id } => call(call_id),
         _ => Ok(()),
     }
 }

@@ -54,6 +54,10 @@ fn every_client_message() -> Vec<ClientMessage> {
             note: Some("rude".into()),
         },
         ClientMessage::Block { call_id: call() },
+        ClientMessage::Rate {
+            call_id: call(),
+            stars: 4,
+        },
         ClientMessage::Ping { nonce: 7 },
     ]
 }
@@ -91,6 +95,7 @@ fn every_server_message() -> Vec<ServerMessage> {
         },
         ServerMessage::Reported { call_id: call() },
         ServerMessage::Blocked { call_id: call() },
+        ServerMessage::Rated { call_id: call() },
         ServerMessage::OnlineCount {
             online: 10,
             waiting: 3,

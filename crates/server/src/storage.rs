@@ -16,7 +16,10 @@ use crate::ids::{ClientId, Identity};
 use chingu_proto::ServerMessage;
 
 /// Schema steps, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_ratings.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -132,6 +135,15 @@ impl Storage {
                     note
                 ],
             ),
+            Record::Rating {
+                rater,
+                call_id,
+                stars,
+            } => self.conn.execute(
+                "INSERT OR REPLACE INTO ratings (call_id, rater, stars, created_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![call_id.0, rater.to_hex(), stars, now_unix],
+            ),
             Record::Block { blocker, blocked } => self.conn.execute(
                 "INSERT OR IGNORE INTO blocks (blocker, blocked, created_at) VALUES (?1, ?2, ?3)",
                 params![blocker.to_hex(), blocked.to_hex(), now_unix],
@@ -241,6 +253,30 @@ mod tests {
         let storage = Storage::open(dir.path()).expect("reopen");
         assert_eq!(storage.blocks().expect("blocks"), vec![(id(1), id(2))]);
         assert_eq!(storage.reports_against(id(2)).expect("count"), 1);
+    }
+
+    #[test]
+    fn a_rating_is_stored_once_per_call_and_person() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::open(dir.path()).expect("open");
+        let rating = |stars| Record::Rating {
+            rater: id(1),
+            call_id: CallId("c1".into()),
+            stars,
+        };
+        storage.store(&rating(2), 1).expect("rating");
+        storage.store(&rating(5), 2).expect("a changed rating");
+        let stars: Vec<(String, u8)> = storage
+            .conn
+            .prepare("SELECT rater, stars FROM ratings")
+            .expect("query")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(stars, vec![(id(1).to_hex(), 5)]);
+        // The schema refuses what the protocol refuses.
+        assert!(storage.store(&rating(9), 3).is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ export interface Backend {
   sendChat(text: string): Promise<void>;
   report(reason: ReportReason, note: string | null): Promise<void>;
   block(): Promise<void>;
+  /** Rates the current or last call, 1 to 5 stars. */
+  rateCall(stars: number): Promise<void>;
   /** The cameras, microphones and speakers for the pickers. */
   listDevices(): Promise<Devices>;
   /**

@@ -19,6 +19,8 @@ export const commands = {
 	sendChat: (text: string) => __TAURI_INVOKE<null>("send_chat", { text }),
 	report: (reason: ReportReason, note: string | null) => __TAURI_INVOKE<null>("report", { reason, note }),
 	block: () => __TAURI_INVOKE<null>("block"),
+	/**  Rates the current or last call, 1 to 5 stars. */
+	rateCall: (stars: number) => __TAURI_INVOKE<null>("rate_call", { stars }),
 	/**  Where the page reads video frames from (see `video`). */
 	videoEndpoint: () => __TAURI_INVOKE<VideoEndpoint>("video_endpoint"),
 	/**  The cameras, microphones and speakers for the pickers. */

@@ -94,6 +94,10 @@ export class FakeBackend implements Backend {
     this.calls.push('block');
   }
 
+  async rateCall(stars: number): Promise<void> {
+    this.calls.push(`rateCall:${stars}`);
+  }
+
   async listDevices(): Promise<Devices> {
     this.calls.push('listDevices');
     return structuredClone(this.devices);

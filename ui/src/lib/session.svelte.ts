@@ -46,6 +46,8 @@ export class Session {
   /** Device problems by device ("camera", "microphone", "speaker"), newest message. */
   deviceErrors: Record<string, string> = $state({});
   reported = $state(false);
+  /** The stars this call was given (sent to the server), or null. */
+  rating: number | null = $state(null);
   blocked = $state(false);
   private lastStats: CallStats | null = null;
   private unsubscribe: () => void;
@@ -131,6 +133,10 @@ export class Session {
     this.reported = await this.attempt(() => this.backend.report(reason, note));
   }
 
+  async rate(stars: number): Promise<void> {
+    if (await this.attempt(() => this.backend.rateCall(stars))) this.rating = stars;
+  }
+
   async block(): Promise<void> {
     this.blocked = await this.attempt(() => this.backend.block());
   }
@@ -169,6 +175,7 @@ export class Session {
     this.endReason = null;
     this.notice = null;
     this.reported = false;
+    this.rating = null;
     this.blocked = false;
     this.peerAudio = true;
     this.peerVideo = true;

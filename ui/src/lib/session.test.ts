@@ -70,6 +70,24 @@ describe('Session', () => {
     expect(session.endReason).toContain('media-lost');
   });
 
+  it('sends a rating and shows it; a new call starts unrated', async () => {
+    const { backend, session } = await ready();
+    await session.match();
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'ended', reason: 'hung-up' } });
+    await session.rate(4);
+    expect(backend.calls).toContain('rateCall:4');
+    expect(session.rating).toBe(4);
+    backend.rateCall = async () => {
+      throw { code: 'engine_stopped', message: 'the engine stopped' };
+    };
+    await session.rate(2);
+    expect(session.rating).toBe(4);
+    expect(session.notice).toBe('the engine stopped');
+    await session.match();
+    expect(session.rating).toBeNull();
+  });
+
   it('explains how a call ended', () => {
     expect(endMessage('peer-left:next')).toBe('peerLeft');
     expect(endMessage('media-lost: ice failed')).toBe('networkLost');

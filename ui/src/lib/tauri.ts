@@ -30,6 +30,7 @@ export class TauriBackend implements Backend {
   sendChat = async (text: string) => void (await call(commands.sendChat(text)));
   report = async (reason: ReportReason, note: string | null) => void (await call(commands.report(reason, note)));
   block = async () => void (await call(commands.block()));
+  rateCall = async (stars: number) => void (await call(commands.rateCall(stars)));
   listDevices = () => call(commands.listDevices());
   startDeviceCheck = async (cameraId: string | null, microphoneId: string | null) =>
     void (await call(commands.startDeviceCheck(cameraId, microphoneId)));

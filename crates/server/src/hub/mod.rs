@@ -74,6 +74,11 @@ pub enum Record {
         blocker: Identity,
         blocked: Identity,
     },
+    Rating {
+        rater: Identity,
+        call_id: CallId,
+        stars: u8,
+    },
 }
 
 /// Hub policy.
@@ -332,6 +337,20 @@ impl Hub {
                             blocked: peer,
                         },
                         ack: ServerMessage::Blocked { call_id },
+                    });
+                }
+            }
+            ClientMessage::Rate { call_id, stars } => {
+                if self.recent_peer(client, &call_id).is_some() {
+                    let record = Record::Rating {
+                        rater: self.client_mut(client).identity,
+                        call_id: call_id.clone(),
+                        stars,
+                    };
+                    self.outputs.push_back(Output::Persist {
+                        client,
+                        record,
+                        ack: ServerMessage::Rated { call_id },
                     });
                 }
             }

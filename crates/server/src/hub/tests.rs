@@ -438,6 +438,60 @@ fn reports_are_persisted_then_acknowledged() {
 }
 
 #[test]
+fn ratings_of_your_own_calls_are_persisted_and_others_refused() {
+    let mut w = World::new();
+    let call = w.call(1, 2);
+    w.connect(3);
+    w.sent();
+    w.say(
+        2,
+        ClientMessage::Rate {
+            call_id: call.clone(),
+            stars: 4,
+        },
+    );
+    assert_eq!(
+        w.outputs(),
+        vec![Output::Persist {
+            client: ClientId(2),
+            record: Record::Rating {
+                rater: identity(2),
+                call_id: call.clone(),
+                stars: 4,
+            },
+            ack: ServerMessage::Rated {
+                call_id: call.clone(),
+            },
+        }]
+    );
+    w.say(
+        3,
+        ClientMessage::Rate {
+            call_id: call,
+            stars: 1,
+        },
+    );
+    let outputs = w.outputs();
+    assert!(
+        !outputs.iter().any(|o| matches!(o, Output::Persist { .. })),
+        "an outsider's rating is not stored: {outputs:?}"
+    );
+    assert!(
+        outputs.iter().any(|o| matches!(
+            o,
+            Output::Send(
+                ClientId(3),
+                ServerMessage::Error {
+                    code: ErrorCode::UnknownCall,
+                    ..
+                }
+            )
+        )),
+        "{outputs:?}"
+    );
+}
+
+#[test]
 fn reporting_a_call_you_were_not_in_is_refused() {
     let mut w = World::new();
     let call = w.call(1, 2);
