@@ -2,7 +2,7 @@
 //! chingu-server, all inside a private network namespace (`unshare -rn`); a few seconds
 //! into the call every UDP packet there is dropped (iptables), while the signaling
 //! connection (TCP) stays up. The bot must report the media as interrupted, then the
-//! call must end as media lost (ICE failed), never hang.
+//! call must end because of it (ICE failed on one side or the other), never hang.
 //!
 //! Needs `unshare` and `iptables` (installed by `cargo xtask`) and the `chingu-server`
 //! binary beside `chingu-cli` (built by a workspace test run). Outside CI a machine
@@ -80,9 +80,13 @@ kill $(jobs -p) 2>/dev/null || true
         "interrupted only after the drop; {context}"
     );
     assert!(interrupted < summary, "{context}");
+    // Both sides lose the network at once, so either ICE timer may fire first: the bot's
+    // (it ends the call as media lost) or the partner's (its engine hangs up, the bot
+    // hears that the peer left). Either way the call ended by itself, long before the
+    // bot's own hang-up at the end of --duration.
     let ended = lines[summary]["ended"].as_str().unwrap_or_default();
     assert!(
-        ended.starts_with("media-lost"),
-        "the call ends as media lost, not {ended:?}; {context}"
+        ended.starts_with("media-lost") || ended.starts_with("peer-left"),
+        "the call ends because the media was lost, not {ended:?}; {context}"
     );
 }
