@@ -282,12 +282,7 @@ impl Session {
             &format!("/element/{}/clear", element.0),
             Some(json!({})),
         )?;
-        self.call(
-            "POST",
-            &format!("/element/{}/value", element.0),
-            Some(json!({"text": text})),
-        )?;
-        Ok(())
+        self.type_into(element, text)
     }
 
     /// Types into an element (WebDriver key codes allowed, e.g. "\u{E007}" for Enter).
