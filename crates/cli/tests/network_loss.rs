@@ -6,7 +6,8 @@
 //!
 //! Needs `unshare` and `iptables` (installed by `cargo xtask`) and the `chingu-server`
 //! binary beside `chingu-cli` (built by a workspace test run). Outside CI a machine
-//! without them skips with a message; in CI their absence is a failure.
+//! without them skips with a message; in CI their absence is a failure. A kernel that
+//! refuses namespaces skips everywhere.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,16 @@ fn losing_the_network_mid_call_is_reported_then_ends_the_call() {
         let why = format!("needs {} (a workspace build makes it)", server.display());
         assert!(std::env::var_os("CI").is_none(), "{why}");
         eprintln!("SKIPPED: {why}");
+        return;
+    }
+    // Creating a network namespace needs root or unprivileged user namespaces; a kernel
+    // that allows neither cannot run this test at all.
+    let allowed = Command::new(&unshare)
+        .args(["-rn", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!("SKIPPED: this kernel refuses `unshare -rn` (no user or network namespaces)");
         return;
     }
     let data = tempfile::tempdir().expect("temp dir");
