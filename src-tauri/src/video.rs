@@ -72,32 +72,37 @@ impl Default for Feed {
 impl Feed {
     /// Stores `frame` as the newest one, replacing an unread one (counted as dropped).
     /// Called on the decoding or capture thread: copies once, never blocks on the
-    /// webview.
+    /// webview, and holds the slot's lock only to swap buffers (the copy happens
+    /// outside it, so the sender never waits on a frame being written).
     pub fn push(&self, frame: &I420Frame) {
         let ready_ms = now_us() as f64 / 1000.0;
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let scale = scale_for(frame.width(), frame.height(), slot.shown_width);
+        let (mut buf, shown_width, dropped) = {
+            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let unread = slot.latest.take();
+            if unread.is_some() {
+                slot.dropped = slot.dropped.wrapping_add(1);
+            }
+            (unread.unwrap_or_default(), slot.shown_width, slot.dropped)
+        };
+        let scale = scale_for(frame.width(), frame.height(), shown_width);
         let (w, h) = (frame.width() / scale, frame.height() / scale);
-        let unread = slot.latest.take();
-        if unread.is_some() {
-            slot.dropped = slot.dropped.wrapping_add(1);
-        }
-        let mut buf = unread.unwrap_or_default();
         buf.clear();
         buf.reserve(HEADER_LEN + w * h * 3 / 2);
         let seq = self.seq.borrow().wrapping_add(1);
         buf.extend_from_slice(&(w as u32).to_le_bytes());
         buf.extend_from_slice(&(h as u32).to_le_bytes());
         buf.extend_from_slice(&seq.to_le_bytes());
-        buf.extend_from_slice(&slot.dropped.to_le_bytes());
+        buf.extend_from_slice(&dropped.to_le_bytes());
         buf.extend_from_slice(&(frame.capture_us as f64 / 1000.0).to_le_bytes());
         buf.extend_from_slice(&ready_ms.to_le_bytes());
         downscale_into(&frame.y, frame.width(), frame.height(), scale, &mut buf);
         let (cw, ch) = (frame.width() / 2, frame.height() / 2);
         downscale_into(&frame.u, cw, ch, scale, &mut buf);
         downscale_into(&frame.v, cw, ch, scale, &mut buf);
-        slot.latest = Some(buf);
-        drop(slot);
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latest = Some(buf);
         self.seq.send_replace(seq);
     }
 
