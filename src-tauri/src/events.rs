@@ -4,13 +4,16 @@
 use std::sync::Arc;
 
 use chingu_engine::device_check::CheckEvent;
+use chingu_engine::pipeline::Device;
 use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, EngineEvent};
+use chingu_proto::ErrorCode as ServerErrorCode;
 use serde::Serialize;
 use tauri::AppHandle;
 use tauri_specta::Event;
 use tokio::sync::mpsc;
 
+use crate::error::CommandError;
 use crate::video::VideoHub;
 
 /// What the UI hears from the shell.
@@ -50,13 +53,21 @@ pub enum UiEvent {
     /// A device failed or is missing; the call goes on without it (or with the test
     /// pattern for the camera, as the message says).
     DeviceError {
-        device: String,
+        device: Device,
         message: String,
     },
-    /// `code` is a server error code (docs/protocol.md) or `server_refused`.
-    Error {
-        code: Option<String>,
+    /// The server said no to something (codes in docs/protocol.md).
+    ServerError {
+        code: ServerErrorCode,
         message: String,
+    },
+    /// The server refused this version of the app for good: it must be updated.
+    ServerRefused {
+        message: String,
+    },
+    /// A command was accepted but could not be carried out (chat outside a call, ...).
+    CommandFailed {
+        error: CommandError,
     },
     OnlineCount {
         online: u32,
@@ -105,10 +116,9 @@ pub async fn forward_check(app: AppHandle, mut events: mpsc::Receiver<CheckEvent
             &app,
             match event {
                 CheckEvent::Level { dbfs } => UiEvent::MicLevel { dbfs },
-                CheckEvent::DeviceError { device, message } => UiEvent::DeviceError {
-                    device: device.into(),
-                    message,
-                },
+                CheckEvent::DeviceError { device, message } => {
+                    UiEvent::DeviceError { device, message }
+                }
             },
         );
     }
@@ -122,10 +132,7 @@ pub fn to_ui(event: EngineEvent) -> Option<UiEvent> {
             why,
             retry_in_ms: saturate(retry_in.as_millis() as u64),
         },
-        EngineEvent::ServerRefused { message } => UiEvent::Error {
-            code: Some("server_refused".into()),
-            message,
-        },
+        EngineEvent::ServerRefused { message } => UiEvent::ServerRefused { message },
         EngineEvent::State(view) => UiEvent::State { view },
         EngineEvent::Chat(text) => UiEvent::Chat { text },
         EngineEvent::PeerMedia { audio, video } => UiEvent::PeerMedia { audio, video },
@@ -139,13 +146,9 @@ pub fn to_ui(event: EngineEvent) -> Option<UiEvent> {
             remote_dbfs,
         },
         EngineEvent::DeviceError { device, message } => UiEvent::DeviceError { device, message },
-        EngineEvent::Error { code, message } => UiEvent::Error {
-            code: code.and_then(|c| {
-                serde_json::to_value(c)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-            }),
-            message,
+        EngineEvent::ServerError { code, message } => UiEvent::ServerError { code, message },
+        EngineEvent::CommandFailed(failure) => UiEvent::CommandFailed {
+            error: failure.into(),
         },
         EngineEvent::OnlineCount { online, waiting } => UiEvent::OnlineCount { online, waiting },
         _ => return None,
@@ -172,11 +175,32 @@ mod tests {
             json!({"type": "state", "view": {"state": "searching"}})
         );
         assert_eq!(
-            json(EngineEvent::Error {
-                code: Some(chingu_proto::ErrorCode::RateLimited),
+            json(EngineEvent::ServerError {
+                code: chingu_proto::ErrorCode::RateLimited,
                 message: "slow down".into()
             }),
-            json!({"type": "error", "code": "rate_limited", "message": "slow down"})
+            json!({"type": "server_error", "code": "rate_limited", "message": "slow down"})
+        );
+        assert_eq!(
+            json(EngineEvent::CommandFailed(
+                chingu_engine::CommandFailure::NotInCall
+            )),
+            json!({"type": "command_failed", "error": {"code": "not_in_call", "message": "not in a call"}})
+        );
+        assert_eq!(
+            json(EngineEvent::State(CallView::Ended {
+                reason: chingu_engine::EndReason::PeerLeft {
+                    reason: chingu_proto::PeerLeftReason::Next
+                }
+            })),
+            json!({"type": "state", "view": {"state": "ended", "reason": {"kind": "peer_left", "reason": "next"}}})
+        );
+        assert_eq!(
+            json(EngineEvent::DeviceError {
+                device: Device::Microphone,
+                message: "gone".into()
+            }),
+            json!({"type": "device_error", "device": "microphone", "message": "gone"})
         );
         assert_eq!(
             json(EngineEvent::AudioLevels {

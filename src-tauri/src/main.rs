@@ -6,6 +6,8 @@
 
 #[cfg(test)]
 mod bindings;
+mod engine_host;
+mod error;
 mod events;
 mod settings;
 mod video;
@@ -14,37 +16,19 @@ mod video_bench;
 
 use std::sync::Arc;
 
+use chingu_engine::Command;
 use chingu_engine::call_state::SearchPrefs;
 use chingu_engine::device_check::{self, CheckConfig, DeviceCheck, Devices};
-use chingu_engine::{Command, Engine};
-use serde::Serialize;
-use tauri::{AppHandle, Emitter, Manager, State};
+use tauri::{AppHandle, Manager, State};
 use tokio::sync::Mutex;
 
+use engine_host::EngineHost;
+use error::{CommandError, CommandErrorCode, CommandResult};
 use settings::Settings;
-
-/// Every command's error: a stable code the UI can act on, and a message for people.
-#[derive(Debug, Clone, Serialize, specta::Type, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct CommandError {
-    code: String,
-    message: String,
-}
-
-impl CommandError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            message: message.into(),
-        }
-    }
-}
-
-type CommandResult<T> = Result<T, CommandError>;
 
 #[derive(Default)]
 struct Shell {
-    engine: Mutex<Option<(Engine, Settings)>>,
+    engine: EngineHost,
     video: Arc<video::VideoHub>,
     /// The onboarding camera preview and microphone meter, while that screen shows.
     check: Mutex<Option<DeviceCheck>>,
@@ -75,56 +59,10 @@ async fn save_settings(
     shell: State<'_, Arc<Shell>>,
     settings: Settings,
 ) -> CommandResult<()> {
-    let settings = settings.validated()?;
+    let mut settings = settings.validated()?;
+    settings.device_id = settings::device_id(&app)?;
     settings::save(&app, &settings)?;
-    let mut engine = shell.engine.lock().await;
-    // A different server or privacy choice needs a new engine; the rest applies on the
-    // next search.
-    let restart = engine.as_ref().is_none_or(|(_, old)| {
-        old.server_url != settings.server_url || old.relay_only != settings.relay_only
-    });
-    if restart {
-        *engine = None; // the old engine hangs up and stops when its handle drops
-        let (handle, events, _task) = Engine::start(engine_config(&settings, &shell.video).await?);
-        tauri::async_runtime::spawn(events::forward(
-            app.clone(),
-            events,
-            Arc::clone(&shell.video),
-        ));
-        *engine = Some((handle, settings));
-    } else if let Some((_, current)) = engine.as_mut() {
-        *current = settings;
-    }
-    Ok(())
-}
-
-/// Builds the engine configuration off the async runtime: it enumerates audio devices,
-/// which can block on the sound server.
-/// The engine's video goes to `video` (drawn by the webview).
-async fn engine_config(
-    settings: &Settings,
-    video: &Arc<video::VideoHub>,
-) -> CommandResult<chingu_engine::EngineConfig> {
-    let settings = settings.clone();
-    let mut config =
-        tauri::async_runtime::spawn_blocking(move || settings::engine_config(&settings))
-            .await
-            .map_err(|e| CommandError::new("internal", e.to_string()))?;
-    let (remote, local) = video.sinks();
-    config.media.remote_video = Some(remote);
-    config.media.local_preview = Some(local);
-    Ok(config)
-}
-
-async fn send(shell: &Shell, command: Command) -> CommandResult<()> {
-    let engine = shell.engine.lock().await;
-    let (engine, _) = engine
-        .as_ref()
-        .ok_or_else(|| CommandError::new("not_ready", "save your settings first"))?;
-    engine
-        .send(command)
-        .await
-        .map_err(|e| CommandError::new("engine_stopped", e.to_string()))
+    shell.engine.apply(&app, settings, &shell.video).await
 }
 
 /// Where the page reads video frames from (see `video`).
@@ -136,7 +74,7 @@ async fn video_endpoint(shell: State<'_, Arc<Shell>>) -> CommandResult<video::Vi
         .get_or_try_init(|| video::serve(Arc::clone(&shell.video)))
         .await
         .cloned()
-        .map_err(|e| CommandError::new("video_server", e.to_string()))
+        .map_err(|e| CommandError::new(CommandErrorCode::VideoServer, e.to_string()))
 }
 
 /// The cameras, microphones and speakers for the pickers.
@@ -145,7 +83,7 @@ async fn video_endpoint(shell: State<'_, Arc<Shell>>) -> CommandResult<video::Vi
 async fn list_devices() -> CommandResult<Devices> {
     tauri::async_runtime::spawn_blocking(device_check::devices)
         .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))
+        .map_err(CommandError::internal)
 }
 
 /// Shows the chosen camera on the `local` video stream and reports the chosen
@@ -173,7 +111,7 @@ async fn start_device_check(
         },
         tx,
     )
-    .map_err(|e| CommandError::new("internal", e.to_string()))?;
+    .map_err(CommandError::internal)?;
     *shell.check.lock().await = Some(check);
     tauri::async_runtime::spawn(events::forward_check(app, rx));
     Ok(())
@@ -191,54 +129,49 @@ async fn stop_device_check(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
 async fn search(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     // The call needs the camera and microphone the check holds.
     shell.stop_check().await;
-    let prefs = {
-        let engine = shell.engine.lock().await;
-        let (_, settings) = engine
-            .as_ref()
-            .ok_or_else(|| CommandError::new("not_ready", "save your settings first"))?;
-        SearchPrefs {
-            nickname: settings.nickname.clone(),
-            languages: settings.languages.clone(),
-            interests: settings.interests.clone(),
-        }
+    let settings = shell.engine.settings().await?;
+    let prefs = SearchPrefs {
+        nickname: settings.nickname,
+        languages: settings.languages,
+        interests: settings.interests,
     };
-    send(&shell, Command::Search(prefs)).await
+    shell.engine.send(Command::Search(prefs)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn cancel(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
-    send(&shell, Command::Cancel).await
+    shell.engine.send(Command::Cancel).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn next(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
-    send(&shell, Command::Next).await
+    shell.engine.send(Command::Next).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn hang_up(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
-    send(&shell, Command::HangUp).await
+    shell.engine.send(Command::HangUp).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn set_muted(shell: State<'_, Arc<Shell>>, muted: bool) -> CommandResult<()> {
-    send(&shell, Command::SetMuted(muted)).await
+    shell.engine.send(Command::SetMuted(muted)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn set_camera_enabled(shell: State<'_, Arc<Shell>>, enabled: bool) -> CommandResult<()> {
-    send(&shell, Command::SetCameraEnabled(enabled)).await
+    shell.engine.send(Command::SetCameraEnabled(enabled)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn send_chat(shell: State<'_, Arc<Shell>>, text: String) -> CommandResult<()> {
-    send(&shell, Command::SendChat(text)).await
+    shell.engine.send(Command::SendChat(text)).await
 }
 
 #[tauri::command]
@@ -248,7 +181,7 @@ async fn report(
     reason: chingu_proto::ReportReason,
     note: Option<String>,
 ) -> CommandResult<()> {
-    send(&shell, Command::Report { reason, note }).await
+    shell.engine.send(Command::Report { reason, note }).await
 }
 
 /// Rates the current or last call, 1 to 5 stars.
@@ -256,25 +189,41 @@ async fn report(
 #[specta::specta]
 async fn rate_call(shell: State<'_, Arc<Shell>>, stars: u8) -> CommandResult<()> {
     if !(1..=5).contains(&stars) {
-        return Err(CommandError::new("bad_rating", "a rating is 1 to 5 stars"));
+        return Err(CommandError::new(
+            CommandErrorCode::BadRating,
+            "a rating is 1 to 5 stars",
+        ));
     }
-    send(&shell, Command::Rate(stars)).await
+    shell.engine.send(Command::Rate(stars)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn block(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
-    send(&shell, Command::Block).await
+    shell.engine.send(Command::Block).await
 }
 
 /// The commands and events the UI may use, with their TypeScript bindings
 /// (ui/src/lib/bindings.ts, checked by `bindings::tests`).
 fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
-        // Commands reject with `CommandError`, which the UI's backend turns into notices.
-        .error_handling(tauri_specta::ErrorHandlingMode::Throw)
+        // Each command's result says what it can fail with: `CommandError`, whose
+        // closed `CommandErrorCode` the UI branches on.
+        .error_handling(tauri_specta::ErrorHandlingMode::Result)
         // Stats counters are u64 in Rust; a call's counts stay far below 2^53.
         .dangerously_cast_bigints_to_number()
+        // The protocol's limits, so the UI's forms say what the server enforces.
+        .constant(
+            "MAX_NICKNAME_CHARS",
+            chingu_proto::limits::MAX_NICKNAME_CHARS,
+        )
+        .constant("MAX_LANGUAGES", chingu_proto::limits::MAX_LANGUAGES)
+        .constant("MAX_INTERESTS", chingu_proto::limits::MAX_INTERESTS)
+        .constant(
+            "MAX_INTEREST_CHARS",
+            chingu_proto::limits::MAX_INTEREST_CHARS,
+        )
+        .constant("MAX_CHAT_CHARS", chingu_engine::control::MAX_CHAT_CHARS)
         .commands(tauri_specta::collect_commands![
             load_settings,
             save_settings,
@@ -369,17 +318,9 @@ fn main() {
             if let Ok(saved) = settings::load(&handle).and_then(Settings::validated) {
                 let shell = Arc::clone(app.state::<Arc<Shell>>().inner());
                 tauri::async_runtime::spawn(async move {
-                    let Ok(config) = engine_config(&saved, &shell.video).await else {
-                        return;
-                    };
-                    let (engine, events, _task) = Engine::start(config);
-                    tauri::async_runtime::spawn(events::forward(
-                        handle.clone(),
-                        events,
-                        Arc::clone(&shell.video),
-                    ));
-                    *shell.engine.lock().await = Some((engine, saved));
-                    let _ = handle.emit("ready", ());
+                    if let Err(e) = shell.engine.apply(&handle, saved, &shell.video).await {
+                        tracing::error!("the engine did not start: {e}");
+                    }
                 });
             }
             Ok(())
@@ -392,9 +333,22 @@ fn main() {
             }
             app_commands(invoke)
         })
-        .run(tauri::generate_context!());
-    if let Err(e) = result {
-        eprintln!("chingu: {e}");
-        std::process::exit(1);
-    }
+        .build(tauri::generate_context!());
+    let app = match result {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("chingu: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            // Hang up (the peer hears it at once) and join the engine before exiting.
+            let shell = Arc::clone(handle.state::<Arc<Shell>>().inner());
+            tauri::async_runtime::block_on(async move {
+                shell.stop_check().await;
+                shell.engine.stop().await;
+            });
+        }
+    });
 }

@@ -1,18 +1,13 @@
 //! Settings persisted with tauri-plugin-store (`settings.json` in the app's data
-//! directory), and the engine configuration they lead to.
+//! directory): what the user chose, validated with the protocol's own limits, the
+//! device's secret id, and the window size. What the settings mean for a call is the
+//! engine host's business (`engine_host.rs`).
 
-use std::time::Duration;
-
-use chingu_engine::EngineConfig;
-use chingu_engine::peer::PeerOptions;
-use chingu_engine::pipeline::{AudioOutput, AudioSource, MediaConfig, VideoSource};
-use chingu_engine::signaling::SignalingConfig;
-use chingu_media::camera::CameraRequest;
 use serde::{Deserialize, Serialize};
 use tauri::AppHandle;
 use tauri_plugin_store::StoreExt;
 
-use crate::CommandError;
+use crate::error::{CommandError, CommandErrorCode};
 
 const STORE: &str = "settings.json";
 const KEY: &str = "settings";
@@ -126,36 +121,28 @@ fn lenient_language<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UiLanguage
 impl Settings {
     /// Checks what the server would reject anyway, with messages for people.
     pub fn validated(self) -> Result<Self, CommandError> {
-        let nickname = self.nickname.trim();
-        if nickname.is_empty()
-            || nickname.chars().count() > chingu_proto::limits::MAX_NICKNAME_CHARS
-        {
+        let nickname = chingu_proto::normalize_nickname(&self.nickname)
+            .map_err(|e| CommandError::new(CommandErrorCode::BadNickname, e.message))?
+            .to_owned();
+        let max_languages = chingu_proto::limits::MAX_LANGUAGES;
+        if self.languages.is_empty() || self.languages.len() > max_languages {
             return Err(CommandError::new(
-                "bad_nickname",
-                "a nickname has 1 to 32 characters",
-            ));
-        }
-        if self.languages.is_empty() || self.languages.len() > chingu_proto::limits::MAX_LANGUAGES {
-            return Err(CommandError::new(
-                "bad_languages",
-                "choose 1 to 8 languages",
+                CommandErrorCode::BadLanguages,
+                format!("choose 1 to {max_languages} languages"),
             ));
         }
         if !(self.server_url.starts_with("ws://") || self.server_url.starts_with("wss://")) {
             return Err(CommandError::new(
-                "bad_server_url",
+                CommandErrorCode::BadServerUrl,
                 "the server address starts with ws:// or wss://",
             ));
         }
-        Ok(Self {
-            nickname: nickname.to_owned(),
-            ..self
-        })
+        Ok(Self { nickname, ..self })
     }
 }
 
 fn store_err(e: impl std::fmt::Display) -> CommandError {
-    CommandError::new("settings_store", e.to_string())
+    CommandError::new(CommandErrorCode::SettingsStore, e.to_string())
 }
 
 pub fn load(app: &AppHandle) -> Result<Settings, CommandError> {
@@ -164,87 +151,31 @@ pub fn load(app: &AppHandle) -> Result<Settings, CommandError> {
         Some(value) => serde_json::from_value(value).unwrap_or_default(),
         None => Settings::default(),
     };
-    settings.device_id = match store
+    settings.device_id = device_id(app)?;
+    Ok(settings)
+}
+
+/// This install's secret id for the server, made (and stored) on first use.
+pub fn device_id(app: &AppHandle) -> Result<String, CommandError> {
+    let store = app.store(STORE).map_err(store_err)?;
+    match store
         .get(DEVICE_KEY)
         .and_then(|v| v.as_str().map(String::from))
     {
-        Some(id) if id.len() >= 16 => id,
+        Some(id) if id.len() >= 16 => Ok(id),
         _ => {
-            let id = new_device_id();
+            let id = chingu_engine::ids::new_device_id("app");
             store.set(DEVICE_KEY, id.clone());
             store.save().map_err(store_err)?;
-            id
+            Ok(id)
         }
-    };
-    Ok(settings)
+    }
 }
 
 pub fn save(app: &AppHandle, settings: &Settings) -> Result<(), CommandError> {
     let store = app.store(STORE).map_err(store_err)?;
     store.set(KEY, serde_json::to_value(settings).map_err(store_err)?);
     store.save().map_err(store_err)
-}
-
-fn new_device_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        bytes.copy_from_slice(&t.as_nanos().to_le_bytes());
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("app-{hex}")
-}
-
-/// The engine for these settings: real devices where present; with no camera, the
-/// synthetic pattern (the UI is told); with no microphone, silence.
-pub fn engine_config(settings: &Settings) -> EngineConfig {
-    let has_mic = chingu_media::audio_device::input_devices().is_ok_and(|d| !d.is_empty());
-    let has_speaker = chingu_media::audio_device::output_devices().is_ok_and(|d| !d.is_empty());
-    // With no camera (or one that fails) the engine sends the synthetic pattern and
-    // tells the UI (`camera_fallback`).
-    let video = VideoSource::Camera {
-        id: settings.camera_id.clone(),
-        request: CameraRequest::VGA,
-    };
-    EngineConfig {
-        signaling: SignalingConfig {
-            url: settings.server_url.clone(),
-            device_id: if settings.device_id.is_empty() {
-                new_device_id()
-            } else {
-                settings.device_id.clone()
-            },
-            client_version: concat!("chingu-app/", env!("CARGO_PKG_VERSION")).into(),
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-        },
-        peer: PeerOptions {
-            relay_only: settings.relay_only,
-            track_prefix: format!("app-{}", std::process::id()),
-            ..PeerOptions::default()
-        },
-        media: MediaConfig {
-            video: Some(video),
-            audio: has_mic.then(|| AudioSource::Microphone {
-                id: settings.microphone_id.clone(),
-            }),
-            output: if has_speaker {
-                AudioOutput::Speaker {
-                    id: settings.speaker_id.clone(),
-                }
-            } else {
-                AudioOutput::Discard
-            },
-            video_bitrate_bps: 1_000_000,
-            camera_fallback: true,
-            remote_video: None,
-            local_preview: None,
-            remote_audio: None,
-        },
-        auto_search: true,
-    }
 }
 
 #[cfg(test)]
@@ -259,13 +190,16 @@ mod tests {
         };
         assert_eq!(ok.validated().expect("valid").nickname, "alice");
         let empty = Settings::default().validated().expect_err("no nickname");
-        assert_eq!(empty.code, "bad_nickname");
+        assert_eq!(empty.code, CommandErrorCode::BadNickname);
         let bad_url = Settings {
             nickname: "a".into(),
             server_url: "http://x".into(),
             ..Settings::default()
         };
-        assert_eq!(bad_url.validated().expect_err("url").code, "bad_server_url");
+        assert_eq!(
+            bad_url.validated().expect_err("url").code,
+            CommandErrorCode::BadServerUrl
+        );
     }
 
     #[test]

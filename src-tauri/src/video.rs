@@ -25,11 +25,13 @@
 //! Frames are box-downscaled by a power of two when the webview shows them at half the
 //! size or less (the preview inset), so it never receives more pixels than it draws.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use chingu_media::I420Frame;
 use chingu_media::frame::now_us;
+use chingu_media::latest::Latest;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -44,26 +46,21 @@ const POLL: Duration = Duration::from_secs(1);
 /// The largest downscale factor (a 1080p frame for a 240-pixel inset).
 const MAX_SCALE: usize = 8;
 
-/// One video stream's newest frame, ready to send.
+/// One video stream's newest frame, serialized and ready to send: a newest-wins
+/// [`Latest`] slot plus a sequence number the sender waits on.
 #[derive(Debug)]
 pub struct Feed {
-    slot: Mutex<Slot>,
-    seq: watch::Sender<u32>,
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    /// The newest frame, serialized; `None` once taken.
-    latest: Option<Vec<u8>>,
+    slot: Latest<Vec<u8>>,
     /// The width the webview shows this stream at (0: unknown, send full size).
-    shown_width: usize,
-    dropped: u32,
+    shown_width: AtomicUsize,
+    seq: watch::Sender<u32>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
         Self {
-            slot: Mutex::default(),
+            slot: Latest::new(),
+            shown_width: AtomicUsize::new(0),
             seq: watch::Sender::new(0),
         }
     }
@@ -76,15 +73,13 @@ impl Feed {
     /// outside it, so the sender never waits on a frame being written).
     pub fn push(&self, frame: &I420Frame) {
         let ready_ms = now_us() as f64 / 1000.0;
-        let (mut buf, shown_width, dropped) = {
-            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            let unread = slot.latest.take();
-            if unread.is_some() {
-                slot.dropped = slot.dropped.wrapping_add(1);
-            }
-            (unread.unwrap_or_default(), slot.shown_width, slot.dropped)
-        };
-        let scale = scale_for(frame.width(), frame.height(), shown_width);
+        let mut buf = self.slot.take_buffer().unwrap_or_default();
+        let dropped = u32::try_from(self.slot.replaced()).unwrap_or(u32::MAX);
+        let scale = scale_for(
+            frame.width(),
+            frame.height(),
+            self.shown_width.load(Relaxed),
+        );
         let (w, h) = (frame.width() / scale, frame.height() / scale);
         buf.clear();
         buf.reserve(HEADER_LEN + w * h * 3 / 2);
@@ -99,28 +94,19 @@ impl Feed {
         let (cw, ch) = (frame.width() / 2, frame.height() / 2);
         downscale_into(&frame.u, cw, ch, scale, &mut buf);
         downscale_into(&frame.v, cw, ch, scale, &mut buf);
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .latest = Some(buf);
+        self.slot.put(buf);
         self.seq.send_replace(seq);
     }
 
     /// Drops the unread frame, if any (a call ended: its last picture must not open the
     /// next one).
     pub fn clear(&self) {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .latest = None;
+        self.slot.clear();
     }
 
     /// Sets the width the webview shows this stream at.
     pub fn set_shown_width(&self, width: usize) {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .shown_width = width;
+        self.shown_width.store(width, Relaxed);
     }
 
     /// Waits up to `wait` for a frame other than `after` (the sequence number the
@@ -130,12 +116,7 @@ impl Feed {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if *changed.borrow_and_update() != after
-                && let Some(frame) = self
-                    .slot
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .latest
-                    .take()
+                && let Some(frame) = self.slot.take()
             {
                 return Some(frame);
             }
@@ -234,9 +215,7 @@ fn same_token(a: &str, b: &str) -> bool {
 pub async fn serve(hub: Arc<VideoHub>) -> std::io::Result<VideoEndpoint> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let port = listener.local_addr()?.port();
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = chingu_engine::ids::secret_hex::<16>()?;
     let endpoint = VideoEndpoint {
         url: format!("ws://127.0.0.1:{port}"),
         token: token.clone(),

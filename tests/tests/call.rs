@@ -4,8 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use chingu_engine::{CallView, Command, EngineEvent};
+use chingu_engine::{CallView, Command, EndReason, EngineEvent};
 use chingu_media::tone::dominant_tone;
+use chingu_proto::PeerLeftReason;
 use common::{ClientOptions, client, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,8 +113,13 @@ async fn a_call_carries_video_audio_and_chat_both_ways_then_hangs_up() {
     assert!(stats_b.inbound_audio.packets_received > 400);
 
     a.send(Command::HangUp).await;
-    assert_eq!(a.ended().await, "hung-up");
-    assert_eq!(b.ended().await, "peer-left:hung_up");
+    assert_eq!(a.ended().await, EndReason::HungUp);
+    assert_eq!(
+        b.ended().await,
+        EndReason::PeerLeft {
+            reason: PeerLeftReason::HungUp
+        }
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -170,7 +176,10 @@ async fn a_peer_that_vanishes_ends_the_call_within_five_seconds() {
     let started = tokio::time::Instant::now();
     let reason = a.ended().await;
     let took = started.elapsed();
-    assert!(reason.starts_with("peer-left"), "{reason}");
+    assert!(
+        matches!(reason, chingu_engine::EndReason::PeerLeft { .. }),
+        "{reason}"
+    );
     assert!(took < Duration::from_secs(5), "took {took:?}");
     a.stop().await;
 }
@@ -200,7 +209,9 @@ async fn with_no_camera_the_call_sends_the_test_pattern_and_says_so() {
     b.in_call().await;
     let message = a
         .wait_for("camera notice", |e| match e {
-            EngineEvent::DeviceError { device, message } if device == "camera" => {
+            EngineEvent::DeviceError { device, message }
+                if *device == chingu_engine::pipeline::Device::Camera =>
+            {
                 Some(message.clone())
             }
             _ => None,

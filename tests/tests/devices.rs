@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chingu_engine::device_check::{self, CheckConfig, CheckEvent, DeviceCheck};
-use chingu_engine::pipeline::{AudioOutput, AudioSource, VideoSource};
+use chingu_engine::pipeline::{AudioOutput, AudioSource, Device, VideoSource};
 use chingu_engine::{Command as EngineCommand, EngineEvent};
 use chingu_media::camera::CameraRequest;
 use chingu_media::tone::{ToneGenerator, dominant_tone};
@@ -198,11 +198,11 @@ async fn a_call_through_real_audio_devices() {
     .await;
     let (device, message) = a
         .wait_for("device error", |e| match e {
-            EngineEvent::DeviceError { device, message } => Some((device.clone(), message.clone())),
+            EngineEvent::DeviceError { device, message } => Some((*device, message.clone())),
             _ => None,
         })
         .await;
-    assert_eq!(device, "camera", "{message}");
+    assert_eq!(device, Device::Camera, "{message}");
     if chingu_media::camera::cameras().map_or(true, |c| c.is_empty()) {
         assert!(message.contains("no camera"), "{message}");
     }

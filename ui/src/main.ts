@@ -40,7 +40,7 @@ function fakeFromUrl(): FakeBackend {
         },
       });
       if (demo === 'interrupted') fake.emit({ type: 'media_interrupted', interrupted: true });
-      if (demo === 'after') fake.emit({ type: 'state', view: { state: 'ended', reason: 'peer-left:hung_up' } });
+      if (demo === 'after') fake.emit({ type: 'state', view: { state: 'ended', reason: { kind: 'peer_left', reason: 'hung_up' } } });
     }, 100);
   }
   return fake;

@@ -149,7 +149,7 @@ fn run(args: &[String]) -> Result {
          \n  Stop with Ctrl-C.\n",
         data_dir.display()
     );
-    let mut server = Command::new(debug.join("chingu-server"))
+    let mut server = owned(&debug.join("chingu-server"))
         .args(["--listen", &listen, "--data-dir"])
         .arg(&data_dir)
         .spawn()
@@ -163,7 +163,7 @@ fn run(args: &[String]) -> Result {
         None
     } else {
         Some(
-            Command::new(debug.join("chingu-cli"))
+            owned(&debug.join("chingu-cli"))
                 .args(["echo", "--server", &url, "--nickname", "echo"])
                 .spawn()
                 .map_err(|e| format!("starting chingu-cli echo: {e}"))?,
@@ -179,7 +179,7 @@ fn run(args: &[String]) -> Result {
             let home = profiles.join(name);
             std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
             apps.push(
-                Command::new(debug.join("chingu"))
+                owned(&debug.join("chingu"))
                     .env("XDG_DATA_HOME", home.join("data"))
                     .env("XDG_CONFIG_HOME", home.join("config"))
                     .env("XDG_CACHE_HOME", home.join("cache"))
@@ -196,7 +196,7 @@ fn run(args: &[String]) -> Result {
         result
     } else if display {
         eprintln!("xtask: starting the app; press Match to call the echo partner");
-        step("chingu (the app)", &mut Command::new(debug.join("chingu")))
+        step("chingu (the app)", &mut owned(&debug.join("chingu")))
     } else {
         eprintln!("xtask: no display, so no app window; the server runs until Ctrl-C");
         server.wait().map_err(|e| e.to_string()).and_then(|status| {
@@ -562,6 +562,21 @@ fn load_run(clients: &str, duration: &str, hold_ms: &str) -> Result<String> {
         ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// A command for a child that must not outlive xtask. Ctrl-C in a terminal reaches the
+/// whole process group, but a `kill` of xtask alone (an IDE's stop button, a supervisor)
+/// does not: on Linux, `setpriv --pdeathsig TERM` (util-linux, on every Debian) has the
+/// kernel send the child SIGTERM when xtask dies, however it dies.
+fn owned(program: &Path) -> Command {
+    const SETPRIV: &str = "/usr/bin/setpriv";
+    if cfg!(target_os = "linux") && Path::new(SETPRIV).exists() {
+        let mut cmd = Command::new(SETPRIV);
+        cmd.args(["--pdeathsig", "TERM", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {

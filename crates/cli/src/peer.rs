@@ -19,15 +19,7 @@ use serde::Serialize;
 
 /// A fresh random device id (the server keys blocks and same-device rules on it).
 pub fn device_id(kind: &str) -> String {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).unwrap_or_else(|_| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        bytes[..8].copy_from_slice(&t.as_nanos().to_le_bytes()[..8]);
-    });
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("cli-{kind}-{hex}")
+    chingu_engine::ids::new_device_id(&format!("cli-{kind}"))
 }
 
 /// What the probes on decoded media saw.
@@ -212,7 +204,7 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
                 in_call_until = Some(tokio::time::Instant::now() + config.duration);
             }
             EngineEvent::State(CallView::Ended { reason }) => {
-                summary.ended = Some(reason);
+                summary.ended = Some(reason.to_string());
                 break;
             }
             EngineEvent::MediaConnected { setup_ms } => summary.connected_ms = Some(setup_ms),
@@ -228,7 +220,7 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
             }
             EngineEvent::ServerRefused { message } => bail!("the server refused us: {message}"),
             EngineEvent::DeviceError { device, message } => {
-                tracing::warn!(device, message, "device error")
+                tracing::warn!(%device, message, "device error")
             }
             _ => {}
         }
@@ -290,7 +282,9 @@ pub async fn echo(
                 line(serde_json::json!({"type": "call", "peer": peer.nickname}).to_string());
             }
             EngineEvent::State(CallView::Ended { reason }) => {
-                line(serde_json::json!({"type": "ended", "reason": reason}).to_string());
+                line(
+                    serde_json::json!({"type": "ended", "reason": reason.to_string()}).to_string(),
+                );
                 done += 1;
                 if calls.is_some_and(|n| done >= n) {
                     break;

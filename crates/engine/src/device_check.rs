@@ -1,6 +1,7 @@
 //! The device check outside a call (onboarding and settings): the devices there are,
 //! a preview of the chosen camera, and the chosen microphone's level. One thread owns
-//! both devices for the check's life; dropping the check stops and joins it.
+//! both devices for the check's life, blocking on the microphone (or, without one, on
+//! the video source); dropping the check stops and joins it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -8,12 +9,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chingu_media::audio_device::{self, Microphone};
+use chingu_media::level::LevelMeter;
 use chingu_media::{I420Frame, camera};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::pipeline::{
-    FALLBACK_PATTERN, FrameInfo, FrameSource, VideoSink, VideoSource, open_video,
+    Device, FrameInfo, SOURCE_WAIT, VideoSink, VideoSource, open_video_or_pattern,
 };
 
 /// A device as the pickers show it.
@@ -92,10 +94,7 @@ pub enum CheckEvent {
     Level { dbfs: f32 },
     /// A device could not be opened or stopped working (for the camera, the message
     /// says when the synthetic pattern is shown instead).
-    DeviceError {
-        device: &'static str,
-        message: String,
-    },
+    DeviceError { device: Device, message: String },
 }
 
 /// What to check.
@@ -132,6 +131,8 @@ pub struct DeviceCheck {
 }
 
 const LEVEL_INTERVAL: Duration = Duration::from_millis(100);
+/// A microphone delivers about every 10 ms; the camera is looked at in between.
+const MIC_WAIT: Duration = Duration::from_millis(10);
 
 impl DeviceCheck {
     pub fn start(config: CheckConfig, events: mpsc::Sender<CheckEvent>) -> std::io::Result<Self> {
@@ -157,7 +158,7 @@ impl Drop for DeviceCheck {
 }
 
 fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &AtomicBool) {
-    let error = |device: &'static str, message: String| {
+    let report = |device, message| {
         let _ = events.try_send(CheckEvent::DeviceError { device, message });
     };
     let Ok(mut frame) = I420Frame::new(640, 480) else {
@@ -169,89 +170,56 @@ fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &At
             id: config.camera.clone(),
             request: chingu_media::camera::CameraRequest::VGA,
         };
-        video = match open_video(&camera, &mut frame) {
-            Ok(source) => Some(source),
-            Err(e) if config.camera_fallback => {
-                error("camera", format!("{e}; showing a test pattern instead"));
-                open_video(&FALLBACK_PATTERN, &mut frame).ok()
-            }
-            Err(e) => {
-                error("camera", e.to_string());
-                None
-            }
-        };
+        video = open_video_or_pattern(&camera, config.camera_fallback, &mut frame, report);
     }
     let mut mic = None;
     if config.audio {
         match Microphone::open(config.microphone.as_deref()) {
             Ok(m) => mic = Some(m),
-            Err(e) => error("microphone", e.to_string()),
+            Err(e) => report(Device::Microphone, e.to_string()),
         }
     }
     let mut pcm = vec![0i16; 480]; // 10 ms at 48 kHz
-    let mut energy = 0f64;
-    let mut samples = 0usize;
+    let mut meter = LevelMeter::default();
     let mut next_level = Instant::now() + LEVEL_INTERVAL;
     while !stop.load(Relaxed) {
-        let mut busy = false;
-        if let Some(source) = video.as_mut()
-            && poll_without_waiting(source, &mut frame)
-        {
-            busy = true;
-            let info = FrameInfo {
-                rtp_timestamp: 0,
-                received_us: frame.capture_us,
-                decoded_us: frame.capture_us,
-            };
-            (config.preview)(&frame, &info);
-        }
+        // Block on whichever device paces us: the microphone (every ~10 ms) when there is
+        // one, else the video source.
         if let Some(m) = mic.as_mut() {
-            while m.read(&mut pcm) {
-                busy = true;
-                energy += pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
-                samples += pcm.len();
+            while m.read_timeout(&mut pcm, MIC_WAIT) {
+                meter.push(&pcm);
+                if m.buffered() < pcm.len() {
+                    break;
+                }
             }
             if let Some(audio_device::DeviceEvent::Ended { reason }) = m.poll_event() {
-                error("microphone", reason);
+                report(Device::Microphone, reason);
                 mic = None;
             }
         }
+        let video_wait = if mic.is_some() {
+            Duration::ZERO
+        } else {
+            SOURCE_WAIT
+        };
+        let shown = match video.as_mut() {
+            Some(source) => source.next_frame(&mut frame, video_wait),
+            None if mic.is_none() => {
+                std::thread::sleep(SOURCE_WAIT);
+                false
+            }
+            None => false,
+        };
+        if shown {
+            (config.preview)(&frame, &FrameInfo::captured(&frame));
+        }
         if Instant::now() >= next_level {
             next_level += LEVEL_INTERVAL;
+            let dbfs = meter.take_dbfs();
             if mic.is_some() {
-                let dbfs = level_dbfs(energy, samples);
                 let _ = events.try_send(CheckEvent::Level { dbfs });
             }
-            energy = 0.0;
-            samples = 0;
         }
-        if !busy {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-/// A pattern source sleeps until its frame is due; here the microphone also needs
-/// reading, so it is only polled once due.
-fn poll_without_waiting(source: &mut FrameSource, frame: &mut I420Frame) -> bool {
-    if let FrameSource::Pattern { due, .. } = source
-        && *due > Instant::now()
-    {
-        return false;
-    }
-    source.poll(frame)
-}
-
-/// RMS level of `samples` with total squared `energy`, in dBFS.
-pub fn level_dbfs(energy: f64, samples: usize) -> f32 {
-    if samples == 0 {
-        return -120.0;
-    }
-    let rms = (energy / samples as f64).sqrt() / 32768.0;
-    if rms > 1e-6 {
-        (20.0 * rms.log10()).max(-120.0) as f32
-    } else {
-        -120.0
     }
 }
 
@@ -259,16 +227,6 @@ pub fn level_dbfs(energy: f64, samples: usize) -> f32 {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-
-    #[test]
-    fn levels_are_in_dbfs() {
-        assert_eq!(level_dbfs(0.0, 0), -120.0);
-        assert_eq!(level_dbfs(0.0, 480), -120.0);
-        let full = 32767f64.powi(2) * 480.0;
-        assert!(level_dbfs(full, 480).abs() < 0.01);
-        let half = 16384f64.powi(2) * 480.0;
-        assert!((level_dbfs(half, 480) + 6.02).abs() < 0.05);
-    }
 
     #[tokio::test]
     async fn without_a_camera_the_preview_shows_the_pattern_and_says_why() {
@@ -298,7 +256,7 @@ mod tests {
             .expect("an event in time")
             .expect("an event");
         assert!(
-            matches!(&event, CheckEvent::DeviceError { device: "camera", message } if message.contains("test pattern")),
+            matches!(&event, CheckEvent::DeviceError { device: Device::Camera, message } if message.contains("test pattern")),
             "{event:?}"
         );
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,12 +1,80 @@
 //! Call statistics with the W3C getStats names (camelCase in JSON), so the same scripts
-//! read Chingu's and a browser's figures. Network figures come from the peer connection;
-//! codec, freeze and playout figures from the media pipeline, which webrtc-rs cannot see.
+//! read Chingu's and a browser's figures. Network figures come from the peer connection
+//! ([`NetStats`]); codec, freeze and playout figures from the media pipeline's
+//! [`MediaCounters`], which webrtc-rs cannot see. This module depends on neither: both
+//! write into its types.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use chingu_media::level::SILENCE_DBFS;
 use serde::Serialize;
 
-use crate::pipeline::Counters;
+/// Counters the media threads keep, read for stats. Written with relaxed atomics from
+/// the threads that own each figure.
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    pub frames_encoded: AtomicU64,
+    pub key_frames_encoded: AtomicU64,
+    pub total_encode_time_us: AtomicU64,
+    pub frames_dropped_before_send: AtomicU64,
+    pub bytes_encoded: AtomicU64,
+    pub encode_width: AtomicU32,
+    pub encode_height: AtomicU32,
+    pub frames_assembled: AtomicU64,
+    pub frames_decoded: AtomicU64,
+    pub key_frames_decoded: AtomicU64,
+    pub total_decode_time_us: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub freeze_count: AtomicU64,
+    pub total_freezes_duration_us: AtomicU64,
+    pub decode_width: AtomicU32,
+    pub decode_height: AtomicU32,
+    pub pli_sent: AtomicU64,
+    pub keyframes_requested_by_peer: AtomicU64,
+    pub audio_packets_received: AtomicU64,
+    pub concealed_samples: AtomicU64,
+    pub fec_recovered: AtomicU64,
+    pub jitter_buffer_delay_us: AtomicU64,
+    pub jitter_buffer_emitted: AtomicU64,
+    pub total_samples_received: AtomicU64,
+    /// Audio levels in hundredths of a dB above silence (0 = -120 dBFS, what nothing
+    /// measured yet reads as; 12_000 = full scale).
+    local_level: AtomicU32,
+    remote_level: AtomicU32,
+}
+
+impl MediaCounters {
+    pub fn local_level_dbfs(&self) -> f32 {
+        load_level(&self.local_level)
+    }
+
+    pub fn remote_level_dbfs(&self) -> f32 {
+        load_level(&self.remote_level)
+    }
+
+    /// The level of what we send, from its last 20 ms.
+    pub fn set_local_level(&self, samples: &[i16]) {
+        store_level(&self.local_level, samples);
+    }
+
+    /// The level of what we play, from its last 20 ms.
+    pub fn set_remote_level(&self, samples: &[i16]) {
+        store_level(&self.remote_level, samples);
+    }
+}
+
+fn store_level(slot: &AtomicU32, samples: &[i16]) {
+    let above_silence = chingu_media::level::dbfs(samples) - SILENCE_DBFS;
+    slot.store(
+        (above_silence * 100.0).clamp(0.0, -SILENCE_DBFS * 100.0) as u32,
+        Relaxed,
+    );
+}
+
+fn load_level(slot: &AtomicU32) -> f32 {
+    slot.load(Relaxed) as f32 / 100.0 + SILENCE_DBFS
+}
 
 /// What the transport knows, per direction and kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -32,6 +100,8 @@ pub struct NetStats {
     pub available_outgoing_bitrate: Option<f64>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Encoded video frames handed to the transport.
+    pub video_frames_sent: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -116,7 +186,7 @@ pub struct CallStats {
 }
 
 impl CallStats {
-    pub fn collect(elapsed_ms: u64, net: &NetStats, c: &Counters) -> Self {
+    pub fn collect(elapsed_ms: u64, net: &NetStats, c: &MediaCounters) -> Self {
         let secs = |us: &std::sync::atomic::AtomicU64| us.load(Relaxed) as f64 / 1e6;
         Self {
             elapsed_ms,
@@ -124,7 +194,7 @@ impl CallStats {
                 frames_encoded: c.frames_encoded.load(Relaxed),
                 key_frames_encoded: c.key_frames_encoded.load(Relaxed),
                 total_encode_time: secs(&c.total_encode_time_us),
-                frames_sent: c.frames_sent.load(Relaxed),
+                frames_sent: net.video_frames_sent,
                 packets_sent: net.video_packets_sent,
                 bytes_sent: net.video_bytes_sent,
                 frame_width: c.encode_width.load(Relaxed),
@@ -178,8 +248,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn levels_are_kept_in_dbfs() {
+        let c = MediaCounters::default();
+        assert_eq!(
+            c.local_level_dbfs(),
+            SILENCE_DBFS,
+            "nothing measured yet reads as silence"
+        );
+        c.set_local_level(&[0; 960]);
+        assert_eq!(c.local_level_dbfs(), SILENCE_DBFS);
+        c.set_remote_level(&[i16::MAX; 960]);
+        assert!(c.remote_level_dbfs() > -0.1, "full scale");
+    }
+
+    #[test]
     fn json_uses_the_w3c_names() {
-        let c = Counters::default();
+        let c = MediaCounters::default();
         c.frames_decoded.store(7, Relaxed);
         let stats = CallStats::collect(1000, &NetStats::default(), &c);
         let json = serde_json::to_value(&stats).unwrap();

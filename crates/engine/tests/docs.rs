@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chingu_engine::engine::ControlMessage;
+use chingu_engine::control::ControlMessage;
 
 #[test]
 fn every_peer_to_peer_example_parses() {

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chingu_engine::peer::{MediaSinks, Peer, PeerEvent, PeerOptions, RtpIn};
+use chingu_engine::packets::{self, EncodedAudio, RtpIn};
+use chingu_engine::peer::{Peer, PeerEvent, PeerOptions};
 use tokio::sync::mpsc;
 
 fn options(name: &str) -> PeerOptions {
@@ -24,23 +25,15 @@ struct Side {
 }
 
 async fn side(name: &str, offerer: bool) -> Side {
-    let (vtx, video) = mpsc::channel(512);
-    let (atx, audio) = mpsc::channel(512);
-    let (peer, events) = Peer::new(
-        options(name),
-        offerer,
-        MediaSinks {
-            video: vtx,
-            audio: atx,
-        },
-    )
-    .await
-    .expect("peer");
+    let (sinks, inbound) = packets::inbound();
+    let (peer, events) = Peer::new(options(name), offerer, sinks)
+        .await
+        .expect("peer");
     Side {
         peer,
         events,
-        _video: video,
-        audio,
+        _video: inbound.video,
+        audio: inbound.audio,
     }
 }
 
@@ -80,10 +73,16 @@ async fn two_peers_connect_and_exchange_rtp_and_text() {
     let mut b = side("b", false).await;
     let took = connect(&mut a, &mut b).await;
     eprintln!("connected and channel open in {took:?}");
-    // A fake Opus packet each way (the transport does not look inside).
+    // Fake Opus packets (the transport does not look inside), through the queue the
+    // media pipeline writes to.
+    let (out, outbound) = packets::outbound();
+    a.peer.send_media(outbound);
     for i in 0..5u8 {
-        a.peer
-            .write_audio(Bytes::from(vec![0xF8, i]), Duration::from_millis(20))
+        out.audio
+            .send(EncodedAudio {
+                data: Bytes::from(vec![0xF8, i]),
+                duration: Duration::from_millis(20),
+            })
             .await
             .unwrap();
     }

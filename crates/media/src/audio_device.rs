@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, Sample, SampleFormat, SizedSample};
@@ -265,8 +265,10 @@ pub struct Microphone {
 }
 
 impl Microphone {
-    /// Opens `id` (from [`input_devices`]) or the default microphone.
+    /// Opens `id` (from [`input_devices`]) or the default microphone. The calling thread
+    /// is the one [`Self::read_timeout`] wakes: open and read on the same thread.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        let reader = std::thread::current();
         let _lock = device_lock();
         let opened = prepare(true, id)?;
         let (producer, ring) = rtrb::RingBuffer::new(RING_SAMPLES);
@@ -282,7 +284,7 @@ impl Microphone {
             } = opened;
             with_sample_type!(
                 format,
-                build_input(&device, &config, producer, thread_stats, events)
+                build_input(&device, &config, producer, thread_stats, events, reader)
             )
         })?;
         Ok(Self {
@@ -306,6 +308,24 @@ impl Microphone {
         true
     }
 
+    /// Like [`Self::read`], but waits up to `timeout` for enough samples: the device's
+    /// callback wakes the thread that opened the microphone after each buffer.
+    pub fn read_timeout(&mut self, out: &mut [i16], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.read(out) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // A wake-up meant for someone else, or one that came before enough samples,
+            // only costs another look at the ring.
+            std::thread::park_timeout(left);
+        }
+    }
+
     /// Samples waiting to be read.
     pub fn buffered(&self) -> usize {
         self.ring.slots()
@@ -322,6 +342,7 @@ fn build_input<T>(
     mut ring: rtrb::Producer<i16>,
     stats: Arc<DeviceStats>,
     events: mpsc::SyncSender<DeviceEvent>,
+    reader: std::thread::Thread,
 ) -> Result<cpal::Stream, MediaError>
 where
     T: SizedSample,
@@ -341,6 +362,8 @@ where
                 }
             });
         }
+        // Lock-free (an atomic and, if the reader sleeps, one futex wake): fine here.
+        reader.unpark();
     };
     let error = move |err: cpal::Error| {
         if ends_stream(&err) {

@@ -1,12 +1,13 @@
 //! Cameras through nokhwa. One thread owns the camera for its life; it converts every
-//! frame to I420 and hands it over through a newest-wins slot (a consumer that falls
-//! behind gets the latest frame, never a backlog), counting the frames it replaced.
-//! Buffers circulate: the consumer swaps its used frame in for the new one and the
-//! capture thread fills that one next, so steady state allocates nothing per frame.
+//! frame to I420 and hands it over through a newest-wins [`Latest`] slot (a consumer
+//! that falls behind gets the latest frame, never a backlog), which counts the frames it
+//! replaced. Buffers circulate: the consumer swaps its used frame in for the new one and
+//! the capture thread fills that one next, so steady state allocates nothing per frame.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{
@@ -15,6 +16,7 @@ use nokhwa::utils::{
 };
 
 use crate::audio_device::DeviceEvent;
+use crate::latest::Latest;
 use crate::{I420Frame, MediaError, convert, frame::now_us};
 
 /// A camera as the user picks it.
@@ -58,21 +60,10 @@ pub fn cameras() -> Result<Vec<CameraInfo>, MediaError> {
         .collect())
 }
 
-/// The frames in flight between the capture thread and the consumer.
-#[derive(Debug, Default)]
-struct Handoff {
-    /// The newest converted frame, not yet taken.
-    latest: Option<I420Frame>,
-    /// A buffer the consumer gave back, for the capture thread to fill next.
-    free: Option<I420Frame>,
-}
-
 /// A running camera. Dropping it stops the capture thread and joins it.
 #[derive(Debug)]
 pub struct Camera {
-    slot: Arc<Mutex<Handoff>>,
-    /// Frames replaced in the slot before anyone took them.
-    pub replaced: Arc<AtomicU64>,
+    slot: Arc<Latest<I420Frame>>,
     /// Frames that could not be converted (corrupt data) and were skipped.
     pub skipped: Arc<AtomicU64>,
     pub events: mpsc::Receiver<DeviceEvent>,
@@ -102,18 +93,13 @@ impl Camera {
                 kind: "camera",
                 id: id.clone(),
             })?;
-        let slot = Arc::new(Mutex::new(Handoff::default()));
-        let replaced = Arc::new(AtomicU64::new(0));
+        let slot = Arc::new(Latest::new());
         let skipped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (events_tx, events) = mpsc::sync_channel(8);
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let (thread_slot, thread_replaced, thread_skipped, thread_stop) = (
-            Arc::clone(&slot),
-            Arc::clone(&replaced),
-            Arc::clone(&skipped),
-            Arc::clone(&stop),
-        );
+        let (thread_slot, thread_skipped, thread_stop) =
+            (Arc::clone(&slot), Arc::clone(&skipped), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("chingu-camera".into())
             .spawn(move || {
@@ -144,7 +130,6 @@ impl Camera {
                 capture_loop(
                     &mut camera,
                     &thread_slot,
-                    &thread_replaced,
                     &thread_skipped,
                     &thread_stop,
                     &events_tx,
@@ -155,7 +140,6 @@ impl Camera {
         match ready_rx.recv() {
             Ok(Ok(format)) => Ok(Self {
                 slot,
-                replaced,
                 skipped,
                 events,
                 format,
@@ -175,17 +159,17 @@ impl Camera {
     /// Swaps the newest frame into `frame` if one arrived since the last call; the
     /// buffer `frame` held goes back to the capture thread for reuse.
     pub fn take_frame(&self, frame: &mut I420Frame) -> bool {
-        let Ok(mut handoff) = self.slot.lock() else {
-            return false;
-        };
-        match handoff.latest.take() {
-            Some(mut newest) => {
-                std::mem::swap(frame, &mut newest);
-                handoff.free = Some(newest);
-                true
-            }
-            None => false,
-        }
+        self.slot.swap(frame)
+    }
+
+    /// Like [`Self::take_frame`], waiting up to `timeout` for the next frame.
+    pub fn wait_frame(&self, frame: &mut I420Frame, timeout: Duration) -> bool {
+        self.slot.wait_swap(frame, timeout)
+    }
+
+    /// Frames replaced in the slot before anyone took them.
+    pub fn replaced(&self) -> u64 {
+        self.slot.replaced()
     }
 }
 
@@ -200,13 +184,13 @@ impl Drop for Camera {
 
 fn capture_loop(
     camera: &mut nokhwa::Camera,
-    slot: &Mutex<Handoff>,
-    replaced: &AtomicU64,
+    slot: &Latest<I420Frame>,
     skipped: &AtomicU64,
     stop: &AtomicBool,
     events: &mpsc::SyncSender<DeviceEvent>,
 ) {
-    // Two frames alternate: one being filled here, one in the slot or with the consumer.
+    // Frames circulate through the slot: one being filled here, one in the slot, one
+    // with the consumer.
     let mut spare: Option<I420Frame> = None;
     let mut rgb = Vec::new();
     while !stop.load(Relaxed) {
@@ -224,9 +208,7 @@ fn capture_loop(
             buffer.resolution().width() as usize,
             buffer.resolution().height() as usize,
         );
-        let recycled = spare
-            .take()
-            .or_else(|| slot.lock().ok().and_then(|mut h| h.free.take()));
+        let recycled = spare.take().or_else(|| slot.take_buffer());
         let mut frame = match recycled {
             Some(frame) => frame,
             None => match I420Frame::new(w & !1, h & !1) {
@@ -259,11 +241,6 @@ fn capture_loop(
             continue;
         }
         frame.capture_us = captured;
-        if let Ok(mut handoff) = slot.lock()
-            && let Some(old) = handoff.latest.replace(frame)
-        {
-            replaced.fetch_add(1, Relaxed);
-            spare = Some(old);
-        }
+        slot.put(frame);
     }
 }

@@ -1,8 +1,8 @@
 //! Chingu media: video frames and pixel conversion, synthetic sources that carry their
 //! own frame number and capture time, and the H.264 and Opus codecs. No networking.
-//! Microphones and speakers run on dedicated threads through cpal ([`audio_device`]);
-//! cameras (nokhwa) come next. Everything else needs no hardware and is tested on
-//! synthetic media.
+//! Microphones and speakers ([`audio_device`], cpal) and cameras ([`camera`], nokhwa)
+//! run on dedicated threads; frames cross threads through [`latest::Latest`].
+//! Everything else needs no hardware and is tested on synthetic media.
 
 pub mod audio_device;
 pub mod barcode;
@@ -10,6 +10,8 @@ pub mod camera;
 pub mod convert;
 pub mod frame;
 pub mod h264;
+pub mod latest;
+pub mod level;
 pub mod opus_codec;
 pub mod pattern;
 pub mod resample;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum ErrorCode {
     /// Not JSON, not an object, or no `type` field.
     Malformed,

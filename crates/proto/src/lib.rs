@@ -21,7 +21,7 @@ pub use messages::{
     CallId, ClientMessage, IceServer, PeerLeftReason, PeerProfile, ReportReason, Role,
     ServerMessage, SessionId, Signal,
 };
-pub use validate::limits;
+pub use validate::{limits, normalize_nickname};
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;

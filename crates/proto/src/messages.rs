@@ -163,6 +163,7 @@ pub struct PeerProfile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum PeerLeftReason {
     /// The peer hung up (or blocked you; the reason is not revealed).
     HungUp,
@@ -172,6 +173,18 @@ pub enum PeerLeftReason {
     Disconnected,
     /// The server is shutting down.
     ServerShutdown,
+}
+
+impl PeerLeftReason {
+    /// The reason as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerLeftReason::HungUp => "hung_up",
+            PeerLeftReason::Next => "next",
+            PeerLeftReason::Disconnected => "disconnected",
+            PeerLeftReason::ServerShutdown => "server_shutdown",
+        }
+    }
 }
 
 /// Why a user reports a peer.

@@ -64,7 +64,7 @@ pub(crate) fn client_message(msg: &ClientMessage) -> Result<(), ProtoError> {
             languages,
             interests,
         } => {
-            text("nickname", nickname, MAX_NICKNAME_CHARS)?;
+            normalize_nickname(nickname)?;
             if languages.is_empty() || languages.len() > MAX_LANGUAGES {
                 return Err(ProtoError::invalid(format!(
                     "languages must hold 1 to {MAX_LANGUAGES} tags"
@@ -171,6 +171,15 @@ fn id(field: &str, value: &str) -> Result<(), ProtoError> {
         )));
     }
     Ok(())
+}
+
+/// A nickname as the other person sees it: without surrounding whitespace, 1 to
+/// [`MAX_NICKNAME_CHARS`] characters, no control characters. The one rule the server,
+/// the engine and the app all apply.
+pub fn normalize_nickname(raw: &str) -> Result<&str, ProtoError> {
+    let nickname = raw.trim();
+    text("nickname", nickname, MAX_NICKNAME_CHARS)?;
+    Ok(nickname)
 }
 
 fn text(field: &str, value: &str, max_chars: usize) -> Result<(), ProtoError> {

@@ -230,3 +230,29 @@ fn error_messages_do_not_echo_huge_unknown_types() {
         err.message.len()
     );
 }
+
+#[test]
+fn nicknames_are_trimmed_and_bounded_in_one_place() {
+    use chingu_proto::normalize_nickname;
+    assert_eq!(normalize_nickname("  민지 ").expect("valid"), "민지");
+    let longest = "가".repeat(chingu_proto::limits::MAX_NICKNAME_CHARS);
+    assert_eq!(
+        normalize_nickname(&format!(" {longest} ")).expect("the limit counts what is shown"),
+        longest
+    );
+    for bad in ["", "   ", "a\u{7}b", &format!("{longest}x")] {
+        let err = normalize_nickname(bad).expect_err(bad);
+        assert_eq!(err.code, ErrorCode::InvalidField, "{bad:?}");
+    }
+}
+
+#[test]
+fn peer_left_reasons_read_as_on_the_wire() {
+    use chingu_proto::PeerLeftReason as R;
+    for reason in [R::HungUp, R::Next, R::Disconnected, R::ServerShutdown] {
+        assert_eq!(
+            serde_json::to_value(reason).unwrap(),
+            serde_json::json!(reason.as_str())
+        );
+    }
+}

@@ -17,11 +17,15 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, ConnectionSlot};
+use crate::config::Config;
 use crate::hub::Input;
+use crate::hub_task::{ClientLink, HubCommand, Outbound};
 use crate::ids::{Identity, random_token};
+use crate::metrics::Metrics;
 use crate::ratelimit::{Throttle, TokenBucket};
-use crate::server::{ClientLink, ConnectionSlot, HubCommand, Shared};
 use crate::turn;
 
 /// Messages queued for one client before it counts as not reading and is dropped.
@@ -34,20 +38,23 @@ const MAX_RATE_LIMITED: u32 = 1000;
 /// How long the writer gets to say goodbye after the reader ended.
 const WRITER_LINGER: Duration = Duration::from_secs(2);
 
-/// What the writer task sends.
+/// What every connection task shares.
 #[derive(Debug)]
-pub(crate) enum Outbound {
-    Text(Utf8Bytes),
-    /// Send a close frame and stop.
-    Close(u16, &'static str),
+pub(crate) struct Context {
+    pub config: Config,
+    pub hub_tx: mpsc::Sender<HubCommand>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub admission: Arc<Admission>,
 }
 
 pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<Context>>,
 ) -> Response {
-    let admitted = shared.admit(peer.ip());
+    let admitted = shared.admission.admit(peer.ip());
     if admitted.is_err() {
         shared
             .metrics
@@ -65,15 +72,15 @@ pub(crate) async fn upgrade(
             tracker.track_future(async move {
                 match admitted {
                     Ok(slot) => run(socket, shared, slot, peer).await,
-                    Err(reason) => refuse(socket, reason).await,
+                    Err(refusal) => refuse(socket, refusal).await,
                 }
             })
         })
 }
 
 /// Tells a client over a connection limit why, in protocol terms, and closes.
-async fn refuse(mut socket: WebSocket, reason: &'static str) {
-    let msg = ServerMessage::error(ErrorCode::TooManyConnections, reason);
+async fn refuse(mut socket: WebSocket, refusal: crate::admission::Refusal) {
+    let msg = ServerMessage::error(ErrorCode::TooManyConnections, refusal.to_string());
     let _ = socket.send(Message::Text(encode(&msg).into())).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
@@ -83,7 +90,7 @@ async fn refuse(mut socket: WebSocket, reason: &'static str) {
         .await;
 }
 
-async fn run(socket: WebSocket, shared: Arc<Shared>, slot: ConnectionSlot, peer: SocketAddr) {
+async fn run(socket: WebSocket, shared: Arc<Context>, slot: ConnectionSlot, peer: SocketAddr) {
     let client = slot.client;
     let (sink, stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -125,7 +132,7 @@ async fn run(socket: WebSocket, shared: Arc<Shared>, slot: ConnectionSlot, peer:
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut out_rx: mpsc::Receiver<Outbound>,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     kick: CancellationToken,
     reader_done: CancellationToken,
 ) {
@@ -185,7 +192,7 @@ async fn write_loop(
 }
 
 struct Reader {
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     out: mpsc::Sender<Outbound>,
     kick: CancellationToken,
     bucket: TokenBucket,

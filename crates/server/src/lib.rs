@@ -1,12 +1,17 @@
 //! chingu-server: matchmaking and signaling for Chingu calls.
 //!
 //! The logic lives in two sans-IO cores, [`matchmaker`] (who meets whom) and [`hub`]
-//! (sessions, calls, relay); [`server`] and `connection` are the thin async shell around
-//! them, and [`storage`] keeps moderation records in SQLite.
+//! (sessions, calls, relay). Around them, a thin async shell: `server` binds and shuts
+//! down, `connection` runs one WebSocket, `admission` counts connections, `hub_task` owns
+//! the hub and feeds [`storage`] (SQLite) through its writer thread. Dependencies point
+//! one way: `server` → `connection` → `hub_task` → `hub` / `storage`.
 
+mod admission;
 pub mod config;
 mod connection;
+pub mod fd_limit;
 pub mod hub;
+mod hub_task;
 pub mod ids;
 pub mod matchmaker;
 mod metrics;

@@ -49,7 +49,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.max_connections_per_ip {
         config.max_connections_per_ip = n;
     }
-    raise_fd_limit();
+    if let Err(e) = chingu_server::fd_limit::raise() {
+        tracing::warn!("could not raise the open-file limit: {e}");
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(serve(config))
 }
@@ -86,25 +88,5 @@ fn init_logging(json: bool) {
         builder.json().init();
     } else {
         builder.init();
-    }
-}
-
-/// Each connection is a file descriptor; lift the soft limit to the hard one so that the
-/// configured connection limit, not the shell's default of 1024, is what applies.
-#[allow(unsafe_code)]
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("could not raise the open-file limit");
-            }
-        }
     }
 }

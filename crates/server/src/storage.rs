@@ -1,19 +1,15 @@
-//! Durable moderation state in SQLite: reports and blocks, with schema migrations.
-//!
-//! The database is written only from one dedicated thread ([`spawn_writer`]), never from
-//! async tasks. Writes use WAL with `synchronous = FULL`, so a record acknowledged to a
-//! client survives a crash of the process or the machine.
+//! Durable moderation state in SQLite: reports, blocks and ratings, with schema
+//! migrations. Plain blocking SQLite and nothing else: the server writes through one
+//! dedicated thread (`hub_task::spawn_writer`), never from async tasks. Writes use WAL
+//! with `synchronous = FULL`, so a record acknowledged to a client survives a crash of
+//! the process or the machine.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
-use tokio::sync::mpsc as tokio_mpsc;
 
-use crate::hub::{Input, Record};
-use crate::ids::{ClientId, Identity};
-use chingu_proto::ServerMessage;
+use crate::hub::Record;
+use crate::ids::Identity;
 
 /// Schema steps, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -168,51 +164,6 @@ impl Storage {
                 source,
             })
     }
-}
-
-/// A record to write, and where to say it was written.
-#[derive(Debug)]
-pub(crate) struct WriteJob {
-    pub client: ClientId,
-    pub record: Record,
-    pub ack: ServerMessage,
-}
-
-/// Starts the writer thread. Its queue is bounded: when full, the caller refuses the
-/// request rather than waiting, so the hub never blocks on the disk.
-pub(crate) fn spawn_writer(
-    storage: Storage,
-    results: tokio_mpsc::Sender<crate::server::HubCommand>,
-) -> std::io::Result<(mpsc::SyncSender<WriteJob>, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::sync_channel::<WriteJob>(1024);
-    let handle = std::thread::Builder::new()
-        .name("chingu-storage".into())
-        .spawn(move || {
-            for job in rx {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
-                let result = match storage.store(&job.record, now) {
-                    Ok(()) => Ok(job.ack),
-                    Err(err) => {
-                        tracing::error!(%err, "storing a moderation record failed");
-                        Err(())
-                    }
-                };
-                let input = Input::Persisted {
-                    client: job.client,
-                    result,
-                };
-                // The hub is gone only during shutdown; nothing is left to tell.
-                if results
-                    .blocking_send(crate::server::HubCommand::Input(input))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })?;
-    Ok((tx, handle))
 }
 
 #[cfg(test)]

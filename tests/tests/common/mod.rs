@@ -215,7 +215,7 @@ impl Client {
         }
     }
 
-    pub async fn ended(&mut self) -> String {
+    pub async fn ended(&mut self) -> chingu_engine::EndReason {
         match self
             .wait_state("call ended", |s| matches!(s, CallView::Ended { .. }))
             .await

@@ -8,36 +8,47 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 
 /** Commands */
 export const commands = {
-	loadSettings: () => __TAURI_INVOKE<Settings_Serialize>("load_settings"),
-	saveSettings: (settings: Settings_Deserialize) => __TAURI_INVOKE<null>("save_settings", { settings }),
-	search: () => __TAURI_INVOKE<null>("search"),
-	cancel: () => __TAURI_INVOKE<null>("cancel"),
-	next: () => __TAURI_INVOKE<null>("next"),
-	hangUp: () => __TAURI_INVOKE<null>("hang_up"),
-	setMuted: (muted: boolean) => __TAURI_INVOKE<null>("set_muted", { muted }),
-	setCameraEnabled: (enabled: boolean) => __TAURI_INVOKE<null>("set_camera_enabled", { enabled }),
-	sendChat: (text: string) => __TAURI_INVOKE<null>("send_chat", { text }),
-	report: (reason: ReportReason, note: string | null) => __TAURI_INVOKE<null>("report", { reason, note }),
-	block: () => __TAURI_INVOKE<null>("block"),
+	loadSettings: () => typedError<Settings_Serialize, CommandError>(__TAURI_INVOKE("load_settings")),
+	saveSettings: (settings: Settings_Deserialize) => typedError<null, CommandError>(__TAURI_INVOKE("save_settings", { settings })),
+	search: () => typedError<null, CommandError>(__TAURI_INVOKE("search")),
+	cancel: () => typedError<null, CommandError>(__TAURI_INVOKE("cancel")),
+	next: () => typedError<null, CommandError>(__TAURI_INVOKE("next")),
+	hangUp: () => typedError<null, CommandError>(__TAURI_INVOKE("hang_up")),
+	setMuted: (muted: boolean) => typedError<null, CommandError>(__TAURI_INVOKE("set_muted", { muted })),
+	setCameraEnabled: (enabled: boolean) => typedError<null, CommandError>(__TAURI_INVOKE("set_camera_enabled", { enabled })),
+	sendChat: (text: string) => typedError<null, CommandError>(__TAURI_INVOKE("send_chat", { text })),
+	report: (reason: ReportReason, note: string | null) => typedError<null, CommandError>(__TAURI_INVOKE("report", { reason, note })),
+	block: () => typedError<null, CommandError>(__TAURI_INVOKE("block")),
 	/**  Rates the current or last call, 1 to 5 stars. */
-	rateCall: (stars: number) => __TAURI_INVOKE<null>("rate_call", { stars }),
+	rateCall: (stars: number) => typedError<null, CommandError>(__TAURI_INVOKE("rate_call", { stars })),
 	/**  Where the page reads video frames from (see `video`). */
-	videoEndpoint: () => __TAURI_INVOKE<VideoEndpoint>("video_endpoint"),
+	videoEndpoint: () => typedError<VideoEndpoint, CommandError>(__TAURI_INVOKE("video_endpoint")),
 	/**  The cameras, microphones and speakers for the pickers. */
-	listDevices: () => __TAURI_INVOKE<Devices>("list_devices"),
+	listDevices: () => typedError<Devices, CommandError>(__TAURI_INVOKE("list_devices")),
 	/**
 	 *  Shows the chosen camera on the `local` video stream and reports the chosen
 	 *  microphone's level (`mic_level` events) until stopped or a search starts. With no
 	 *  camera, the test pattern is shown and the UI told.
 	 */
-	startDeviceCheck: (cameraId: string | null, microphoneId: string | null) => __TAURI_INVOKE<null>("start_device_check", { cameraId, microphoneId }),
-	stopDeviceCheck: () => __TAURI_INVOKE<null>("stop_device_check"),
+	startDeviceCheck: (cameraId: string | null, microphoneId: string | null) => typedError<null, CommandError>(__TAURI_INVOKE("start_device_check", { cameraId, microphoneId })),
+	stopDeviceCheck: () => typedError<null, CommandError>(__TAURI_INVOKE("stop_device_check")),
 };
 
 /** Events */
 export const events = {
 	engine: makeEvent<UiEvent_Serialize, UiEvent_Deserialize>("engine"),
 };
+
+/* Constants */
+export const MAX_CHAT_CHARS = 1000 as const;
+
+export const MAX_INTERESTS = 16 as const;
+
+export const MAX_INTEREST_CHARS = 32 as const;
+
+export const MAX_LANGUAGES = 8 as const;
+
+export const MAX_NICKNAME_CHARS = 32 as const;
 
 /* Types */
 /**  One snapshot, emitted every second during a call. */
@@ -68,13 +79,45 @@ export type CallStats_Serialize = {
 };
 
 /**  The call state as the UI shows it. */
-export type CallView = { state: "idle" } | { state: "searching" } | { state: "connecting"; peer: PeerProfile } | { state: "in_call"; peer: PeerProfile } | { state: "ended"; reason: string };
+export type CallView = { state: "idle" } | { state: "searching" } | { state: "connecting"; peer: PeerProfile } | { state: "in_call"; peer: PeerProfile } | { state: "ended"; reason: EndReason };
 
-/**  Every command's error: a stable code the UI can act on, and a message for people. */
+/**  A command's failure. */
 export type CommandError = {
-	code: string,
+	code: CommandErrorCode,
 	message: string,
 };
+
+/**  What went wrong, as the UI acts on it. */
+export type CommandErrorCode = 
+/**  No settings yet: the engine starts when they are saved. */
+"not_ready" | 
+/**  The engine stopped (the app is closing). */
+"engine_stopped" | 
+/**  The settings store could not be read or written. */
+"settings_store" | 
+/**  The nickname is empty, too long or invisible. */
+"bad_nickname" | 
+/**  Too few or too many languages. */
+"bad_languages" | 
+/**  The server address is not a WebSocket URL. */
+"bad_server_url" | 
+/**  A rating outside 1 to 5 stars. */
+"bad_rating" | 
+/**  The local video server could not start. */
+"video_server" | 
+/**  A call command outside a call. */
+"not_in_call" | 
+/**  Report, rate or block with no recent call. */
+"no_recent_call" | 
+/**  A chat message that is empty or too long. */
+"bad_chat" | 
+/**  The chat channel to the peer is not open. */
+"chat_not_sent" | 
+/**  Something on our side failed (a thread could not start, ...). */
+"internal";
+
+/**  A kind of device, as device errors name it. */
+export type Device = "camera" | "microphone" | "speaker";
 
 /**  A device as the pickers show it. */
 export type DeviceInfo = {
@@ -93,6 +136,52 @@ export type Devices = {
 	speakers: DeviceInfo[],
 	problems: string[],
 };
+
+/**  Why a call (or a search) ended. Tagged by `kind` in JSON (and TypeScript). */
+export type EndReason = 
+/**  We hung up. */
+{ kind: "hung_up" } | 
+/**  The other person left (hung up, pressed Next, or their connection dropped). */
+{ kind: "peer_left"; reason: PeerLeftReason } | 
+/**  Media did not start within [`CONNECT_TIMEOUT`]. */
+{ kind: "connect_timeout" } | 
+/**  The connection could not be made (bad description, ICE or DTLS failure). */
+{ kind: "connect_failed"; why: string } | 
+/**  The media connection dropped during the call. */
+{ kind: "media_lost"; why: string } | 
+/**  The signaling server went away while searching or connecting. */
+{ kind: "server_lost" };
+
+/**  Why the server rejected something. Clients match on these codes, never on messages. */
+export type ErrorCode = 
+/**  Not JSON, not an object, or no `type` field. */
+"malformed" | 
+/**  A `type` this protocol version does not know. */
+"unknown_type" | 
+/**  A message larger than [`limits::MAX_MESSAGE_BYTES`](crate::limits::MAX_MESSAGE_BYTES). */
+"too_large" | 
+/**  A known message with a missing, extra or out-of-range field. */
+"invalid_field" | 
+/**  The client's `protocol_version` is not supported; the connection is closed. */
+"unsupported_version" | 
+/**  The first message must be `hello`. */
+"hello_required" | 
+/**  `hello` was sent twice. */
+"already_hello" | 
+/**  Too many messages per second; the message was dropped. */
+"rate_limited" | 
+/**  The message does not fit the client's state (joining while in a call, ...). */
+"invalid_state" | 
+/**  The `call_id` is not the client's current call. */
+"not_in_call" | 
+/**  The `call_id` is not one of the client's recent calls (report, block). */
+"unknown_call" | 
+/**  Too many connections from this address. */
+"too_many_connections" | 
+/**  The server is busy; try again later. */
+"overloaded" | 
+/**  A fault on the server's side; nothing the client sent was wrong. */
+"internal";
 
 export type InboundAudio = {
 	packetsReceived: number,
@@ -147,6 +236,17 @@ export type OutboundVideo = {
 	nackCount: number,
 	pliCount: number,
 };
+
+/**  Why a call ended for the peer who did not end it. */
+export type PeerLeftReason = 
+/**  The peer hung up (or blocked you; the reason is not revealed). */
+"hung_up" | 
+/**  The peer pressed Next. */
+"next" | 
+/**  The peer's connection closed or stopped answering heartbeats. */
+"disconnected" | 
+/**  The server is shutting down. */
+"server_shutdown";
 
 /**  What a client learns about its partner. Never the device id or address. */
 export type PeerProfile = {
@@ -204,9 +304,13 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
  *  A device failed or is missing; the call goes on without it (or with the test
  *  pattern for the camera, as the message says).
  */
-{ type: "device_error"; device: string; message: string } | 
-/**  `code` is a server error code (docs/protocol.md) or `server_refused`. */
-{ type: "error"; code?: string | null; message: string } | { type: "online_count"; online: number; waiting: number } | 
+{ type: "device_error"; device: Device; message: string } | 
+/**  The server said no to something (codes in docs/protocol.md). */
+{ type: "server_error"; code: ErrorCode; message: string } | 
+/**  The server refused this version of the app for good: it must be updated. */
+{ type: "server_refused"; message: string } | 
+/**  A command was accepted but could not be carried out (chat outside a call, ...). */
+{ type: "command_failed"; error: CommandError } | { type: "online_count"; online: number; waiting: number } | 
 /**  The device check's microphone level, every 100 ms, dBFS. */
 { type: "mic_level"; dbfs: number | null } | 
 /**
@@ -229,9 +333,13 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
  *  A device failed or is missing; the call goes on without it (or with the test
  *  pattern for the camera, as the message says).
  */
-{ type: "device_error"; device: string; message: string } | 
-/**  `code` is a server error code (docs/protocol.md) or `server_refused`. */
-{ type: "error"; code: string | null; message: string } | { type: "online_count"; online: number; waiting: number } | 
+{ type: "device_error"; device: Device; message: string } | 
+/**  The server said no to something (codes in docs/protocol.md). */
+{ type: "server_error"; code: ErrorCode; message: string } | 
+/**  The server refused this version of the app for good: it must be updated. */
+{ type: "server_refused"; message: string } | 
+/**  A command was accepted but could not be carried out (chat outside a call, ...). */
+{ type: "command_failed"; error: CommandError } | { type: "online_count"; online: number; waiting: number } | 
 /**  The device check's microphone level, every 100 ms, dBFS. */
 { type: "mic_level"; dbfs: number | null } | 
 /**
@@ -252,6 +360,15 @@ export type VideoEndpoint = {
 };
 
 /* Tauri Specta runtime */
+async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {
+    try {
+        return { status: "ok", data: await result };
+    } catch (e) {
+        if (e instanceof Error) throw e;
+        return { status: "error", error: e as any };
+    }
+}
+
 type EventEmit<T> = [T] extends [null] ? () => Promise<void> : (payload: T) => Promise<void>;
 
 type EventEmitTo<T> = [T] extends [null] ? (target: __TAURI_EVENT.EventTarget | string) => Promise<void> : (target: __TAURI_EVENT.EventTarget | string, payload: T) => Promise<void>;

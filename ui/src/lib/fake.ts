@@ -70,7 +70,7 @@ export class FakeBackend implements Backend {
   async hangUp(): Promise<void> {
     this.calls.push('hangUp');
     this.clearTimers();
-    this.emit({ type: 'state', view: { state: 'ended', reason: 'hung-up' } });
+    this.emit({ type: 'state', view: { state: 'ended', reason: { kind: 'hung_up' } } });
   }
 
   async setMuted(muted: boolean): Promise<void> {

@@ -1,6 +1,18 @@
 import type { Backend } from './backend';
+import type { Notice } from './notice';
 import { networkQuality } from './quality';
-import type { CallStats, Devices, EngineEvent, PeerProfile, ReportReason, Settings } from './types';
+import type {
+  CallStats,
+  CallView,
+  CommandError,
+  Device,
+  Devices,
+  EndReason,
+  EngineEvent,
+  PeerProfile,
+  ReportReason,
+  Settings,
+} from './types';
 import type { Stream } from './video';
 
 export type Screen = 'onboarding' | 'lobby' | 'searching' | 'call' | 'after';
@@ -11,13 +23,27 @@ export interface ChatLine {
 }
 
 /** Which message explains how a call ended (`null`: the user ended it). */
-export function endMessage(reason: string | null): 'peerLeft' | 'networkLost' | 'serverLost' | 'connectFailed' | null {
-  if (!reason) return null;
-  if (reason.startsWith('peer-left')) return 'peerLeft';
-  if (reason.startsWith('media-lost')) return 'networkLost';
-  if (reason.startsWith('server-lost')) return 'serverLost';
-  if (reason.startsWith('connect-')) return 'connectFailed';
-  return null;
+export function endMessage(reason: EndReason | null): 'peerLeft' | 'networkLost' | 'serverLost' | 'connectFailed' | null {
+  switch (reason?.kind) {
+    case 'peer_left':
+      return 'peerLeft';
+    case 'media_lost':
+      return 'networkLost';
+    case 'server_lost':
+      return 'serverLost';
+    case 'connect_timeout':
+    case 'connect_failed':
+      return 'connectFailed';
+    case 'hung_up':
+    case undefined:
+      return null;
+  }
+}
+
+/** A command's rejection as a typed `CommandError` (anything else is a fault of ours). */
+function asCommandError(e: unknown): CommandError {
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) return e as CommandError;
+  return { code: 'internal', message: String(e) };
 }
 
 /** What the screens show, driven by engine events and user actions. */
@@ -35,16 +61,16 @@ export class Session {
   chat: ChatLine[] = $state([]);
   quality: number | null = $state(null);
   online: { online: number; waiting: number } | null = $state(null);
-  endReason: string | null = $state(null);
-  notice: string | null = $state(null);
+  endReason: EndReason | null = $state(null);
+  notice: Notice | null = $state(null);
   serverDown: { why: string; retryAt: number } | null = $state(null);
   /** Nothing has arrived from the peer for a few seconds (network trouble). */
   interrupted = $state(false);
   /** The device check's microphone level, dBFS (null: no reading yet). */
   micLevel: number | null = $state(null);
   devices: Devices | null = $state(null);
-  /** Device problems by device ("camera", "microphone", "speaker"), newest message. */
-  deviceErrors: Record<string, string> = $state({});
+  /** Device problems by device, newest message. */
+  deviceErrors: Partial<Record<Device, string>> = $state({});
   reported = $state(false);
   /** The stars this call was given (sent to the server), or null. */
   rating: number | null = $state(null);
@@ -77,14 +103,18 @@ export class Session {
     return true;
   }
 
-  /** Runs a command; a failure becomes the notice (its message), never an exception. */
+  /**
+   * Runs a command; a failure becomes the notice, never an exception. Without saved
+   * settings the engine is not running: that sends the user to the settings.
+   */
   private async attempt(command: () => Promise<void>): Promise<boolean> {
     try {
       await command();
       return true;
     } catch (e) {
-      const err = e as { code?: string; message?: string };
-      this.notice = err?.message ?? String(e);
+      const error = asCommandError(e);
+      this.notice = { kind: 'command', error };
+      if (error.code === 'not_ready') this.screen = 'onboarding';
       return false;
     }
   }
@@ -93,7 +123,7 @@ export class Session {
     this.resetCall();
     this.searchingSince = this.now();
     this.screen = 'searching';
-    if (!(await this.attempt(() => this.backend.search()))) this.screen = 'lobby';
+    if (!(await this.attempt(() => this.backend.search())) && this.screen === 'searching') this.screen = 'lobby';
   }
 
   async cancel(): Promise<void> {
@@ -148,7 +178,7 @@ export class Session {
     try {
       this.devices = await this.backend.listDevices();
     } catch (e) {
-      this.notice = (e as { message?: string })?.message ?? String(e);
+      this.notice = { kind: 'command', error: asCommandError(e) };
     }
     await this.attempt(() => this.backend.startDeviceCheck(cameraId, microphoneId));
   }
@@ -212,7 +242,7 @@ export class Session {
         break;
       case 'device_error':
         this.deviceErrors[event.device] = event.message;
-        if (this.screen !== 'onboarding') this.notice = `${event.device}: ${event.message}`;
+        if (this.screen !== 'onboarding') this.notice = { kind: 'device', device: event.device, message: event.message };
         break;
       case 'mic_level':
         this.micLevel = event.dbfs;
@@ -220,15 +250,21 @@ export class Session {
       case 'media_interrupted':
         this.interrupted = event.interrupted;
         break;
-      case 'error':
-        this.notice = event.message;
+      case 'server_error':
+        this.notice = { kind: 'server', code: event.code, message: event.message };
+        break;
+      case 'server_refused':
+        this.notice = { kind: 'refused', message: event.message };
+        break;
+      case 'command_failed':
+        this.notice = { kind: 'command', error: event.error };
         break;
       case 'audio_levels':
         break;
     }
   }
 
-  private onState(view: EngineEvent & { type: 'state' } extends { view: infer V } ? V : never): void {
+  private onState(view: CallView): void {
     switch (view.state) {
       case 'idle':
         if (this.screen === 'searching') this.screen = 'lobby';

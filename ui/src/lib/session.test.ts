@@ -51,7 +51,7 @@ describe('Session', () => {
     const session = new Session(backend);
     await session.start();
     await session.startDeviceCheck(null, null);
-    expect(session.notice).toBe('sound server gone');
+    expect(session.notice).toEqual({ kind: 'command', error: { code: 'internal', message: 'sound server gone' } });
     expect(backend.calls).toContain('startDeviceCheck::');
   });
 
@@ -64,17 +64,17 @@ describe('Session', () => {
     backend.emit({ type: 'media_interrupted', interrupted: false });
     expect(session.interrupted).toBe(false);
     backend.emit({ type: 'media_interrupted', interrupted: true });
-    backend.emit({ type: 'state', view: { state: 'ended', reason: 'media-lost: ICE/DTLS connection failed' } });
+    backend.emit({ type: 'state', view: { state: 'ended', reason: { kind: 'media_lost', why: 'ICE/DTLS connection failed' } } });
     expect(session.interrupted).toBe(false);
     expect(session.screen).toBe('after');
-    expect(session.endReason).toContain('media-lost');
+    expect(session.endReason?.kind).toBe('media_lost');
   });
 
   it('sends a rating and shows it; a new call starts unrated', async () => {
     const { backend, session } = await ready();
     await session.match();
     backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
-    backend.emit({ type: 'state', view: { state: 'ended', reason: 'hung-up' } });
+    backend.emit({ type: 'state', view: { state: 'ended', reason: { kind: 'hung_up' } } });
     await session.rate(4);
     expect(backend.calls).toContain('rateCall:4');
     expect(session.rating).toBe(4);
@@ -83,18 +83,18 @@ describe('Session', () => {
     };
     await session.rate(2);
     expect(session.rating).toBe(4);
-    expect(session.notice).toBe('the engine stopped');
+    expect(session.notice).toEqual({ kind: 'command', error: { code: 'engine_stopped', message: 'the engine stopped' } });
     await session.match();
     expect(session.rating).toBeNull();
   });
 
   it('explains how a call ended', () => {
-    expect(endMessage('peer-left:next')).toBe('peerLeft');
-    expect(endMessage('media-lost: ice failed')).toBe('networkLost');
-    expect(endMessage('server-lost')).toBe('serverLost');
-    expect(endMessage('connect-timeout')).toBe('connectFailed');
-    expect(endMessage('connect-failed: dtls')).toBe('connectFailed');
-    expect(endMessage('hung-up')).toBeNull();
+    expect(endMessage({ kind: 'peer_left', reason: 'next' })).toBe('peerLeft');
+    expect(endMessage({ kind: 'media_lost', why: 'ice failed' })).toBe('networkLost');
+    expect(endMessage({ kind: 'server_lost' })).toBe('serverLost');
+    expect(endMessage({ kind: 'connect_timeout' })).toBe('connectFailed');
+    expect(endMessage({ kind: 'connect_failed', why: 'dtls' })).toBe('connectFailed');
+    expect(endMessage({ kind: 'hung_up' })).toBeNull();
     expect(endMessage(null)).toBeNull();
   });
 
@@ -109,9 +109,9 @@ describe('Session', () => {
     backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
     expect(session.peer?.nickname).toBe('민지');
     expect(session.callSince).toBe(1000);
-    backend.emit({ type: 'state', view: { state: 'ended', reason: 'peer-left:hung_up' } });
+    backend.emit({ type: 'state', view: { state: 'ended', reason: { kind: 'peer_left', reason: 'hung_up' } } });
     expect(session.screen).toBe('after');
-    expect(session.endReason).toBe('peer-left:hung_up');
+    expect(session.endReason).toEqual({ kind: 'peer_left', reason: 'hung_up' });
     session.backToLobby();
     expect(session.screen).toBe('lobby');
   });
@@ -169,14 +169,33 @@ describe('Session', () => {
     expect(session.serverDown).toBeNull();
   });
 
-  it('a failing command shows its message and does not strand the user', async () => {
+  it('a failing command becomes a notice and does not strand the user', async () => {
+    const { backend, session } = await ready();
+    backend.search = async () => {
+      throw { code: 'engine_stopped', message: 'the engine has stopped' };
+    };
+    await session.match();
+    expect(session.screen).toBe('lobby');
+    expect(session.notice).toEqual({ kind: 'command', error: { code: 'engine_stopped', message: 'the engine has stopped' } });
+  });
+
+  it('without saved settings a command sends the user to the settings', async () => {
     const { backend, session } = await ready();
     backend.search = async () => {
       throw { code: 'not_ready', message: 'save your settings first' };
     };
     await session.match();
-    expect(session.screen).toBe('lobby');
-    expect(session.notice).toBe('save your settings first');
+    expect(session.screen).toBe('onboarding');
+  });
+
+  it('keeps server errors, refusals and failed commands apart, by code', async () => {
+    const { backend, session } = await ready();
+    backend.emit({ type: 'server_error', code: 'rate_limited', message: 'more than 30 messages per second' });
+    expect(session.notice).toEqual({ kind: 'server', code: 'rate_limited', message: 'more than 30 messages per second' });
+    backend.emit({ type: 'command_failed', error: { code: 'chat_not_sent', message: 'not open' } });
+    expect(session.notice).toEqual({ kind: 'command', error: { code: 'chat_not_sent', message: 'not open' } });
+    backend.emit({ type: 'server_refused', message: 'protocol 2 only' });
+    expect(session.notice?.kind).toBe('refused');
   });
 
   it('turns stats into a network quality score', async () => {

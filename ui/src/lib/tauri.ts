@@ -3,18 +3,23 @@ import { commands, events } from './bindings';
 import type { CommandError, EngineEvent, ReportReason, Settings } from './types';
 import { pullVideo, type Stream, type VideoEndpoint } from './video';
 
-/** Commands reject with `{ code, message }`; anything else is wrapped so callers see one shape. */
-function asCommandError(e: unknown): CommandError {
-  if (e && typeof e === 'object' && 'code' in e && 'message' in e) return e as CommandError;
-  return { code: 'unknown', message: String(e) };
-}
+/** What every generated command resolves to (tauri-specta's result mode). */
+type Result<T, E> = { status: 'ok'; data: T } | { status: 'error'; error: E };
 
-async function call<T>(command: Promise<T>): Promise<T> {
+/**
+ * A command's result: its data, or its typed `CommandError` thrown. A failure outside
+ * the command (IPC itself, an unknown command) rejects with something else, which is
+ * wrapped as `internal` so callers see one shape.
+ */
+async function call<T>(command: Promise<Result<T, CommandError>>): Promise<T> {
+  let result: Result<T, CommandError>;
   try {
-    return await command;
+    result = await command;
   } catch (e) {
-    throw asCommandError(e);
+    throw { code: 'internal', message: String(e) } satisfies CommandError;
   }
+  if (result.status === 'error') throw result.error;
+  return result.data;
 }
 
 /** The real backend: the Rust shell's commands and its `engine` event, typed by the generated bindings. */

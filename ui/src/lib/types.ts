@@ -6,8 +6,12 @@ import type { CallStats_Serialize, Settings_Serialize, UiEvent_Serialize } from 
 export type {
   CallView,
   CommandError,
+  CommandErrorCode,
+  Device,
   DeviceInfo,
   Devices,
+  EndReason,
+  ErrorCode as ServerErrorCode,
   PeerProfile,
   ReportReason,
   UiLanguage,

@@ -26,9 +26,12 @@ struct World {
 }
 
 impl World {
+    /// A machine whose server connection is up.
     fn new(auto_search: bool) -> Self {
+        let mut machine = CallMachine::new(auto_search);
+        machine.server_up = true;
         Self {
-            machine: CallMachine::new(auto_search),
+            machine,
             t0: Instant::now(),
         }
     }
@@ -65,7 +68,13 @@ fn search_match_connect() {
         w.at(0, Input::Search(prefs())),
         vec![Effect::JoinQueue(prefs())]
     );
-    assert_eq!(w.machine.state, CallState::Searching { since: w.t0 });
+    assert_eq!(
+        w.machine.state,
+        CallState::Searching {
+            since: w.t0,
+            joined: true
+        }
+    );
     assert_eq!(
         w.matched(1, 1),
         vec![Effect::StartPeer {
@@ -158,7 +167,9 @@ fn when_the_peer_leaves_the_engine_searches_again_and_says_why() {
         vec![
             Effect::ClosePeer(call(1)),
             Effect::JoinQueue(prefs()),
-            Effect::Notify(EndReason::PeerLeft(PeerLeftReason::Next)),
+            Effect::Notify(EndReason::PeerLeft {
+                reason: PeerLeftReason::Next
+            }),
         ]
     );
     assert!(matches!(w.machine.state, CallState::Searching { .. }));
@@ -179,7 +190,9 @@ fn without_auto_search_a_peer_leaving_ends_the_call() {
     assert_eq!(
         w.machine.state,
         CallState::Ended {
-            reason: EndReason::PeerLeft(PeerLeftReason::Disconnected)
+            reason: EndReason::PeerLeft {
+                reason: PeerLeftReason::Disconnected
+            }
         }
     );
 }
@@ -260,7 +273,9 @@ fn media_failure_ends_the_call_with_the_reason() {
     assert_eq!(
         w.machine.state,
         CallState::Ended {
-            reason: EndReason::ConnectFailed("ICE failed".into())
+            reason: EndReason::ConnectFailed {
+                why: "ICE failed".into()
+            }
         }
     );
 
@@ -276,7 +291,9 @@ fn media_failure_ends_the_call_with_the_reason() {
     assert_eq!(
         w.machine.state,
         CallState::Ended {
-            reason: EndReason::MediaLost("DTLS closed".into())
+            reason: EndReason::MediaLost {
+                why: "DTLS closed".into()
+            }
         }
     );
 }
@@ -311,13 +328,21 @@ fn losing_the_server_ends_searching_and_connecting_but_not_a_call() {
 }
 
 /// Every input in every state: no panic, and every state that holds a peer connection
-/// is left only with a ClosePeer for it (the leak invariant).
+/// is left only with a ClosePeer for it (the leak invariant). Also: a machine that has
+/// not joined the queue never leaves it, and a refused command changes nothing.
 #[test]
 fn every_input_in_every_state_keeps_the_close_invariant() {
     let states = |t0: Instant| {
         vec![
             CallState::Idle,
-            CallState::Searching { since: t0 },
+            CallState::Searching {
+                since: t0,
+                joined: true,
+            },
+            CallState::Searching {
+                since: t0,
+                joined: false,
+            },
             CallState::Connecting {
                 call_id: call(1),
                 role: Role::Answerer,
@@ -339,6 +364,18 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
         Input::Cancel,
         Input::Next,
         Input::HangUp,
+        Input::SetMuted(true),
+        Input::SetCameraEnabled(false),
+        Input::Chat("hi".into()),
+        Input::Chat(" ".into()),
+        Input::Report {
+            reason: ReportReason::Spam,
+            note: None,
+        },
+        Input::Rate(5),
+        Input::Rate(0),
+        Input::Block,
+        Input::ServerConnected,
         Input::Matched {
             call_id: call(2),
             role: Role::Offerer,
@@ -354,30 +391,246 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
             call_id: call(1),
             why: "x".into(),
         },
+        Input::ChannelOpen { call_id: call(1) },
         Input::Tick,
     ];
     let t0 = Instant::now();
     for state in states(t0) {
         for input in &inputs {
-            for auto in [false, true] {
-                for later in [0, 60] {
-                    let now = t0 + Duration::from_secs(later);
-                    let (next, effects) = step(&state, Some(&prefs()), auto, input.clone(), now);
-                    let held = |s: &CallState| match s {
-                        CallState::Connecting { call_id, .. }
-                        | CallState::InCall { call_id, .. } => Some(call_id.clone()),
-                        _ => None,
-                    };
-                    if let Some(old) = held(&state)
-                        && held(&next).as_ref() != Some(&old)
-                    {
-                        assert!(
-                            effects.contains(&Effect::ClosePeer(old.clone())),
-                            "{state:?} + {input:?} left {old} without closing it"
-                        );
+            for auto_search in [false, true] {
+                for server_up in [false, true] {
+                    for last_call in [None, Some(call(1))] {
+                        for later in [0, 60] {
+                            let machine = CallMachine {
+                                state: state.clone(),
+                                prefs: Some(prefs()),
+                                auto_search,
+                                server_up,
+                                muted: false,
+                                camera_enabled: true,
+                                last_call: last_call.clone(),
+                            };
+                            let now = t0 + Duration::from_secs(later);
+                            let (next, effects) = step(&machine, input.clone(), now);
+                            let context = format!("{machine:?} + {input:?}");
+                            if let Some(old) = machine.current_call()
+                                && next.current_call() != Some(old)
+                            {
+                                assert!(
+                                    effects.contains(&Effect::ClosePeer(old.clone())),
+                                    "{context} left {old} without closing it"
+                                );
+                            }
+                            if !matches!(machine.state, CallState::Searching { joined: true, .. }) {
+                                assert!(
+                                    !effects.contains(&Effect::LeaveQueue),
+                                    "{context}: left a queue it was not in"
+                                );
+                            }
+                            if effects.iter().any(|e| matches!(e, Effect::Refuse(_))) {
+                                assert_eq!(next, machine, "{context}: a refusal changes nothing");
+                            }
+                            if effects.iter().any(|e| matches!(e, Effect::JoinQueue(_))) {
+                                assert!(next.server_up, "{context}: joined with no server");
+                            }
+                        }
                     }
                 }
             }
         }
     }
+}
+
+#[test]
+fn a_search_made_while_the_server_is_down_is_joined_when_it_comes_up() {
+    let mut w = World::new(true);
+    w.machine.server_up = false;
+    assert_eq!(
+        w.at(0, Input::Search(prefs())),
+        vec![],
+        "nothing to send to yet"
+    );
+    assert_eq!(
+        w.machine.state,
+        CallState::Searching {
+            since: w.t0,
+            joined: false
+        },
+        "the user sees it searching"
+    );
+    assert_eq!(
+        w.at(1, Input::ServerLost),
+        vec![],
+        "a failed reconnect keeps it waiting"
+    );
+    assert!(matches!(w.machine.state, CallState::Searching { .. }));
+    assert_eq!(
+        w.at(2, Input::ServerConnected),
+        vec![Effect::JoinQueue(prefs())]
+    );
+    assert_eq!(
+        w.machine.state,
+        CallState::Searching {
+            since: w.t0,
+            joined: true
+        },
+        "still the same search"
+    );
+}
+
+#[test]
+fn cancelling_a_search_that_never_reached_the_server_sends_nothing() {
+    let mut w = World::new(true);
+    w.machine.server_up = false;
+    w.at(0, Input::Search(prefs()));
+    assert_eq!(w.at(1, Input::Cancel), vec![]);
+    assert_eq!(w.machine.state, CallState::Idle);
+    assert_eq!(
+        w.at(2, Input::ServerConnected),
+        vec![],
+        "nothing to join any more"
+    );
+}
+
+#[test]
+fn mute_and_camera_outlast_calls_and_are_told_to_the_peer_in_a_call() {
+    let mut w = World::new(true);
+    assert_eq!(
+        w.at(0, Input::SetMuted(true)),
+        vec![Effect::ApplyMedia {
+            muted: true,
+            camera_enabled: true
+        }],
+        "no peer to tell outside a call"
+    );
+    w.in_call(1);
+    assert!(w.machine.muted, "still muted in the new call");
+    assert_eq!(
+        w.at(3, Input::SetCameraEnabled(false)),
+        vec![
+            Effect::ApplyMedia {
+                muted: true,
+                camera_enabled: false
+            },
+            Effect::AnnounceMedia {
+                audio: false,
+                video: false
+            },
+        ]
+    );
+    assert_eq!(
+        w.at(4, Input::ChannelOpen { call_id: call(1) }),
+        vec![Effect::AnnounceMedia {
+            audio: false,
+            video: false
+        }],
+        "the state is sent again when the channel opens"
+    );
+    assert_eq!(
+        w.at(4, Input::ChannelOpen { call_id: call(7) }),
+        vec![],
+        "not for another call"
+    );
+}
+
+#[test]
+fn chat_needs_a_call_and_a_sensible_length() {
+    let mut w = World::new(true);
+    assert_eq!(
+        w.at(0, Input::Chat("hello".into())),
+        vec![Effect::Refuse(CommandFailure::NotInCall)]
+    );
+    w.in_call(1);
+    assert_eq!(
+        w.at(3, Input::Chat("  안녕  ".into())),
+        vec![Effect::SendChat("안녕".into())],
+        "trimmed"
+    );
+    assert_eq!(
+        w.at(3, Input::Chat("   ".into())),
+        vec![Effect::Refuse(CommandFailure::BadChat)]
+    );
+    assert_eq!(
+        w.at(
+            3,
+            Input::Chat("a".repeat(crate::control::MAX_CHAT_CHARS + 1))
+        ),
+        vec![Effect::Refuse(CommandFailure::BadChat)]
+    );
+}
+
+#[test]
+fn reports_ratings_and_blocks_are_about_the_current_or_last_call() {
+    let mut w = World::new(true);
+    for input in [
+        Input::Report {
+            reason: ReportReason::Spam,
+            note: None,
+        },
+        Input::Rate(4),
+        Input::Block,
+    ] {
+        assert_eq!(
+            w.at(0, input),
+            vec![Effect::Refuse(CommandFailure::NoRecentCall)]
+        );
+    }
+    w.in_call(1);
+    assert_eq!(
+        w.at(3, Input::Block),
+        vec![Effect::Block { call_id: call(1) }],
+        "the current call"
+    );
+    w.at(4, Input::HangUp);
+    assert_eq!(
+        w.at(
+            5,
+            Input::Report {
+                reason: ReportReason::Harassment,
+                note: Some("rude".into())
+            }
+        ),
+        vec![Effect::Report {
+            call_id: call(1),
+            reason: ReportReason::Harassment,
+            note: Some("rude".into())
+        }],
+        "after it ended"
+    );
+    assert_eq!(
+        w.at(5, Input::Rate(6)),
+        vec![Effect::Refuse(CommandFailure::BadRating)]
+    );
+    assert_eq!(
+        w.at(5, Input::Rate(5)),
+        vec![Effect::Rate {
+            call_id: call(1),
+            stars: 5
+        }]
+    );
+}
+
+#[test]
+fn end_reasons_read_as_before_in_logs_and_are_tagged_in_json() {
+    let reason = EndReason::PeerLeft {
+        reason: PeerLeftReason::Next,
+    };
+    assert_eq!(reason.to_string(), "peer-left:next");
+    assert_eq!(
+        serde_json::to_value(&reason).unwrap(),
+        serde_json::json!({"kind": "peer_left", "reason": "next"})
+    );
+    let failed = EndReason::ConnectFailed {
+        why: "bad candidate".into(),
+    };
+    assert_eq!(failed.to_string(), "connect-failed: bad candidate");
+    assert_eq!(
+        serde_json::to_value(&failed).unwrap(),
+        serde_json::json!({"kind": "connect_failed", "why": "bad candidate"})
+    );
+    assert_eq!(EndReason::HungUp.to_string(), "hung-up");
+    assert_eq!(
+        serde_json::to_value(EndReason::ServerLost).unwrap(),
+        serde_json::json!({"kind": "server_lost"})
+    );
 }

@@ -78,6 +78,15 @@ impl FrameAssembler {
         true
     }
 
+    /// When [`Self::pop`] may give up the frame it waits for (`None`: nothing is held).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.packets
+            .values()
+            .map(|p| p.arrived)
+            .min()
+            .map(|oldest| oldest + FRAME_WAIT)
+    }
+
     /// The next complete frame, if any; gives up frames that waited too long.
     /// `gave_up` is set when a frame was lost on the way (a keyframe is needed).
     pub fn pop(&mut self, now: Instant, gave_up: &mut bool) -> Option<Assembled> {
@@ -186,6 +195,25 @@ mod tests {
         assert_eq!(f.payloads, vec![b(1), b(2), b(3)]);
         assert_eq!(a.pop(now, &mut lost).unwrap().timestamp, 200);
         assert!(!lost);
+    }
+
+    #[test]
+    fn the_timeout_is_when_the_oldest_held_packet_has_waited_long_enough() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        assert_eq!(a.poll_timeout(), None, "nothing held, nothing to wait for");
+        a.push(1, 100, false, b(1), now);
+        a.push(3, 100, true, b(3), now + Duration::from_millis(5));
+        assert_eq!(a.poll_timeout(), Some(now + FRAME_WAIT));
+        let mut lost = false;
+        assert_eq!(
+            a.pop(now + FRAME_WAIT - Duration::from_millis(1), &mut lost),
+            None
+        );
+        assert!(!lost, "not yet");
+        assert_eq!(a.pop(now + FRAME_WAIT, &mut lost), None);
+        assert!(lost, "given up at the timeout");
+        assert_eq!(a.poll_timeout(), None);
     }
 
     #[test]

@@ -269,7 +269,10 @@ impl Hub {
             } => {
                 let entry = QueueEntry {
                     prefs: Preferences::new(&languages, &interests),
-                    nickname: nickname.trim().to_owned(),
+                    // Validated with the message; this only trims.
+                    nickname: chingu_proto::normalize_nickname(&nickname)
+                        .unwrap_or(&nickname)
+                        .to_owned(),
                     languages,
                 };
                 self.join_queue(client, entry, now);

@@ -1,0 +1,126 @@
+//! The engine's public types: how to configure it ([`EngineConfig`]), what to ask of it
+//! ([`Command`]) and what it reports ([`EngineEvent`], [`CallView`]). The handle that
+//! starts it, [`crate::Engine`], and the actor behind it live in `actor`.
+
+use std::time::Duration;
+
+use chingu_proto::{ErrorCode, PeerProfile, ReportReason};
+use serde::Serialize;
+
+use crate::call_state::{CallState, CommandFailure, EndReason, SearchPrefs};
+use crate::peer::PeerOptions;
+use crate::pipeline::{AudioSource, Device, MediaConfig, VideoSource};
+use crate::signaling::SignalingConfig;
+use crate::stats::CallStats;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub signaling: SignalingConfig,
+    pub peer: PeerOptions,
+    pub media: MediaConfig,
+    /// After the peer leaves, search again with the same preferences.
+    pub auto_search: bool,
+}
+
+/// What the user (or a program) asks the engine to do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Join the queue (as soon as the server connection is up).
+    Search(SearchPrefs),
+    Cancel,
+    Next,
+    HangUp,
+    SetMuted(bool),
+    SetCameraEnabled(bool),
+    /// Switch the camera (or the synthetic source) mid-call; `None` sends no video.
+    SetVideoSource(Option<VideoSource>),
+    /// Switch the microphone mid-call; `None` sends silence.
+    SetAudioSource(Option<AudioSource>),
+    SendChat(String),
+    Report {
+        reason: ReportReason,
+        note: Option<String>,
+    },
+    Block,
+    /// How the current or last call was, 1 to 5 stars (for call quality analysis).
+    Rate(u8),
+}
+
+/// The call state as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum CallView {
+    Idle,
+    Searching,
+    Connecting { peer: PeerProfile },
+    InCall { peer: PeerProfile },
+    Ended { reason: EndReason },
+}
+
+impl CallView {
+    pub fn of(state: &CallState) -> Self {
+        match state {
+            CallState::Idle => Self::Idle,
+            CallState::Searching { .. } => Self::Searching,
+            CallState::Connecting { peer, .. } => Self::Connecting { peer: peer.clone() },
+            CallState::InCall { peer, .. } => Self::InCall { peer: peer.clone() },
+            CallState::Ended { reason } => Self::Ended {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    ServerConnected,
+    ServerDisconnected {
+        why: String,
+        retry_in: Duration,
+    },
+    /// The server refused this client for good (protocol version).
+    ServerRefused {
+        message: String,
+    },
+    State(CallView),
+    /// Matched until DTLS connected, in milliseconds.
+    MediaConnected {
+        setup_ms: u64,
+    },
+    /// `true`: nothing has arrived from the peer for a few seconds (the network may be
+    /// down; the call ends if it stays so); `false`: it flows again.
+    MediaInterrupted(bool),
+    /// The peer's chat message.
+    Chat(String),
+    /// Whether the peer sends audio and video (they muted or turned the camera off).
+    PeerMedia {
+        audio: bool,
+        video: bool,
+    },
+    Stats(Box<CallStats>),
+    AudioLevels {
+        local_dbfs: f32,
+        remote_dbfs: f32,
+    },
+    DeviceError {
+        device: Device,
+        message: String,
+    },
+    /// The server said no to something we sent.
+    ServerError {
+        code: ErrorCode,
+        message: String,
+    },
+    /// A command could not be carried out.
+    CommandFailed(CommandFailure),
+    OnlineCount {
+        online: u32,
+        waiting: u32,
+    },
+    Reported,
+    Blocked,
+    Rated,
+}

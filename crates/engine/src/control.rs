@@ -1,0 +1,77 @@
+//! Messages on the data channel between two Chingu peers (docs/protocol.md, "Peer to
+//! peer"): chat, and whether each side sends audio and video.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 1000;
+/// Longest control-channel message accepted from a peer, in bytes.
+pub const MAX_CONTROL_BYTES: usize = 8 * 1024;
+
+/// A message on the control channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlMessage {
+    Chat { text: String },
+    Media { audio: bool, video: bool },
+}
+
+impl ControlMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("control messages always serialise")
+    }
+
+    /// Reads a message from the peer: `None` (logged) for anything too large or not
+    /// ours. A chat message longer than the limit is cut to it.
+    pub fn from_peer(text: &str) -> Option<Self> {
+        if text.len() > MAX_CONTROL_BYTES {
+            tracing::info!("oversized control message from the peer ignored");
+            return None;
+        }
+        match serde_json::from_str::<Self>(text) {
+            Ok(Self::Chat { text }) => Some(Self::Chat {
+                text: text.chars().take(MAX_CHAT_CHARS).collect(),
+            }),
+            Ok(other) => Some(other),
+            Err(e) => {
+                tracing::info!("unreadable control message from the peer ignored: {e}");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_messages_are_strict() {
+        let chat: ControlMessage = serde_json::from_str(r#"{"type":"chat","text":"hi"}"#).unwrap();
+        assert_eq!(chat, ControlMessage::Chat { text: "hi".into() });
+        assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"chat"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ControlMessage>(r#"{"type":"chat","text":"a","x":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<ControlMessage>("not json").is_err());
+    }
+
+    #[test]
+    fn what_a_peer_sends_is_bounded() {
+        let long = format!(r#"{{"type":"chat","text":"{}"}}"#, "가".repeat(1500));
+        assert_eq!(
+            ControlMessage::from_peer(&long),
+            Some(ControlMessage::Chat {
+                text: "가".repeat(MAX_CHAT_CHARS)
+            }),
+            "cut to the chat limit"
+        );
+        let huge = format!(r#"{{"type":"chat","text":"{}"}}"#, "a".repeat(10_000));
+        assert_eq!(ControlMessage::from_peer(&huge), None, "over 8 KiB");
+        let media = ControlMessage::Media {
+            audio: false,
+            video: true,
+        };
+        assert_eq!(ControlMessage::from_peer(&media.to_json()), Some(media));
+    }
+}

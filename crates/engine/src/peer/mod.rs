@@ -1,0 +1,491 @@
+//! The WebRTC peer connection: the only module that names webrtc-rs types.
+//!
+//! One [`Peer`] per call: one H.264 video and one Opus audio track each way
+//! ([`tracks`]), a data channel for chat and control, NACK, PLI and RTCP reports
+//! through the default interceptors plus one that hands keyframe requests to us
+//! ([`keyframe`]). Events from the connection's driver are forwarded to a bounded channel
+//! without blocking ([`handler`]); inbound RTP goes to the media pipeline and encoded
+//! media comes from it through [`crate::packets`], free of webrtc-rs types.
+//!
+//! The engine's actor is the only owner of a `Peer`. Every task a peer starts (RTP and
+//! data channel pumps, RTCP drains, media writers) lives in its [`PeerTasks`] and is
+//! aborted and awaited by [`Peer::close`]. Always close: a peer connection dropped
+//! without it leaks its driver (see ../shared/notes).
+
+pub mod depacketize;
+mod handler;
+mod keyframe;
+mod net_stats;
+mod tracks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chingu_proto::{IceServer, Signal};
+use rtc::interceptor::Slot;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceServer, RTCIceTransportPolicy, RTCSessionDescription, Registry,
+    SettingEngineBuilder, StatsSelector, register_default_interceptors,
+};
+
+use crate::packets::{InboundSinks, OutboundMedia};
+use crate::stats::NetStats;
+use handler::Handler;
+use keyframe::KeyframeRequestForwarder;
+use tracks::{H264_PT, OPUS_PT, Tracks};
+
+pub use tracks::duration_for_ticks;
+
+/// Label of the data channel that carries chat and media-state messages.
+pub const CONTROL_CHANNEL: &str = "chingu";
+/// Events queued from the driver to the engine; beyond this, state changes still arrive
+/// (they are few) but candidates are dropped with a warning.
+const EVENT_QUEUE: usize = 256;
+/// Remote candidates kept while waiting for the remote description.
+const MAX_PENDING_CANDIDATES: usize = 64;
+
+/// What can go wrong with a peer connection, one variant per step that can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    #[error("the peer's session description is not valid: {0}")]
+    BadDescription(String),
+    #[error("the peer's ICE candidate is not valid: {0}")]
+    BadCandidate(String),
+    #[error("the peer sent more than {MAX_PENDING_CANDIDATES} candidates before its description")]
+    TooManyCandidates,
+    #[error("codecs or interceptors could not be set up: {0}")]
+    Codec(String),
+    #[error("the peer connection could not be built: {0}")]
+    Build(String),
+    #[error("a track could not be added: {0}")]
+    AddTrack(String),
+    #[error("the control channel could not be created: {0}")]
+    DataChannel(String),
+    #[error("no offer could be made: {0}")]
+    CreateOffer(String),
+    #[error("no answer could be made: {0}")]
+    CreateAnswer(String),
+    #[error("our own description was refused: {0}")]
+    LocalDescription(String),
+    #[error("no codec has been negotiated yet")]
+    NotNegotiated,
+    #[error("a frame could not be packetized: {0}")]
+    Packetize(String),
+    #[error("media could not be sent: {0}")]
+    Send(String),
+    #[error("the chat channel is not open")]
+    ChannelNotOpen,
+}
+
+/// How to build a peer connection.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    pub ice_servers: Vec<IceServer>,
+    /// Local addresses to gather host candidates on. `0.0.0.0:0` means every interface
+    /// except loopback; a loopback address is used as given (tests, benchmarks).
+    pub udp_addrs: Vec<SocketAddr>,
+    /// Relay only (TURN), for users who do not want to reveal their address.
+    pub relay_only: bool,
+    /// Unique per peer in a process: equal track ids on both ends misroute RTCP.
+    pub track_prefix: String,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            udp_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
+            relay_only: false,
+            track_prefix: "chingu".into(),
+        }
+    }
+}
+
+/// What the peer connection reports to the engine.
+#[derive(Debug, Clone)]
+pub enum PeerEvent {
+    /// A local candidate to send to the peer.
+    Candidate(Signal),
+    /// Gathering finished; tell the peer there are no more candidates.
+    GatheringComplete,
+    /// DTLS is up: media can flow.
+    Connected,
+    /// The connection failed or was lost.
+    Failed(String),
+    /// Nothing arrived from the peer for a few seconds (ICE disconnected): the network
+    /// may be down. Either `Restored` or `Failed` follows.
+    Interrupted,
+    /// Packets flow again after `Interrupted`.
+    Restored,
+    /// The peer's control channel opened (chat can be sent).
+    ChannelOpen,
+    /// A text message on the control channel.
+    ChannelMessage(String),
+    /// The peer asked for a keyframe (PLI or FIR).
+    KeyframeRequested,
+}
+
+/// The tasks one peer runs. Spawning after [`Self::shutdown`] starts nothing.
+#[derive(Debug)]
+pub(crate) struct PeerTasks {
+    set: std::sync::Mutex<Option<JoinSet<()>>>,
+}
+
+impl PeerTasks {
+    fn new() -> Self {
+        Self {
+            set: std::sync::Mutex::new(Some(JoinSet::new())),
+        }
+    }
+
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut set = self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match set.as_mut() {
+            Some(set) => {
+                set.spawn(task);
+            }
+            None => tracing::debug!("peer closed: task not started"),
+        }
+    }
+
+    /// Aborts every task and waits for them to end.
+    async fn shutdown(&self) {
+        let set = self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut set) = set {
+            set.shutdown().await;
+        }
+    }
+}
+
+/// A live peer connection for one call.
+pub struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    tracks: Tracks,
+    channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
+    closing: Arc<AtomicBool>,
+    remote_description_set: AtomicBool,
+    /// Candidates that arrived before the remote description.
+    pending_candidates: Mutex<Vec<RTCIceCandidateInit>>,
+    tasks: Arc<PeerTasks>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("video_ssrc", &self.tracks.video.ssrc)
+            .field("audio_ssrc", &self.tracks.audio.ssrc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// Builds the connection and its local tracks. The offerer also creates the control
+    /// channel; the answerer receives it.
+    pub async fn new(
+        options: PeerOptions,
+        offerer: bool,
+        sinks: InboundSinks,
+    ) -> Result<(Self, mpsc::Receiver<PeerEvent>), PeerError> {
+        let codec = |e: rtc::shared::error::Error| PeerError::Codec(e.to_string());
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: tracks::h264_codec(),
+                    payload_type: H264_PT,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(codec)?;
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: tracks::opus_codec(),
+                    payload_type: OPUS_PT,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(codec)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)
+            .map_err(codec)?
+            .with(Slot::from(14_000), KeyframeRequestForwarder::default());
+        let loopback = options.udp_addrs.iter().any(|a| a.ip().is_loopback());
+        // ICE checks every 10 ms instead of 200 ms: the driver only flushes queued
+        // handshake packets on a timer tick, so the interval is most of setup time.
+        // A connection silent for 5 s (the default) is reported as interrupted; one
+        // silent for 15 s (not the default 25) has failed and the call ends: nobody waits
+        // that long on a frozen picture.
+        let settings = SettingEngineBuilder::new()
+            .with_ice_connection_attempts(Some(Duration::from_millis(10)), Some(140))
+            .with_ice_timeouts(None, Some(Duration::from_secs(15)), None)
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(loopback)
+            .build();
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(
+                options
+                    .ice_servers
+                    .iter()
+                    .map(|s| RTCIceServer {
+                        urls: s.urls.clone(),
+                        username: s.username.clone().unwrap_or_default(),
+                        credential: s.credential.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            )
+            .with_ice_transport_policy(if options.relay_only {
+                RTCIceTransportPolicy::Relay
+            } else {
+                RTCIceTransportPolicy::All
+            })
+            .build();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let channel = Arc::new(Mutex::new(None));
+        let closing = Arc::new(AtomicBool::new(false));
+        let tasks = Arc::new(PeerTasks::new());
+        let handler = Arc::new(Handler {
+            events: events_tx.clone(),
+            sinks,
+            channel: Arc::clone(&channel),
+            connected: AtomicBool::new(false),
+            closing: Arc::clone(&closing),
+            tasks: Arc::clone(&tasks),
+        });
+        let tracks = Tracks::new(&options.track_prefix)?;
+        let pc = Box::pin(
+            PeerConnectionBuilder::new()
+                .with_configuration(config)
+                .with_media_engine(media)
+                .with_setting_engine(settings)
+                .with_interceptor_registry(registry)
+                .with_handler(handler)
+                .with_udp_addrs(options.udp_addrs.clone())
+                .build(),
+        )
+        .await
+        .map_err(|e| PeerError::Build(e.to_string()))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let peer = Self {
+            pc,
+            tracks,
+            channel,
+            closing,
+            remote_description_set: AtomicBool::new(false),
+            pending_candidates: Mutex::new(Vec::new()),
+            tasks,
+        };
+        if let Err(e) = peer.setup(offerer, events_tx).await {
+            peer.close().await;
+            return Err(e);
+        }
+        Ok((peer, events_rx))
+    }
+
+    async fn setup(&self, offerer: bool, events: mpsc::Sender<PeerEvent>) -> Result<(), PeerError> {
+        for track in self.tracks.as_track_locals() {
+            self.pc
+                .add_track(track)
+                .await
+                .map_err(|e| PeerError::AddTrack(e.to_string()))?;
+        }
+        // Keyframe requests for our video arrive as events on the local video track.
+        let video = Arc::clone(&self.tracks.video.track);
+        let keyframe_events = events.clone();
+        self.tasks.spawn(async move {
+            while let Some(event) = video.poll().await {
+                if !matches!(event, TrackLocalEvent::OnRtcpPacket(_)) {
+                    continue;
+                }
+                if keyframe_events
+                    .try_send(PeerEvent::KeyframeRequested)
+                    .is_err()
+                    && keyframe_events.is_closed()
+                {
+                    break;
+                }
+            }
+        });
+        // Drain RTCP events on the audio track so its queue never fills.
+        let audio = Arc::clone(&self.tracks.audio.track);
+        self.tasks
+            .spawn(async move { while audio.poll().await.is_some() {} });
+        if offerer {
+            let channel = self
+                .pc
+                .create_data_channel(CONTROL_CHANNEL, None)
+                .await
+                .map_err(|e| PeerError::DataChannel(e.to_string()))?;
+            *self.channel.lock().await = Some(Arc::clone(&channel));
+            self.tasks.spawn(handler::pump_channel(channel, events));
+        }
+        Ok(())
+    }
+
+    pub async fn create_offer(&self) -> Result<String, PeerError> {
+        let offer = self
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(|e| PeerError::CreateOffer(e.to_string()))?;
+        let sdp = offer.sdp.clone();
+        self.pc
+            .set_local_description(offer)
+            .await
+            .map_err(|e| PeerError::LocalDescription(e.to_string()))?;
+        Ok(sdp)
+    }
+
+    /// Applies the peer's offer and returns our answer.
+    pub async fn accept_offer(&self, sdp: String) -> Result<String, PeerError> {
+        let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
+        let offer = RTCSessionDescription::offer(sdp).map_err(bad)?;
+        self.pc.set_remote_description(offer).await.map_err(bad)?;
+        self.remote_description_applied().await;
+        let answer = self
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(|e| PeerError::CreateAnswer(e.to_string()))?;
+        let out = answer.sdp.clone();
+        self.pc
+            .set_local_description(answer)
+            .await
+            .map_err(|e| PeerError::LocalDescription(e.to_string()))?;
+        self.learn_payload_types().await;
+        Ok(out)
+    }
+
+    pub async fn accept_answer(&self, sdp: String) -> Result<(), PeerError> {
+        let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
+        let answer = RTCSessionDescription::answer(sdp).map_err(bad)?;
+        self.pc.set_remote_description(answer).await.map_err(bad)?;
+        self.remote_description_applied().await;
+        self.learn_payload_types().await;
+        Ok(())
+    }
+
+    async fn remote_description_applied(&self) {
+        self.remote_description_set.store(true, Ordering::SeqCst);
+        let pending = std::mem::take(&mut *self.pending_candidates.lock().await);
+        for candidate in pending {
+            if let Err(e) = self.pc.add_ice_candidate(candidate).await {
+                tracing::warn!("early candidate rejected: {e}");
+            }
+        }
+    }
+
+    async fn learn_payload_types(&self) {
+        for sender in self.pc.get_senders().await {
+            let Ok(params) = sender.get_parameters().await else {
+                continue;
+            };
+            if let Some(codec) = params.rtp_parameters.codecs.first() {
+                self.tracks
+                    .learn_payload_type(&codec.rtp_codec.mime_type, codec.payload_type);
+            }
+        }
+    }
+
+    /// Adds a remote candidate (`EndOfCandidates` is accepted and needs nothing).
+    pub async fn add_candidate(&self, signal: Signal) -> Result<(), PeerError> {
+        let Signal::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+        } = signal
+        else {
+            return Ok(());
+        };
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+            ..Default::default()
+        };
+        if !self.remote_description_set.load(Ordering::SeqCst) {
+            let mut pending = self.pending_candidates.lock().await;
+            if pending.len() >= MAX_PENDING_CANDIDATES {
+                return Err(PeerError::TooManyCandidates);
+            }
+            pending.push(init);
+            return Ok(());
+        }
+        self.pc
+            .add_ice_candidate(init)
+            .await
+            .map_err(|e| PeerError::BadCandidate(e.to_string()))
+    }
+
+    /// Sends the pipeline's encoded media until its queues close (writer tasks owned by
+    /// this peer).
+    pub fn send_media(&self, media: OutboundMedia) {
+        for writer in self.tracks.writers(media) {
+            self.tasks.spawn(writer);
+        }
+    }
+
+    /// Asks the peer for a keyframe (after loss the decoder cannot conceal).
+    pub async fn request_keyframe(&self) {
+        for receiver in self.pc.get_receivers().await {
+            let track = receiver.track();
+            if track.kind().await != RtpCodecKind::Video {
+                continue;
+            }
+            let Some(&media_ssrc) = track.ssrcs().await.first() else {
+                continue;
+            };
+            if let Err(e) = track
+                .write_rtcp(vec![keyframe::picture_loss(media_ssrc)])
+                .await
+            {
+                tracing::debug!("PLI not sent: {e}");
+            }
+        }
+    }
+
+    /// Sends a text message on the control channel.
+    pub async fn send_text(&self, text: &str) -> Result<(), PeerError> {
+        let channel = self.channel.lock().await.clone();
+        let channel = channel.ok_or(PeerError::ChannelNotOpen)?;
+        channel
+            .send_text(text)
+            .await
+            .map_err(|_| PeerError::ChannelNotOpen)
+    }
+
+    /// The transport's view of the call, in our own types.
+    pub async fn net_stats(&self) -> NetStats {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        net_stats::net_stats(&report, self.tracks.frames_sent.load(Ordering::Relaxed))
+    }
+
+    /// Closes the connection and ends every task it started. Idempotent; never fails (a
+    /// failure is logged).
+    pub async fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(channel) = self.channel.lock().await.take() {
+            let _ = channel.close().await;
+        }
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!("peer close: {e}");
+        }
+        self.tasks.shutdown().await;
+    }
+}

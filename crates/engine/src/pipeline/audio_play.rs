@@ -1,0 +1,127 @@
+//! Incoming audio: a task forwards RTP from the transport to the playout thread, which
+//! keeps the jitter buffer and, every 20 ms by the clock, decodes one Opus frame (the
+//! packet, FEC from the next one, or concealment) for the tap and the speaker. Between
+//! ticks it blocks on its packet queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use chingu_media::audio_device::{DeviceEvent, Speaker};
+use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder};
+use tokio::sync::mpsc;
+
+use super::config::{AudioOutput, AudioTap, Device, MediaNotice};
+use super::jitter::{JitterBuffer, Playout};
+use super::reopen::Reopener;
+use crate::packets::RtpIn;
+use crate::stats::MediaCounters;
+
+/// Packets queued for the playout thread (1.3 s of audio).
+pub(crate) const PLAYOUT_QUEUE: usize = 64;
+
+/// Moves packets from the transport's async queue to the playout thread's.
+pub(crate) async fn forward_audio(
+    mut rtp: mpsc::Receiver<RtpIn>,
+    playout: std_mpsc::SyncSender<RtpIn>,
+    counters: Arc<MediaCounters>,
+) {
+    while let Some(packet) = rtp.recv().await {
+        counters.audio_packets_received.fetch_add(1, Relaxed);
+        if let Err(std_mpsc::TrySendError::Disconnected(_)) = playout.try_send(packet) {
+            break;
+        }
+    }
+}
+
+pub(crate) struct PlayoutCtx {
+    pub(crate) rx: std_mpsc::Receiver<RtpIn>,
+    pub(crate) output: AudioOutput,
+    pub(crate) tap: Option<AudioTap>,
+    pub(crate) counters: Arc<MediaCounters>,
+    pub(crate) notices: mpsc::Sender<MediaNotice>,
+}
+
+/// Runs until the forwarder ends (its queue closes).
+pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
+    let mut decoder = match OpusDecoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("Opus decoder: {e}");
+            return;
+        }
+    };
+    let report = |message: String| {
+        let _ = ctx.notices.try_send(MediaNotice::DeviceError {
+            device: Device::Speaker,
+            message,
+        });
+    };
+    let mut speaker = match &ctx.output {
+        AudioOutput::Discard => None,
+        AudioOutput::Speaker { id } => match Speaker::open(id.as_deref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                report(e.to_string());
+                None
+            }
+        },
+    };
+    let mut reopener = Reopener::new(Device::Speaker);
+    let mut jitter = JitterBuffer::new();
+    let mut pcm = [0i16; FRAME_SAMPLES];
+    let frame = Duration::from_millis(20);
+    let mut due = Instant::now() + frame;
+    loop {
+        // Take packets as they come until the next 20 ms are due.
+        let now = Instant::now();
+        if due > now {
+            match ctx.rx.recv_timeout(due - now) {
+                Ok(p) => {
+                    jitter.push(p.sequence, p.payload, p.arrived);
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        due = (due + frame).max(Instant::now() - frame);
+        let result = match jitter.pop(Instant::now()) {
+            Playout::Waiting => continue,
+            Playout::Packet(p) => decoder.decode(&p, &mut pcm),
+            Playout::Fec(next) => decoder.decode_fec(&next, &mut pcm),
+            Playout::Conceal => decoder.conceal(&mut pcm),
+        };
+        if let Err(e) = result {
+            tracing::debug!("audio decode: {e}");
+            pcm.fill(0);
+        }
+        let c = &ctx.counters;
+        c.total_samples_received
+            .fetch_add(FRAME_SAMPLES as u64, Relaxed);
+        c.concealed_samples
+            .store(jitter.concealed * FRAME_SAMPLES as u64, Relaxed);
+        c.fec_recovered.store(jitter.fec_recovered, Relaxed);
+        c.jitter_buffer_delay_us
+            .store(jitter.total_delay.as_micros() as u64, Relaxed);
+        c.jitter_buffer_emitted.store(jitter.emitted, Relaxed);
+        c.set_remote_level(&pcm);
+        if let Some(tap) = &ctx.tap {
+            tap(&pcm);
+        }
+        if let Some(s) = speaker.as_mut() {
+            if let Some(DeviceEvent::Ended { reason }) = s.poll_event() {
+                speaker = None;
+                if let AudioOutput::Speaker { id } = &ctx.output {
+                    match reopener.reopen(&reason, || Speaker::open(id.as_deref())) {
+                        Ok(s) => speaker = Some(s),
+                        Err(reason) => report(reason),
+                    }
+                }
+                continue;
+            }
+            s.write(&pcm);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Incoming video: a task assembles RTP packets into frames ([`FrameAssembler`]),
+//! depacketizes them, gates decoding on keyframes after a loss and asks for one (through
+//! the engine, at most every 250 ms); a thread decodes, counts freezes and hands frames
+//! to the sink. The task sleeps until a packet, the assembler's deadline or the next
+//! keyframe request is due; the thread blocks on its queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use chingu_media::I420Frame;
+use chingu_media::frame::now_us;
+use chingu_media::h264::H264Decoder;
+use tokio::sync::{Notify, mpsc};
+
+use super::assembler::FrameAssembler;
+use super::config::{FrameInfo, MediaNotice, VideoSink};
+use crate::packets::RtpIn;
+use crate::peer::depacketize::H264Depacketizer;
+use crate::stats::MediaCounters;
+
+/// Keyframe requests are sent at most this often.
+const PLI_INTERVAL: Duration = Duration::from_millis(250);
+/// Frames queued for the decoder: room for a burst (frames held back for a
+/// retransmission are released together).
+pub(crate) const DECODE_QUEUE: usize = 16;
+
+pub(crate) struct DecodeJob {
+    annex_b: Vec<u8>,
+    rtp_timestamp: u32,
+    received_us: u64,
+}
+
+/// Whether an Annex B access unit holds an IDR slice.
+pub fn contains_idr(annex_b: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 3 < annex_b.len() {
+        if annex_b[i] == 0 && annex_b[i + 1] == 0 && annex_b[i + 2] == 1 {
+            if annex_b[i + 3] & 0x1F == 5 {
+                return true;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+pub(crate) struct ReceiveCtx {
+    pub(crate) rtp: mpsc::Receiver<RtpIn>,
+    pub(crate) decoder: std_mpsc::SyncSender<DecodeJob>,
+    pub(crate) counters: Arc<MediaCounters>,
+    /// Signalled by the decoding thread when it cannot go on without a keyframe.
+    pub(crate) decoder_wants_keyframe: Arc<Notify>,
+    pub(crate) notices: mpsc::Sender<MediaNotice>,
+}
+
+pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
+    let ReceiveCtx {
+        mut rtp,
+        decoder,
+        counters,
+        decoder_wants_keyframe,
+        notices,
+    } = ctx;
+    let mut assembler = FrameAssembler::new();
+    let mut depacketizer = H264Depacketizer::default();
+    let mut need_keyframe = true;
+    let mut last_pli: Option<Instant> = None;
+    let epoch_offset_us = now_us();
+    let epoch = Instant::now();
+    let to_us =
+        |t: Instant| epoch_offset_us + t.saturating_duration_since(epoch).as_micros() as u64;
+    loop {
+        let pli_due = need_keyframe.then(|| last_pli.map_or(Instant::now(), |t| t + PLI_INTERVAL));
+        let wake = [assembler.poll_timeout(), pli_due]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            packet = rtp.recv() => {
+                let Some(p) = packet else { break };
+                assembler.push(p.sequence, p.timestamp, p.marker, p.payload, p.arrived);
+            }
+            () = decoder_wants_keyframe.notified() => need_keyframe = true,
+            () = sleep_until(wake) => {}
+        }
+        let mut gave_up = false;
+        while let Some(frame) = assembler.pop(Instant::now(), &mut gave_up) {
+            counters.frames_assembled.fetch_add(1, Relaxed);
+            let mut annex_b = Vec::with_capacity(frame.payloads.iter().map(|p| p.len() + 4).sum());
+            let mut broken = false;
+            for payload in &frame.payloads {
+                if depacketizer.push(payload, &mut annex_b).is_err() {
+                    broken = true;
+                }
+            }
+            if broken || gave_up {
+                tracing::debug!(
+                    broken,
+                    gave_up,
+                    lost = assembler.frames_lost,
+                    "video frame lost; waiting for a keyframe"
+                );
+                need_keyframe = true;
+                depacketizer.reset();
+            }
+            if broken || annex_b.is_empty() {
+                counters.frames_dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            if need_keyframe {
+                if !contains_idr(&annex_b) {
+                    tracing::debug!(
+                        ts = frame.timestamp,
+                        "frame dropped: waiting for a keyframe"
+                    );
+                    counters.frames_dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
+                need_keyframe = false;
+            }
+            let job = DecodeJob {
+                annex_b,
+                rtp_timestamp: frame.timestamp,
+                received_us: to_us(frame.first_arrival),
+            };
+            match decoder.try_send(job) {
+                Ok(()) => {}
+                Err(std_mpsc::TrySendError::Full(_)) => {
+                    tracing::debug!("decoder behind: frame dropped");
+                    counters.frames_dropped.fetch_add(1, Relaxed);
+                    need_keyframe = true;
+                }
+                Err(std_mpsc::TrySendError::Disconnected(_)) => return,
+            }
+        }
+        if need_keyframe && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+            // Nothing decodable until a keyframe: ask, at most every 250 ms. (Right at
+            // the start the sender's first frame is a keyframe anyway.)
+            if last_pli.is_some() || gave_up || counters.frames_assembled.load(Relaxed) > 0 {
+                let _ = notices.try_send(MediaNotice::KeyframeNeeded);
+                counters.pli_sent.fetch_add(1, Relaxed);
+            }
+            last_pli = Some(Instant::now());
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// W3C's freeze: an interval between rendered frames over max(3 × the average interval,
+/// the average + 150 ms).
+#[derive(Debug)]
+struct FreezeDetector {
+    last: Option<Instant>,
+    average: Duration,
+}
+
+impl FreezeDetector {
+    fn new() -> Self {
+        Self {
+            last: None,
+            average: Duration::from_millis(33),
+        }
+    }
+
+    /// A frame was rendered at `now`; returns how long the picture was frozen before it.
+    fn rendered(&mut self, now: Instant) -> Option<Duration> {
+        let gap = self.last.replace(now).map(|last| now - last)?;
+        let threshold = (self.average * 3).max(self.average + Duration::from_millis(150));
+        if gap > threshold {
+            Some(gap)
+        } else {
+            self.average = (self.average * 7 + gap) / 8;
+            None
+        }
+    }
+}
+
+/// Decodes until the receive task ends (its queue closes).
+pub(crate) fn video_decode_thread(
+    jobs: std_mpsc::Receiver<DecodeJob>,
+    sink: Option<VideoSink>,
+    counters: Arc<MediaCounters>,
+    wants_keyframe: Arc<Notify>,
+) {
+    let mut decoder = match H264Decoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("H.264 decoder: {e}");
+            return;
+        }
+    };
+    let Ok(mut frame) = I420Frame::new(2, 2) else {
+        return;
+    };
+    let mut freezes = FreezeDetector::new();
+    for job in jobs {
+        let started = Instant::now();
+        match decoder.decode(&job.annex_b, &mut frame) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::debug!("decode failed: {e}");
+                counters.decode_errors.fetch_add(1, Relaxed);
+                wants_keyframe.notify_one();
+                continue;
+            }
+        }
+        let now = Instant::now();
+        counters
+            .total_decode_time_us
+            .fetch_add((now - started).as_micros() as u64, Relaxed);
+        counters.frames_decoded.fetch_add(1, Relaxed);
+        if contains_idr(&job.annex_b) {
+            counters.key_frames_decoded.fetch_add(1, Relaxed);
+        }
+        counters.decode_width.store(frame.width() as u32, Relaxed);
+        counters.decode_height.store(frame.height() as u32, Relaxed);
+        if let Some(frozen) = freezes.rendered(now) {
+            counters.freeze_count.fetch_add(1, Relaxed);
+            counters
+                .total_freezes_duration_us
+                .fetch_add(frozen.as_micros() as u64, Relaxed);
+        }
+        if let Some(sink) = &sink {
+            sink(
+                &frame,
+                &FrameInfo {
+                    rtp_timestamp: job.rtp_timestamp,
+                    received_us: job.received_us,
+                    decoded_us: now_us(),
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idr_detection_reads_nal_types() {
+        assert!(contains_idr(&[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 9]));
+        assert!(!contains_idr(&[0, 0, 0, 1, 0x41, 1, 2, 3]));
+        assert!(!contains_idr(&[]));
+        assert!(!contains_idr(&[0, 0, 1]));
+    }
+
+    #[test]
+    fn a_gap_well_over_the_frame_interval_is_a_freeze() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut freezes = FreezeDetector::new();
+        assert_eq!(freezes.rendered(t0), None, "the first frame");
+        let mut t = t0;
+        for _ in 0..30 {
+            t += ms(33);
+            assert_eq!(freezes.rendered(t), None, "steady 30 fps");
+        }
+        t += ms(150);
+        assert_eq!(freezes.rendered(t), None, "150 ms is under 33 + 150");
+        t += ms(400);
+        assert_eq!(freezes.rendered(t), Some(ms(400)));
+    }
+}

@@ -1,0 +1,292 @@
+//! Outgoing video: one thread captures (camera, pattern or relay), shows the local
+//! preview, encodes H.264 and queues the frame for the transport. It blocks on its
+//! source (the camera's or relay's slot, or the pattern's clock), never on a sleep loop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chingu_media::audio_device::DeviceEvent;
+use chingu_media::camera::Camera;
+use chingu_media::frame::now_us;
+use chingu_media::h264::{EncoderSettings, H264Encoder};
+use chingu_media::pattern::TestPattern;
+use chingu_media::{I420Frame, MediaError};
+use tokio::sync::mpsc;
+
+use super::config::{Device, FrameInfo, MediaNotice, VideoSink, VideoSource};
+use super::relay::FrameRelay;
+use super::reopen::Reopener;
+use crate::packets::EncodedVideo;
+use crate::stats::MediaCounters;
+
+/// The longest a source is waited on before the thread looks at its controls again.
+pub(crate) const SOURCE_WAIT: Duration = Duration::from_millis(50);
+
+/// What a call sends when the camera cannot be opened and fallback is on.
+pub(crate) const FALLBACK_PATTERN: VideoSource = VideoSource::TestPattern {
+    width: 640,
+    height: 480,
+    fps: 30,
+};
+
+/// Changes to the outgoing video during a call.
+#[derive(Debug)]
+pub(crate) enum VideoCtl {
+    Source(Option<VideoSource>),
+    Enabled(bool),
+}
+
+/// An open video source.
+pub(crate) enum FrameSource {
+    Pattern {
+        pattern: TestPattern,
+        interval: Duration,
+        due: Instant,
+    },
+    Camera(Camera),
+    Relay(Arc<FrameRelay>),
+}
+
+impl FrameSource {
+    /// Waits up to `max_wait` for the next frame and writes it into `frame`; false when
+    /// none came (`max_wait` zero: only looks).
+    pub(crate) fn next_frame(&mut self, frame: &mut I420Frame, max_wait: Duration) -> bool {
+        match self {
+            FrameSource::Pattern {
+                pattern,
+                interval,
+                due,
+            } => {
+                let now = Instant::now();
+                if *due > now {
+                    std::thread::sleep((*due - now).min(max_wait));
+                }
+                let now = Instant::now();
+                if *due > now {
+                    return false;
+                }
+                // Late by more than a frame (a stall): skip ahead, do not burst.
+                *due = (*due + *interval).max(now);
+                let capture = now_us();
+                frame.capture_us = capture;
+                pattern.draw(frame, capture);
+                true
+            }
+            FrameSource::Relay(relay) => relay.wait_take(frame, max_wait),
+            FrameSource::Camera(camera) => camera.wait_frame(frame, max_wait),
+        }
+    }
+
+    /// Why the source stopped for good, if it did (a camera unplugged).
+    pub(crate) fn ended(&self) -> Option<String> {
+        match self {
+            FrameSource::Camera(camera) => match camera.events.try_recv() {
+                Ok(DeviceEvent::Ended { reason }) => Some(reason),
+                Err(_) => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Opens `source`, writing its first size into `frame` where it is known.
+pub(crate) fn open_video(
+    source: &VideoSource,
+    frame: &mut I420Frame,
+) -> Result<FrameSource, MediaError> {
+    match source {
+        VideoSource::TestPattern { width, height, fps } => {
+            frame.resize(*width as usize, *height as usize)?;
+            Ok(FrameSource::Pattern {
+                pattern: TestPattern::new(),
+                interval: Duration::from_secs(1) / (*fps).clamp(1, 60),
+                due: Instant::now(),
+            })
+        }
+        VideoSource::Camera { id, request } => {
+            Ok(FrameSource::Camera(Camera::open(id.as_deref(), *request)?))
+        }
+        VideoSource::Relay(relay) => Ok(FrameSource::Relay(Arc::clone(relay))),
+    }
+}
+
+/// Opens `source`; when that fails and `fallback` is on, the synthetic pattern instead.
+/// A failure is reported through `report` (saying when the pattern stands in).
+pub(crate) fn open_video_or_pattern(
+    source: &VideoSource,
+    fallback: bool,
+    frame: &mut I420Frame,
+    report: impl FnOnce(Device, String),
+) -> Option<FrameSource> {
+    match open_video(source, frame) {
+        Ok(source) => Some(source),
+        Err(e) if fallback => {
+            report(
+                Device::Camera,
+                format!("{e}; sending a test pattern instead"),
+            );
+            open_video(&FALLBACK_PATTERN, frame).ok()
+        }
+        Err(e) => {
+            report(Device::Camera, e.to_string());
+            None
+        }
+    }
+}
+
+pub(crate) struct VideoSendCtx {
+    pub(crate) source: Option<VideoSource>,
+    pub(crate) camera_fallback: bool,
+    pub(crate) bitrate_bps: u32,
+    pub(crate) ctl: std_mpsc::Receiver<VideoCtl>,
+    pub(crate) out: mpsc::Sender<EncodedVideo>,
+    pub(crate) keyframe: Arc<AtomicBool>,
+    pub(crate) counters: Arc<MediaCounters>,
+    pub(crate) preview: Option<VideoSink>,
+    pub(crate) notices: mpsc::Sender<MediaNotice>,
+}
+
+/// Runs until the call's media stops (its control channel closes).
+pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
+    let Ok(mut frame) = I420Frame::new(640, 480) else {
+        return;
+    };
+    let notices = ctx.notices.clone();
+    let report = move |device, message| {
+        let _ = notices.try_send(MediaNotice::DeviceError { device, message });
+    };
+    let open = |spec: &Option<VideoSource>, frame: &mut I420Frame| {
+        spec.as_ref()
+            .and_then(|spec| open_video_or_pattern(spec, ctx.camera_fallback, frame, &report))
+    };
+    let mut current = ctx.source.clone();
+    let mut source = open(&current, &mut frame);
+    let mut reopener = Reopener::new(Device::Camera);
+    let mut enabled = true;
+    let mut encoder: Option<(H264Encoder, usize, usize)> = None;
+    let mut last_ticks: Option<u64> = None;
+    loop {
+        loop {
+            match ctx.ctl.try_recv() {
+                Ok(VideoCtl::Enabled(on)) => {
+                    enabled = on;
+                    ctx.keyframe.store(true, Relaxed);
+                }
+                Ok(VideoCtl::Source(spec)) => {
+                    drop(source.take()); // close the old device before opening the new one
+                    source = open(&spec, &mut frame);
+                    current = spec;
+                    reopener = Reopener::new(Device::Camera);
+                    ctx.keyframe.store(true, Relaxed);
+                }
+                Err(std_mpsc::TryRecvError::Empty) => break,
+                Err(std_mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let Some(src) = source.as_mut() else {
+            // Nothing to send: wait for a control message (or the end of the call).
+            match ctx.ctl.recv_timeout(SOURCE_WAIT) {
+                Ok(VideoCtl::Enabled(on)) => enabled = on,
+                Ok(VideoCtl::Source(spec)) => {
+                    source = open(&spec, &mut frame);
+                    current = spec;
+                    reopener = Reopener::new(Device::Camera);
+                    ctx.keyframe.store(true, Relaxed);
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            continue;
+        };
+        if let Some(reason) = src.ended() {
+            drop(source.take());
+            if let Some(VideoSource::Camera { id, request }) = &current {
+                match reopener.reopen(&reason, || Camera::open(id.as_deref(), *request)) {
+                    Ok(camera) => source = Some(FrameSource::Camera(camera)),
+                    Err(reason) if ctx.camera_fallback => {
+                        report(
+                            Device::Camera,
+                            format!("{reason}; sending a test pattern instead"),
+                        );
+                        source = open_video(&FALLBACK_PATTERN, &mut frame).ok();
+                    }
+                    Err(reason) => report(Device::Camera, reason),
+                }
+            }
+            ctx.keyframe.store(true, Relaxed);
+            continue;
+        }
+        if !src.next_frame(&mut frame, SOURCE_WAIT) {
+            continue;
+        }
+        if let Some(preview) = &ctx.preview {
+            preview(&frame, &FrameInfo::captured(&frame));
+        }
+        if !enabled {
+            continue;
+        }
+        let (w, h) = (frame.width(), frame.height());
+        if encoder
+            .as_ref()
+            .is_none_or(|(_, ew, eh)| (*ew, *eh) != (w, h))
+        {
+            let settings = EncoderSettings {
+                bitrate_bps: ctx.bitrate_bps,
+                fps: 30.0,
+            };
+            match H264Encoder::new(settings) {
+                Ok(e) => encoder = Some((e, w, h)),
+                Err(e) => {
+                    tracing::error!("H.264 encoder: {e}");
+                    return;
+                }
+            }
+            ctx.counters.encode_width.store(w as u32, Relaxed);
+            ctx.counters.encode_height.store(h as u32, Relaxed);
+            ctx.keyframe.store(true, Relaxed);
+        }
+        let Some((enc, _, _)) = encoder.as_mut() else {
+            continue;
+        };
+        let force = ctx.keyframe.swap(false, Relaxed);
+        let started = Instant::now();
+        let encoded = match enc.encode(&frame, force) {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!("encode failed: {e}");
+                ctx.keyframe.store(true, Relaxed);
+                continue;
+            }
+        };
+        let c = &ctx.counters;
+        c.total_encode_time_us
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        c.frames_encoded.fetch_add(1, Relaxed);
+        c.bytes_encoded
+            .fetch_add(encoded.data.len() as u64, Relaxed);
+        if encoded.keyframe {
+            c.key_frames_encoded.fetch_add(1, Relaxed);
+        }
+        // RTP time from capture time, cumulatively, so rounding never drifts.
+        let ticks_now = frame.capture_us * 9 / 100;
+        let ticks = last_ticks.map_or(3000, |last| ticks_now.saturating_sub(last).max(1));
+        last_ticks = Some(ticks_now);
+        let out = EncodedVideo {
+            data: Bytes::copy_from_slice(encoded.data),
+            ticks: ticks.min(u64::from(u32::MAX)) as u32,
+        };
+        match ctx.out.try_send(out) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                c.frames_dropped_before_send.fetch_add(1, Relaxed);
+                // The frames after a dropped one reference it: start over from a keyframe.
+                ctx.keyframe.store(true, Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
