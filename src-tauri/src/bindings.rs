@@ -21,9 +21,10 @@ mod tests {
 
     #[test]
     fn the_committed_typescript_bindings_match_the_rust_code() {
-        let fresh = tempfile::NamedTempFile::new().expect("temp file");
-        export(&crate::specta_builder(), fresh.path()).expect("exported");
-        let generated = std::fs::read_to_string(fresh.path()).expect("read back");
+        let dir = chingu_testkit::tempdir().expect("temp dir");
+        let fresh = dir.path().join("bindings.ts");
+        export(&crate::specta_builder(), &fresh).expect("exported");
+        let generated = std::fs::read_to_string(&fresh).expect("read back");
         // The runner's directory first: a binary built in another checkout carries its path.
         let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
             .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());

@@ -121,7 +121,7 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
 
 fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Result<()> {
     let x = Xvfb::start()?;
-    let profiles = tempfile::tempdir()?;
+    let profiles = chingu_testkit::tempdir()?;
     let drivers = [
         Driver::start(driver, &x.display, &profiles.path().join("alice"))?,
         Driver::start(driver, &x.display, &profiles.path().join("bob"))?,
@@ -260,7 +260,7 @@ async fn two_apps_match_see_each_other_chat_move_on_and_hang_up() {
     let Some((app, driver)) = prerequisites() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = common::server(dir.path()).await;
     let url = server.ws_url();
     let artifacts = artifacts_dir();

@@ -15,7 +15,7 @@ use common::{ClientOptions, client, server};
 
 /// Sends `bad` in place of the description the engine waits for.
 async fn garbage_description(bad: &str) -> EndReason {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut a = client(&url, "alice", ClientOptions::default());
@@ -64,7 +64,7 @@ async fn a_malformed_description_ends_the_call_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_candidate_ends_the_call_with_a_reason() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut a = client(&url, "alice", ClientOptions::default());

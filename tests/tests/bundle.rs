@@ -60,7 +60,7 @@ fn check_desktop_entry(text: &str) -> Result<()> {
 /// saves a screenshot of its first screen.
 fn start_and_screenshot(binary: &Path, driver: &Path, shot: &Path) -> Result<()> {
     let x = Xvfb::start()?;
-    let profile = tempfile::tempdir()?;
+    let profile = chingu_testkit::tempdir()?;
     // Dropped (stopping the app) on every return.
     let driver = Driver::start(driver, &x.display, profile.path())?;
     let session = Session::start(driver.port, binary.to_str().context("path")?)?;
@@ -145,7 +145,7 @@ fn the_deb_installs_and_starts() -> Result<()> {
             "dpkg -r left the binary"
         );
     } else {
-        let root = tempfile::tempdir()?;
+        let root = chingu_testkit::tempdir()?;
         run(
             "dpkg-deb",
             &[

@@ -11,7 +11,7 @@ use common::{ClientOptions, client, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_carries_video_audio_and_chat_both_ways_then_hangs_up() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut a = client(
@@ -126,7 +126,7 @@ async fn a_call_carries_video_audio_and_chat_both_ways_then_hangs_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_rematches_with_whoever_is_waiting() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let auto = || ClientOptions {
@@ -161,7 +161,7 @@ async fn next_rematches_with_whoever_is_waiting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_vanishes_ends_the_call_within_five_seconds() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut a = client(&url, "alice", ClientOptions::default());
@@ -186,7 +186,7 @@ async fn a_peer_that_vanishes_ends_the_call_within_five_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_camera_the_call_sends_the_test_pattern_and_says_so() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut a = client(

@@ -135,7 +135,7 @@ async fn a_call_through_real_audio_devices() {
         }
     });
 
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut a = client(

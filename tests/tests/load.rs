@@ -8,7 +8,7 @@ use chingu_server::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_clients_match_signal_and_press_next_without_errors() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = chingu_server::start(Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_owned(),

@@ -60,7 +60,7 @@ async fn one_call(a: &mut Client, b: &mut Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_calls_return_resources_to_baseline() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut a = client(&url, "alice", ClientOptions::default());

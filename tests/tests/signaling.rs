@@ -45,7 +45,7 @@ async fn next(client: &mut SignalingClient) -> SignalingEvent {
 
 #[tokio::test]
 async fn connects_talks_and_reconnects_after_a_server_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = start_server("127.0.0.1:0".parse().expect("addr"), dir.path()).await;
     let addr = server.local_addr();
     let mut client = client(server.ws_url());

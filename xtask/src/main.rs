@@ -40,10 +40,13 @@ fn main() -> ExitCode {
         Some("bindings") => step(
             "regenerating ui/src/lib/bindings.ts",
             cargo()
+                // The workspace's feature resolution (see `build_all`); only the app's
+                // test binary is built.
                 .args([
                     "test",
                     "--locked",
-                    "-p",
+                    "--workspace",
+                    "--bin",
                     "chingu",
                     "--",
                     "--exact",
@@ -118,25 +121,10 @@ fn run(args: &[String]) -> Result {
     setup::ensure_all(false)?;
     let display =
         std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
-    step(
-        "building chingu-server and chingu-cli",
-        cargo().args([
-            "build",
-            "--locked",
-            "-p",
-            "chingu-server",
-            "-p",
-            "chingu-cli",
-        ]),
-    )?;
-    if display {
-        build_ui()?;
-        // A debug build (devtools on) that serves the built UI itself.
-        step(
-            "building the app",
-            cargo().args(["build", "--locked", "-p", "chingu"]),
-        )?;
-    }
+    // The app embeds the built UI, and is part of the one workspace build.
+    build_ui()?;
+    // Debug builds: the app has devtools and serves the built UI itself.
+    build_all(false)?;
     let data_dir = repo_root().join(".chingu/server-data");
     let debug = target_dir().join("debug");
     let url = format!("ws://{listen}/v1/ws");
@@ -237,8 +225,8 @@ fn test() -> Result {
             "warnings",
         ]),
     )?;
-    // A debug package for the bundle test; its build is also the app the end-to-end
-    // tests drive.
+    // The workspace's debug build and a package of it for the bundle test; the same
+    // build is the app the end-to-end tests drive, and the tests below reuse it.
     let packages = bundle(true)?;
     let deb = packages
         .iter()
@@ -298,22 +286,47 @@ fn build_ui() -> Result {
     step("ui: vite build", &mut npm(&["run", "build"]))
 }
 
-/// Builds the app's .deb and .rpm with the Tauri CLI from the UI's locked npm
-/// dependencies, from the UI already built (`debug`: a debug build, quicker, for the
-/// tests). Returns the packages' paths.
+/// Builds every package of the workspace: chingu-server, chingu-cli, the app and the
+/// libraries. Always the whole workspace, so that `run`, `test`, `bundle` and `bench`
+/// resolve dependency features the same way and reuse each other's builds (building
+/// `-p chingu-server -p chingu-cli` alone resolved them differently and rebuilt 129
+/// crates). Dev-dependencies add no features either (the `layout` of Cargo.toml keeps
+/// it so: see crates/testkit/src/tempdir.rs), so the tests reuse these builds too.
+fn build_all(release: bool) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["build", "--locked", "--workspace"]);
+    if release {
+        cmd.arg("--release");
+    }
+    step(
+        if release {
+            "building the workspace (release)"
+        } else {
+            "building the workspace"
+        },
+        &mut cmd,
+    )
+}
+
+/// Builds the workspace, then packages the app's .deb and .rpm from that build with the
+/// Tauri CLI (`tauri bundle`, from the UI's locked npm dependencies), from the UI already
+/// built (`debug`: a debug build, quicker, for the tests). Returns the packages' paths.
 fn bundle(debug: bool) -> Result<Vec<PathBuf>> {
+    build_all(!debug)?;
     let profile = if debug { "debug" } else { "release" };
     let out = target_dir().join(profile).join("bundle");
     let _ = std::fs::remove_dir_all(&out);
     let mut cli = Command::new(repo_root().join("ui/node_modules/.bin/tauri"));
     cli.current_dir(repo_root())
         .env("CARGO_TARGET_DIR", target_dir())
-        .args(["build", "--ci", "--bundles", "deb,rpm"]);
+        .args(["bundle", "--ci", "--bundles", "deb,rpm"]);
     if debug {
         cli.arg("--debug");
     }
-    cli.args(["--", "--locked"]);
-    step(&format!("tauri build ({profile}): .deb and .rpm"), &mut cli)?;
+    step(
+        &format!("tauri bundle ({profile}): .deb and .rpm"),
+        &mut cli,
+    )?;
     let mut packages = Vec::new();
     for kind in ["deb", "rpm"] {
         let dir = out.join(kind);
@@ -354,37 +367,27 @@ fn ui_checks() -> Result {
 fn bench(args: &[String]) -> Result {
     let clients = flag(args, "--clients").unwrap_or_else(|| "10000".into());
     let duration = flag(args, "--duration").unwrap_or_else(|| "20".into());
-    setup::ensure_all(false)?;
+    // The release workspace build, shared with `cargo xtask bundle`.
+    build_ui()?;
+    build_all(true)?;
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     step(
-        "building release binaries",
+        "building the benchmark examples (release)",
         cargo().args([
             "build",
             "--locked",
             "--release",
-            "-p",
-            "chingu-server",
-            "-p",
-            "chingu-cli",
+            "--workspace",
+            "--examples",
         ]),
     )?;
-    let out_dir = target_dir().join("bench");
-    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
-    for (package, example, file) in [
-        ("chingu-server", "matchmaker_bench", "matchmaker.jsonl"),
-        ("chingu-media", "codec_bench", "codecs.jsonl"),
+    for (example, file) in [
+        ("matchmaker_bench", "matchmaker.jsonl"),
+        ("codec_bench", "codecs.jsonl"),
     ] {
         eprintln!("xtask: {example}");
-        let output = cargo()
-            .args([
-                "run",
-                "--locked",
-                "--release",
-                "-q",
-                "-p",
-                package,
-                "--example",
-                example,
-            ])
+        let output = Command::new(target_dir().join("release/examples").join(example))
             .output()
             .map_err(|e| format!("running {example}: {e}"))?;
         if !output.status.success() {

@@ -22,7 +22,7 @@ fn cli(args: &[&str]) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_and_echo_call_each_other() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let mut echo = cli(&[
@@ -100,7 +100,7 @@ async fn bot_and_echo_call_each_other() {
 
 #[tokio::test]
 async fn a_bot_with_no_partner_fails() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
     let out = tokio::task::spawn_blocking(move || {

@@ -48,7 +48,7 @@ fn losing_the_network_mid_call_is_reported_then_ends_the_call() {
         eprintln!("SKIPPED: this kernel refuses `unshare -rn` (no user or network namespaces)");
         return;
     }
-    let data = tempfile::tempdir().expect("temp dir");
+    let data = chingu_testkit::tempdir().expect("temp dir");
     // Everything below runs in the new namespace, which has only its own loopback.
     let script = format!(
         r#"set -e

@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn records_survive_reopening() {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = chingu_testkit::tempdir().expect("temp dir");
         {
             let storage = Storage::open(dir.path()).expect("open");
             let block = Record::Block {
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_rating_is_stored_once_per_call_and_person() {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = chingu_testkit::tempdir().expect("temp dir");
         let storage = Storage::open(dir.path()).expect("open");
         let rating = |stars| Record::Rating {
             rater: id(1),
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_database_from_a_newer_server_is_refused() {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = chingu_testkit::tempdir().expect("temp dir");
         drop(Storage::open(dir.path()).expect("open"));
         let conn = Connection::open(dir.path().join("chingu.sqlite3")).expect("raw open");
         conn.pragma_update(None, "user_version", 99).expect("bump");
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn malformed_rows_are_skipped() {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = chingu_testkit::tempdir().expect("temp dir");
         let storage = Storage::open(dir.path()).expect("open");
         storage
             .conn

@@ -31,7 +31,7 @@ fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
 
 #[tokio::test]
 async fn a_block_survives_a_crash() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let (mut server, url) = spawn_server(dir.path());
     let (mut a, _b, call) = matched_pair(&url).await.unwrap();
     a.send(&ClientMessage::Block {
@@ -65,7 +65,7 @@ async fn a_block_survives_a_crash() {
 
 #[tokio::test]
 async fn sigterm_tells_clients_and_exits_cleanly() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let (mut server, url) = spawn_server(dir.path());
     let mut a = TestClient::hello(&url, "a").await.unwrap();
     let status = Command::new("kill")

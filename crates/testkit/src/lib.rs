@@ -1,9 +1,11 @@
 //! Test-only helpers: a protocol client over a real WebSocket with timeouts on every
 //! wait, a bare HTTP GET, a user-space PulseAudio ([`pulse`]), a private X server
-//! ([`xvfb`]) and a WebDriver client for the real app ([`webdriver`]). Used by the
+//! ([`xvfb`]), a WebDriver client for the real app ([`webdriver`]) and temporary
+//! directories ([`tempdir`]). Used by the
 //! integration tests and the end-to-end scenarios; never by shipped code.
 
 pub mod pulse;
+pub mod tempdir;
 pub mod webdriver;
 pub mod xvfb;
 
@@ -21,6 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub use tempdir::{TempDir, tempdir};
 /// A raw WebSocket frame, for tests that send what the protocol does not.
 pub use tokio_tungstenite::tungstenite::Message as Frame;
 

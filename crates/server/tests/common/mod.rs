@@ -7,11 +7,11 @@ use chingu_testkit::{http_get, metric};
 pub struct TestServer {
     pub server: RunningServer,
     pub url: String,
-    pub dir: tempfile::TempDir,
+    pub dir: chingu_testkit::TempDir,
 }
 
 /// Settings for tests: a free port, a fresh data dir, and fast widening so nobody waits.
-pub fn config(dir: &tempfile::TempDir) -> Config {
+pub fn config(dir: &chingu_testkit::TempDir) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_owned(),
@@ -24,13 +24,13 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = chingu_testkit::tempdir().expect("temp dir");
     let mut config = config(&dir);
     tweak(&mut config);
     start_in(dir, config).await
 }
 
-pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
+pub async fn start_in(dir: chingu_testkit::TempDir, config: Config) -> TestServer {
     let server = chingu_server::start(config).await.expect("server starts");
     let url = server.ws_url();
     TestServer { server, url, dir }
@@ -45,7 +45,7 @@ impl TestServer {
         metric(&body, name).unwrap_or_else(|| panic!("{name} missing from /metrics:\n{body}"))
     }
 
-    pub async fn stop(self) -> tempfile::TempDir {
+    pub async fn stop(self) -> chingu_testkit::TempDir {
         self.server.shutdown();
         self.server.stopped().await;
         self.dir
