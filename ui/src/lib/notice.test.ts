@@ -23,6 +23,6 @@ describe('notices', () => {
   });
 
   it('name the device in the user language', () => {
-    expect(noticeText({ kind: 'device', device: 'microphone', message: 'unplugged' }, ko)).toBe('마이크을(를) 사용할 수 없어요: unplugged');
+    expect(noticeText({ kind: 'device', device: 'microphone', message: 'unplugged' }, ko)).toBe('마이크 사용 불가: unplugged');
   });
 });
