@@ -18,24 +18,26 @@ use chingu_engine::pipeline::{AudioOutput, AudioSource, Device, VideoSource};
 use chingu_engine::{Command as EngineCommand, EngineEvent};
 use chingu_media::camera::CameraRequest;
 use chingu_media::tone::{ToneGenerator, dominant_tone};
+use chingu_testkit::process::Owned;
 use chingu_testkit::pulse::Pulse;
 use common::{ClientOptions, client, server};
 
 /// The "microphone": a tone played into vmic at real-time pace, for the whole test.
 fn play_tone_into_vmic(pulse: &mut Pulse, frequency_hz: f64) {
-    let mut pacat = Command::new("pacat")
-        .args([
-            "--playback",
-            "--device=vmic",
-            "--format=s16le",
-            "--rate=48000",
-            "--channels=1",
-            "--latency-msec=20",
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("run pacat");
-    let mut feed = pacat.stdin.take().expect("pacat stdin");
+    let mut pacat = Owned::spawn(
+        Command::new("pacat")
+            .args([
+                "--playback",
+                "--device=vmic",
+                "--format=s16le",
+                "--rate=48000",
+                "--channels=1",
+                "--latency-msec=20",
+            ])
+            .stdin(Stdio::piped()),
+    )
+    .expect("run pacat");
+    let mut feed = pacat.child().stdin.take().expect("pacat stdin");
     pulse.own(pacat);
     std::thread::spawn(move || {
         let mut tone = ToneGenerator::new(frequency_hz, 0.5);
@@ -105,18 +107,19 @@ async fn a_call_through_real_audio_devices() {
     };
     play_tone_into_vmic(&mut pulse, 440.0);
     // The "speaker" is vsink; record its monitor.
-    let mut parec = Command::new("parec")
-        .args([
-            "--device=vsink.monitor",
-            "--format=s16le",
-            "--rate=48000",
-            "--channels=1",
-            "--latency-msec=20",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run parec");
-    let mut recorded = parec.stdout.take().expect("parec stdout");
+    let mut parec = Owned::spawn(
+        Command::new("parec")
+            .args([
+                "--device=vsink.monitor",
+                "--format=s16le",
+                "--rate=48000",
+                "--channels=1",
+                "--latency-msec=20",
+            ])
+            .stdout(Stdio::piped()),
+    )
+    .expect("run parec");
+    let mut recorded = parec.child().stdout.take().expect("parec stdout");
     pulse.own(parec);
     let (heard_tx, heard_rx) = std::sync::mpsc::channel::<Vec<i16>>();
     std::thread::spawn(move || {

@@ -14,6 +14,10 @@ async fn simulated_clients_match_signal_and_press_next_without_errors() {
         data_dir: dir.path().to_owned(),
         // Everyone meets everyone again and again in a short run.
         cooldown_s: 0,
+        // Ten simulated people per address, each at its connection's limit: the
+        // per-address budget is for real households, not for this.
+        address_rate_limit_per_s: 100_000,
+        address_rate_limit_burst: 100_000,
         ..Config::default()
     })
     .await

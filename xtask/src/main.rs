@@ -3,6 +3,7 @@
 //! then runs, checks or measures. Only the standard library, so it builds in seconds.
 
 mod display;
+mod leftovers;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -258,14 +259,26 @@ fn test() -> Result {
         .env("CHINGU_DEB", &deb)
         .env("CHINGU_TAURI_DRIVER", &tauri_driver)
         .env("CHINGU_ARTIFACTS", &artifacts);
-    step(
+    let before = leftovers::snapshot();
+    let tested = step(
         if nextest {
             "cargo nextest run"
         } else {
             "cargo test (cargo-nextest is unavailable)"
         },
         &mut tests,
-    )?;
+    );
+    // Nothing a test started may outlive it, pass or fail.
+    let left = leftovers::since(&before);
+    if !left.is_empty() {
+        eprintln!("xtask: processes the tests left running:");
+        for process in &left {
+            eprintln!("  {process}");
+        }
+        tested?;
+        return Err(format!("{} processes outlived the tests", left.len()));
+    }
+    tested?;
     eprintln!("xtask: end-to-end screenshots in {}", artifacts.display());
     step(
         "doc tests",
@@ -433,7 +446,58 @@ fn bench(args: &[String]) -> Result {
     std::fs::write(&path, format!("[{}]\n", results.join(",")))
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
+
+    // What one address can do to the server, and what honest users see meanwhile.
+    let mut lines = String::new();
+    for kind in ["none", "slow-readers", "half-requests", "join-storm"] {
+        eprintln!("xtask: attack {kind}, {duration} s");
+        let json = attack_run(kind, &duration)?;
+        println!("attack {kind}: {json}");
+        lines.push_str(&json);
+        lines.push('\n');
+    }
+    let path = out_dir.join("attack.jsonl");
+    std::fs::write(&path, lines).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
     Ok(())
+}
+
+/// One attack run against a fresh release server with its default limits; returns the
+/// report's JSON.
+fn attack_run(kind: &str, duration: &str) -> Result<String> {
+    let release = target_dir().join("release");
+    let data = tempdir(&format!("chingu-attack-{kind}"))?;
+    let listen = "127.0.0.1:7898";
+    let mut server = owned(&release.join("chingu-server"))
+        .args(["--listen", listen, "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting chingu-server: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let output = Command::new(release.join("chingu-cli"))
+        .args([
+            "attack",
+            "--server",
+            &format!("ws://{listen}/v1/ws"),
+            "--kind",
+            kind,
+            "--duration",
+            duration,
+            "--json",
+        ])
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let output = output.map_err(|e| format!("running chingu-cli attack: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "chingu-cli attack failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The video transport benchmark: a release app built with `video-bench`, one run per
@@ -527,8 +591,19 @@ fn load_run(clients: &str, duration: &str, hold_ms: &str) -> Result<String> {
     let release = target_dir().join("release");
     let data = tempdir("chingu-bench")?;
     let listen = "127.0.0.1:7899";
-    let mut server = Command::new(release.join("chingu-server"))
-        .args(["--listen", listen, "--data-dir"])
+    // 25 simulated people share each source address here, pressing Next as fast as the
+    // server answers: lift the per-address message budget (meant for one household or
+    // office) so the run measures the server, not the limiter.
+    let config = data.join("server.toml");
+    std::fs::write(
+        &config,
+        "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n",
+    )
+    .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    let mut server = owned(&release.join("chingu-server"))
+        .args(["--listen", listen, "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -1,7 +1,9 @@
 //! chingu-cli: headless Chingu peers and tools on the same engine as the app:
-//! [`peer`] (`bot` and `echo`), [`bench`] (two peers and a server in one process) and
-//! [`load`] (the signaling load generator).
+//! [`peer`] (`bot` and `echo`), [`bench`] (two peers and a server in one process),
+//! [`load`] (the signaling load generator) and [`attack`] (what one address can do to a
+//! server, and what honest users see meanwhile).
 
+pub mod attack;
 pub mod bench;
 pub mod load;
 pub mod peer;

@@ -190,7 +190,7 @@ fn source_address(i: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 1 + hi as u8, lo as u8))
 }
 
-fn percentiles(mut us: Vec<u32>) -> Percentiles {
+pub fn percentiles(mut us: Vec<u32>) -> Percentiles {
     us.sort_unstable();
     let at = |q: f64| -> f64 {
         if us.is_empty() {

@@ -111,6 +111,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Attack a server from loopback addresses (127.0.3.x) staying within its limits,
+    /// while honest pairs (127.0.2.x) match and relay and /healthz is polled; reports
+    /// what the honest side saw.
+    Attack {
+        /// WebSocket URL of the server, e.g. ws://127.0.0.1:7878/v1/ws (loopback only).
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_enum)]
+        kind: chingu_cli::attack::Attack,
+        /// Seconds to attack and measure.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Print one JSON object instead of a pretty one.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -212,6 +228,25 @@ fn main() -> anyhow::Result<()> {
                 server_pid,
             };
             let report = runtime.block_on(chingu_cli::load::run(config))?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            }
+        }
+        Command::Attack {
+            server,
+            kind,
+            duration,
+            json,
+        } => {
+            let config = chingu_cli::attack::AttackConfig {
+                server,
+                attack: kind,
+                duration: Duration::from_secs(duration),
+            };
+            let report = runtime.block_on(chingu_cli::attack::run(config))?;
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;

@@ -25,19 +25,20 @@ async fn bot_and_echo_call_each_other() {
     let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
     let url = server.ws_url();
-    let mut echo = cli(&[
-        "echo",
-        "--server",
-        &url,
-        "--udp",
-        "127.0.0.1:0",
-        "--nickname",
-        "echo",
-        "--calls",
-        "1",
-    ])
-    .stdout(Stdio::piped())
-    .spawn()
+    let mut echo = chingu_testkit::process::Owned::spawn(
+        cli(&[
+            "echo",
+            "--server",
+            &url,
+            "--udp",
+            "127.0.0.1:0",
+            "--nickname",
+            "echo",
+            "--calls",
+            "1",
+        ])
+        .stdout(Stdio::piped()),
+    )
     .expect("start echo");
     let bot = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -83,13 +84,14 @@ async fn bot_and_echo_call_each_other() {
     let status = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = echo.try_wait().expect("poll echo") {
+            if let Some(status) = echo.child().try_wait().expect("poll echo") {
                 return status;
             }
-            if std::time::Instant::now() > deadline {
-                let _ = echo.kill();
-                panic!("echo did not finish its one call");
-            }
+            // Dropping `echo` on the way out kills it.
+            assert!(
+                std::time::Instant::now() <= deadline,
+                "echo did not finish its one call"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     })

@@ -66,10 +66,17 @@ kill $(jobs -p) 2>/dev/null || true
         cli = cli.display(),
         iptables = iptables.display(),
     );
-    let out = Command::new(unshare)
-        .args(["-rn", "sh", "-c", &script])
-        .output()
-        .expect("run unshare");
+    // Owned: the script's background jobs (server, echo) are killed with its process
+    // group when it ends, whatever `kill $(jobs -p)` in a non-interactive shell does.
+    let out = chingu_testkit::process::Owned::spawn(
+        Command::new(unshare)
+            .args(["-rn", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .expect("run unshare")
+    .output()
+    .expect("collect its output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<serde_json::Value> = stdout
         .lines()

@@ -45,19 +45,20 @@ fn capture_and_playback_through_real_devices() {
     assert!(!output_devices().expect("list outputs").is_empty());
 
     // The microphone: a 440 Hz tone played into vmic by pacat, at real-time pace.
-    let mut pacat = Command::new("pacat")
-        .args([
-            "--playback",
-            "--device=vmic",
-            "--format=s16le",
-            "--rate=48000",
-            "--channels=1",
-            "--latency-msec=20",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("run pacat");
-    let mut feed = pacat.stdin.take().expect("pacat stdin");
+    let mut pacat = chingu_testkit::process::Owned::spawn(
+        Command::new("pacat")
+            .args([
+                "--playback",
+                "--device=vmic",
+                "--format=s16le",
+                "--rate=48000",
+                "--channels=1",
+                "--latency-msec=20",
+            ])
+            .stdin(std::process::Stdio::piped()),
+    )
+    .expect("run pacat");
+    let mut feed = pacat.child().stdin.take().expect("pacat stdin");
     let feeder = std::thread::spawn(move || {
         use std::io::Write;
         let mut tone = ToneGenerator::new(440.0, 0.5);
@@ -78,8 +79,7 @@ fn capture_and_playback_through_real_devices() {
         mic.stats
     );
     drop(mic);
-    let _ = pacat.kill();
-    let _ = pacat.wait();
+    drop(pacat); // killed with its process group
     let _ = feeder.join();
 
     // The speaker: play 880 Hz into the null sink and record its monitor.

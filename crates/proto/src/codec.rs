@@ -4,11 +4,24 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::limits::MAX_MESSAGE_BYTES;
-use crate::{ClientMessage, ErrorCode, ProtoError, ServerMessage, validate};
+use crate::{ClientMessage, ErrorCode, ProtoError, ServerMessage, Signal, validate};
 
 /// Decodes and validates one message from a client.
 pub fn decode_client(text: &str) -> Result<ClientMessage, ProtoError> {
     let msg: ClientMessage = decode(text, ClientMessage::TYPES, MAX_MESSAGE_BYTES)?;
+    match &msg {
+        ClientMessage::LeaveQueue => only_fields(text, "leave_queue", &["type"], None)?,
+        ClientMessage::Signal {
+            signal: Signal::EndOfCandidates,
+            ..
+        } => only_fields(
+            text,
+            "signal",
+            &["type", "call_id", "signal"],
+            Some("signal"),
+        )?,
+        _ => {}
+    }
     validate::client_message(&msg)?;
     Ok(msg)
 }
@@ -19,8 +32,56 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, ProtoError> {
 /// still bounded, so a hostile server cannot make a client buffer without limit.
 pub fn decode_server(text: &str) -> Result<ServerMessage, ProtoError> {
     let msg: ServerMessage = decode(text, ServerMessage::TYPES, 2 * MAX_MESSAGE_BYTES)?;
+    match &msg {
+        ServerMessage::Queued => only_fields(text, "queued", &["type"], None)?,
+        ServerMessage::LeftQueue => only_fields(text, "left_queue", &["type"], None)?,
+        ServerMessage::Signal {
+            signal: Signal::EndOfCandidates,
+            ..
+        } => only_fields(
+            text,
+            "signal",
+            &["type", "call_id", "signal"],
+            Some("signal"),
+        )?,
+        _ => {}
+    }
     validate::server_message(&msg)?;
     Ok(msg)
+}
+
+/// serde ignores unknown fields next to the tag of a variant that has no fields of its
+/// own (`leave_queue`, `end_of_candidates`); the protocol refuses them like any other.
+/// Checks that the object has only `allowed` keys and, with `inner`, that the object
+/// under that key has only its `kind`. Runs only for those few, tiny messages.
+fn only_fields(
+    text: &str,
+    kind: &str,
+    allowed: &[&str],
+    inner: Option<&str>,
+) -> Result<(), ProtoError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ProtoError::new(ErrorCode::Malformed, format!("not valid JSON: {e}")))?;
+    let extra = |object: Option<&serde_json::Map<String, serde_json::Value>>, allowed: &[&str]| {
+        object
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .find(|k| !allowed.contains(&k.as_str()))
+            .cloned()
+    };
+    let found = extra(value.as_object(), allowed).or_else(|| {
+        inner.and_then(|key| extra(value.get(key).and_then(|v| v.as_object()), &["kind"]))
+    });
+    match found {
+        Some(field) => Err(ProtoError::new(
+            ErrorCode::InvalidField,
+            format!(
+                "bad {kind} message: unknown field \"{}\"",
+                crate::text::excerpt(&field, 32)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Encodes a message as one line of JSON.
@@ -54,6 +115,14 @@ fn classify(text: &str, known_types: &[&str], err: &serde_json::Error) -> ProtoE
         kind: Option<String>,
     }
     use serde_json::error::Category;
+    // A number too large for any field (`1e999`) is well-formed JSON that serde_json
+    // cannot hold: a bad field, not a bad message, when it sits inside an object.
+    if err.to_string().starts_with("number out of range") && text.trim_start().starts_with('{') {
+        return ProtoError::new(
+            ErrorCode::InvalidField,
+            "a number in the message is out of range",
+        );
+    }
     if matches!(
         err.classify(),
         Category::Syntax | Category::Eof | Category::Io

@@ -74,12 +74,23 @@ pub struct ProtoError {
     pub message: String,
 }
 
+/// The longest error message sent back, in characters. Errors quote the input they
+/// reject; a client must not get its 32 KB back (nor make the server send it).
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
 impl ProtoError {
+    /// An error; `message` is cut to [`MAX_ERROR_MESSAGE_CHARS`] and control characters
+    /// in it are escaped (it may quote untrusted input).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        let message = message.into();
+        let message = if message.chars().count() > MAX_ERROR_MESSAGE_CHARS
+            || message.chars().any(char::is_control)
+        {
+            crate::text::excerpt(&message, MAX_ERROR_MESSAGE_CHARS)
+        } else {
+            message
+        };
+        Self { code, message }
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {

@@ -13,10 +13,11 @@
 mod codec;
 mod error;
 mod messages;
+pub mod text;
 mod validate;
 
 pub use codec::{decode_client, decode_server, encode, fuzz_decode};
-pub use error::{ErrorCode, ProtoError};
+pub use error::{ErrorCode, MAX_ERROR_MESSAGE_CHARS, ProtoError};
 pub use messages::{
     CallId, ClientMessage, IceServer, PeerLeftReason, PeerProfile, ReportReason, Role,
     ServerMessage, SessionId, Signal,

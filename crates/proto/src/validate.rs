@@ -174,19 +174,29 @@ fn id(field: &str, value: &str) -> Result<(), ProtoError> {
 }
 
 /// A nickname as the other person sees it: without surrounding whitespace, 1 to
-/// [`MAX_NICKNAME_CHARS`] characters, no control characters. The one rule the server,
-/// the engine and the app all apply.
+/// [`MAX_NICKNAME_CHARS`] characters, at least one of them visible, no control or
+/// bidirectional-control characters (which make a name read as another). The one rule
+/// the server, the engine and the app all apply.
 pub fn normalize_nickname(raw: &str) -> Result<&str, ProtoError> {
     let nickname = raw.trim();
     text("nickname", nickname, MAX_NICKNAME_CHARS)?;
+    if nickname.chars().any(crate::text::is_bidi_control) {
+        return Err(ProtoError::invalid(
+            "nickname must not contain text-direction controls",
+        ));
+    }
     Ok(nickname)
 }
 
+/// 1 to `max_chars` characters, at least one visible, no control characters.
 fn text(field: &str, value: &str, max_chars: usize) -> Result<(), ProtoError> {
     let chars = value.chars().count();
-    if value.trim().is_empty() || chars > max_chars || value.chars().any(char::is_control) {
+    if value.chars().all(crate::text::is_invisible)
+        || chars > max_chars
+        || value.chars().any(char::is_control)
+    {
         return Err(ProtoError::invalid(format!(
-            "{field} must be 1 to {max_chars} characters, not blank, without control characters"
+            "{field} must be 1 to {max_chars} characters, some of them visible, without control characters"
         )));
     }
     Ok(())

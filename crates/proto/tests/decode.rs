@@ -256,3 +256,75 @@ fn peer_left_reasons_read_as_on_the_wire() {
         );
     }
 }
+
+#[test]
+fn messages_without_fields_refuse_extra_ones_too() {
+    for text in [
+        r#"{"type":"leave_queue","x":1}"#,
+        r#"{"type":"signal","call_id":"c1","signal":{"kind":"end_of_candidates","x":1}}"#,
+        r#"{"type":"signal","call_id":"c1","x":1,"signal":{"kind":"end_of_candidates"}}"#,
+    ] {
+        let err = decode_client(text).expect_err(text);
+        assert_eq!(err.code, ErrorCode::InvalidField, "{text}");
+        assert!(err.message.contains("unknown field"), "{}", err.message);
+    }
+    assert!(decode_client(r#"{"type":"leave_queue"}"#).is_ok());
+    assert!(
+        decode_client(r#"{"type":"signal","call_id":"c1","signal":{"kind":"end_of_candidates"}}"#)
+            .is_ok()
+    );
+    assert!(chingu_proto::decode_server(r#"{"type":"queued","extra":0}"#).is_err());
+}
+
+#[test]
+fn a_number_too_large_for_its_field_is_a_bad_field_not_a_bad_message() {
+    assert_eq!(
+        code_of(r#"{"type":"ping","nonce":1e999}"#),
+        ErrorCode::InvalidField
+    );
+    assert_eq!(code_of("1e999"), ErrorCode::Malformed);
+}
+
+#[test]
+fn error_messages_quote_at_most_a_short_escaped_excerpt() {
+    // A bad enum value is quoted by serde; 30 KB of it must not come back.
+    let huge = format!(
+        r#"{{"type":"report","call_id":"c1","reason":"{}\u001b[2J"}}"#,
+        "x".repeat(30_000)
+    );
+    let err = decode_client(&huge).expect_err("unknown reason");
+    assert_eq!(err.code, ErrorCode::InvalidField);
+    assert!(
+        err.message.chars().count() <= chingu_proto::MAX_ERROR_MESSAGE_CHARS + 1,
+        "{} characters",
+        err.message.chars().count()
+    );
+    assert!(
+        !err.message.contains('\u{1b}'),
+        "escape sequences are escaped"
+    );
+}
+
+#[test]
+fn nicknames_need_something_visible_and_no_direction_tricks() {
+    use chingu_proto::normalize_nickname;
+    for invisible in [
+        "\u{200B}\u{200B}",
+        "\u{3164}",
+        "\u{2800}\u{2800}",
+        "\u{0301}\u{0301}",
+        "\u{115F}\u{1160}",
+        "\u{FEFF}",
+    ] {
+        assert!(
+            normalize_nickname(invisible).is_err(),
+            "{:?} looks empty",
+            invisible.escape_unicode().to_string()
+        );
+    }
+    assert!(normalize_nickname("evil\u{202E}gnp.exe").is_err());
+    assert_eq!(
+        normalize_nickname("é\u{0301}").expect("a mark on a letter"),
+        "é\u{0301}"
+    );
+}

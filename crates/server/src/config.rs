@@ -25,9 +25,22 @@ pub struct Config {
     pub hello_timeout_ms: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
-    /// Sustained messages per second per connection, and the burst above it.
+    /// Sustained messages per second per connection, and the burst above it. Every
+    /// frame counts: text, binary (a protocol error) and pings.
     pub rate_limit_per_s: u32,
     pub rate_limit_burst: u32,
+    /// Sustained messages per second shared by all connections of one address, and the
+    /// burst: many connections from one address cannot multiply the per-connection rate.
+    pub address_rate_limit_per_s: u32,
+    pub address_rate_limit_burst: u32,
+    /// A connection must finish its HTTP request (headers, and the WebSocket upgrade)
+    /// within this time, or it is closed.
+    pub request_timeout_ms: u64,
+    /// A write to a client that takes longer than this means the client is not reading:
+    /// it is disconnected.
+    pub write_timeout_ms: u64,
+    /// Reports one device may file per day (besides one per call).
+    pub reports_per_device_per_day: u32,
     /// Matching: when a shared language alone, then anyone, becomes acceptable.
     pub language_only_after_ms: u64,
     pub anyone_after_ms: u64,
@@ -56,6 +69,11 @@ impl Default for Config {
             max_connections_per_ip: 32,
             rate_limit_per_s: 30,
             rate_limit_burst: 60,
+            address_rate_limit_per_s: 300,
+            address_rate_limit_burst: 600,
+            request_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            reports_per_device_per_day: 20,
             language_only_after_ms: 3_000,
             anyone_after_ms: 15_000,
             cooldown_s: 120,
@@ -104,8 +122,15 @@ impl Config {
         if self.heartbeat_interval_ms == 0 || self.hello_timeout_ms == 0 {
             return bad("heartbeat_interval_ms and hello_timeout_ms must be positive");
         }
-        if self.rate_limit_per_s == 0 || self.rate_limit_burst == 0 {
-            return bad("rate_limit_per_s and rate_limit_burst must be positive");
+        if self.rate_limit_per_s == 0
+            || self.rate_limit_burst == 0
+            || self.address_rate_limit_per_s == 0
+            || self.address_rate_limit_burst == 0
+        {
+            return bad("rate limits and their bursts must be positive");
+        }
+        if self.request_timeout_ms == 0 || self.write_timeout_ms == 0 {
+            return bad("request_timeout_ms and write_timeout_ms must be positive");
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return bad("max_connections and max_connections_per_ip must be positive");
@@ -123,6 +148,18 @@ impl Config {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
 
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
     /// A client silent this long is gone: three missed heartbeats.
     pub fn idle_timeout(&self) -> Duration {
         3 * self.heartbeat_interval()
@@ -137,6 +174,7 @@ impl Config {
                 ..MatchConfig::default()
             },
             online_count_interval: Duration::from_millis(self.online_count_interval_ms),
+            reports_per_device_per_day: self.reports_per_device_per_day,
         }
     }
 }

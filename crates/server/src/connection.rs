@@ -1,6 +1,9 @@
 //! One WebSocket connection: the handshake, limits and parsing of what the client sends,
 //! heartbeats, and writing what the hub sends back. Reading and writing run as two tasks;
-//! when either ends, the other is stopped.
+//! when either ends, the other is stopped — the writer is aborted if it does not finish
+//! its goodbye in time — and only then is the socket closed and the connection's slot
+//! given back. Every write has a deadline, so a client that stops reading is dropped
+//! instead of holding a task, a socket and its queued bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use chingu_proto::{
     ClientMessage, ErrorCode, PROTOCOL_VERSION, ProtoError, ServerMessage, decode_client, encode,
@@ -19,11 +22,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{Admission, ConnectionSlot};
+use crate::admission::{Admission, ConnectionSlot, Refusal};
 use crate::config::Config;
 use crate::hub::Input;
 use crate::hub_task::{ClientLink, HubCommand, Outbound};
 use crate::ids::{Identity, random_token};
+use crate::listener::{Accepted, Stop, Ticket};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Throttle, TokenBucket};
 use crate::turn;
@@ -35,8 +39,10 @@ const OUTBOUND_QUEUE: usize = 256;
 const TRANSPORT_MAX_BYTES: usize = 256 * 1024;
 /// Messages dropped by the rate limit before the connection is closed as abusive.
 const MAX_RATE_LIMITED: u32 = 1000;
-/// How long the writer gets to say goodbye after the reader ended.
+/// How long the writer gets to say goodbye after the reader ended; then it is aborted.
 const WRITER_LINGER: Duration = Duration::from_secs(2);
+/// How long a refused client gets to hear why.
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -44,23 +50,16 @@ pub(crate) struct Context {
     pub config: Config,
     pub hub_tx: mpsc::Sender<HubCommand>,
     pub metrics: Arc<Metrics>,
-    pub shutdown: CancellationToken,
+    pub stop: Stop,
     pub tracker: TaskTracker,
     pub admission: Arc<Admission>,
 }
 
 pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    State(shared): State<Arc<Context>>,
+    Extension(accepted): Extension<Accepted>,
+    State(ctx): State<Arc<Context>>,
 ) -> Response {
-    let admitted = shared.admission.admit(peer.ip());
-    if admitted.is_err() {
-        shared
-            .metrics
-            .connections_rejected_total
-            .fetch_add(1, Relaxed);
-    }
     // Small buffers: tens of thousands of mostly idle sockets must fit in little memory.
     ws.read_buffer_size(1024)
         .write_buffer_size(0)
@@ -68,19 +67,32 @@ pub(crate) async fn upgrade(
         .max_message_size(TRANSPORT_MAX_BYTES)
         .max_frame_size(TRANSPORT_MAX_BYTES)
         .on_upgrade(move |socket| {
-            let tracker = shared.tracker.clone();
+            let tracker = ctx.tracker.clone();
+            let hard_stop = ctx.stop.hard.clone();
+            let metrics = Arc::clone(&ctx.metrics);
+            let Accepted { peer, ticket } = accepted;
+            let connection = async move {
+                match ticket {
+                    Ticket::Admitted(slot) => run(socket, ctx, slot, peer).await,
+                    Ticket::Refused(_slot, why) => {
+                        let _ = tokio::time::timeout(REFUSAL_TIME, refuse(socket, why)).await;
+                    }
+                }
+            };
             tracker.track_future(async move {
-                match admitted {
-                    Ok(slot) => run(socket, shared, slot, peer).await,
-                    Err(refusal) => refuse(socket, refusal).await,
+                tokio::select! {
+                    () = connection => {}
+                    () = hard_stop.cancelled() => {
+                        metrics.shutdown_aborted_total.fetch_add(1, Relaxed);
+                    }
                 }
             })
         })
 }
 
 /// Tells a client over a connection limit why, in protocol terms, and closes.
-async fn refuse(mut socket: WebSocket, refusal: crate::admission::Refusal) {
-    let msg = ServerMessage::error(ErrorCode::TooManyConnections, refusal.to_string());
+async fn refuse(mut socket: WebSocket, why: Refusal) {
+    let msg = ServerMessage::error(ErrorCode::TooManyConnections, why.to_string());
     let _ = socket.send(Message::Text(encode(&msg).into())).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
@@ -90,53 +102,94 @@ async fn refuse(mut socket: WebSocket, refusal: crate::admission::Refusal) {
         .await;
 }
 
-async fn run(socket: WebSocket, shared: Arc<Context>, slot: ConnectionSlot, peer: SocketAddr) {
+/// Aborts the task when dropped: a connection's writer never outlives it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the connection until it ends. `slot` is held until the socket is closed.
+async fn run(socket: WebSocket, ctx: Arc<Context>, slot: Arc<ConnectionSlot>, peer: SocketAddr) {
     let client = slot.client;
     let (sink, stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let kick = CancellationToken::new();
     let reader_done = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
+    let mut writer = AbortOnDrop(tokio::spawn(write_loop(
         sink,
         out_rx,
-        Arc::clone(&shared),
+        Arc::clone(&ctx),
         kick.clone(),
         reader_done.clone(),
-    ));
+    )));
     let mut reader = Reader {
-        shared: Arc::clone(&shared),
+        ctx: Arc::clone(&ctx),
+        slot: Arc::clone(&slot),
         out: out_tx,
         kick,
         bucket: TokenBucket::new(
-            shared.config.rate_limit_per_s,
-            shared.config.rate_limit_burst,
+            ctx.config.rate_limit_per_s,
+            ctx.config.rate_limit_burst,
             Instant::now(),
         ),
         error_throttle: Throttle::new(Duration::from_secs(1)),
         rate_limited: 0,
     };
     tracing::debug!(client = client.0, %peer, "connected");
-    let registered = reader.run(stream, slot).await;
+    let registered = reader.run(stream).await;
     if registered {
-        let _ = shared
+        let _ = ctx
             .hub_tx
             .send(HubCommand::Input(Input::Disconnected { client }))
             .await;
     }
     reader_done.cancel();
-    if tokio::time::timeout(WRITER_LINGER, writer).await.is_err() {
-        tracing::debug!(client = client.0, "writer did not finish in time");
+    if tokio::time::timeout(WRITER_LINGER, &mut writer.0)
+        .await
+        .is_err()
+    {
+        tracing::debug!(client = client.0, "writer did not finish in time; aborted");
+        writer.0.abort();
+        let _ = (&mut writer.0).await;
+    }
+    // The reader's half was dropped with `reader.run`, the writer's with its task: the
+    // socket is closed. Only now does the slot count the connection out.
+    drop(reader);
+    drop(slot);
+}
+
+/// Sends one frame, giving up when the client has not taken it within the write
+/// timeout or when the connection is being dropped.
+async fn send_bounded(
+    sink: &mut SplitSink<WebSocket, Message>,
+    message: Message,
+    ctx: &Context,
+    kick: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        sent = tokio::time::timeout(ctx.config.write_timeout(), sink.send(message)) => match sent {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                ctx.metrics.write_timeouts_total.fetch_add(1, Relaxed);
+                false
+            }
+        },
+        () = kick.cancelled() => false,
     }
 }
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut out_rx: mpsc::Receiver<Outbound>,
-    shared: Arc<Context>,
+    ctx: Arc<Context>,
     kick: CancellationToken,
     reader_done: CancellationToken,
 ) {
-    let heartbeat = shared.config.heartbeat_interval();
+    let heartbeat = ctx.config.heartbeat_interval();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close = |code, reason: &'static str| {
@@ -145,42 +198,52 @@ async fn write_loop(
             reason: Utf8Bytes::from_static(reason),
         }))
     };
+    // Goodbyes go out with their own short deadline (the client may be the reason).
+    let never = CancellationToken::new();
     loop {
         tokio::select! {
             biased;
-            () = shared.shutdown.cancelled() => {
+            () = ctx.stop.graceful.cancelled() => {
                 let msg = ServerMessage::ShuttingDown { retry_after_ms: 1000 };
-                let _ = sink.send(Message::Text(encode(&msg).into())).await;
-                let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
+                if send_bounded(&mut sink, Message::Text(encode(&msg).into()), &ctx, &never).await {
+                    send_bounded(&mut sink, close(close_code::AWAY, "server shutting down"), &ctx, &never).await;
+                }
                 break;
             }
             () = kick.cancelled() => {
-                let msg = ServerMessage::error(ErrorCode::Overloaded, "you are not reading your messages");
-                let _ = sink.send(Message::Text(encode(&msg).into())).await;
-                let _ = sink.send(close(close_code::POLICY, "too slow")).await;
+                // The client is not reading: a goodbye would only wait on it.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    sink.send(close(close_code::POLICY, "too slow")),
+                )
+                .await;
                 break;
             }
             out = out_rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
-                    if sink.send(Message::Text(text)).await.is_err() {
+                    if !send_bounded(&mut sink, Message::Text(text), &ctx, &kick).await {
                         break;
                     }
                 }
                 Some(Outbound::Close(code, reason)) => {
-                    let _ = sink.send(close(code, reason)).await;
+                    send_bounded(&mut sink, close(code, reason), &ctx, &kick).await;
                     break;
                 }
                 None => break,
             },
             _ = ping.tick() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                if !send_bounded(&mut sink, Message::Ping(Default::default()), &ctx, &kick).await {
                     break;
                 }
             }
             () = reader_done.cancelled() => {
                 // Flush what is already queued (a final error, say), then stop.
-                while let Ok(Outbound::Text(text)) = out_rx.try_recv() {
-                    if sink.send(Message::Text(text)).await.is_err() {
+                while let Ok(out) = out_rx.try_recv() {
+                    let message = match out {
+                        Outbound::Text(text) => Message::Text(text),
+                        Outbound::Close(code, reason) => close(code, reason),
+                    };
+                    if !send_bounded(&mut sink, message, &ctx, &kick).await {
                         break;
                     }
                 }
@@ -188,11 +251,15 @@ async fn write_loop(
             }
         }
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), sink.close()).await;
+    // However the writer ended (a write that timed out, a broken socket), the reader
+    // must not go on reading for a client nobody can answer.
+    kick.cancel();
 }
 
 struct Reader {
-    shared: Arc<Context>,
+    ctx: Arc<Context>,
+    slot: Arc<ConnectionSlot>,
     out: mpsc::Sender<Outbound>,
     kick: CancellationToken,
     bucket: TokenBucket,
@@ -208,11 +275,19 @@ enum Next {
     Failed(axum::Error),
 }
 
+/// Why reading stopped.
+enum End {
+    /// The client closed, was kicked, or the server is stopping.
+    Closed,
+    /// No frame within the deadline.
+    TimedOut,
+}
+
 impl Reader {
     /// Reads until the connection ends. Returns whether the client was registered with the
     /// hub (and so must be unregistered).
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>, slot: ConnectionSlot) -> bool {
-        let client = slot.client;
+    async fn run(&mut self, mut stream: SplitStream<WebSocket>) -> bool {
+        let client = self.slot.client;
         let Some(identity) = self.handshake(&mut stream).await else {
             return false;
         };
@@ -222,9 +297,9 @@ impl Reader {
             .map_or(0, |d| d.as_secs());
         let welcome = ServerMessage::Welcome {
             protocol_version: PROTOCOL_VERSION,
-            ice_servers: turn::ice_servers(&self.shared.config, &session, now_unix),
+            ice_servers: turn::ice_servers(&self.ctx.config, &session, now_unix),
             session_id: chingu_proto::SessionId(session),
-            heartbeat_interval_ms: self.shared.config.heartbeat_interval_ms,
+            heartbeat_interval_ms: self.ctx.config.heartbeat_interval_ms,
         };
         self.reply(welcome);
         let link = ClientLink {
@@ -236,47 +311,23 @@ impl Reader {
             identity,
             link,
         };
-        if self.shared.hub_tx.send(register).await.is_err() {
+        if self.ctx.hub_tx.send(register).await.is_err() {
             return false;
         }
-        let idle = self.shared.config.idle_timeout();
+        let idle = self.ctx.config.idle_timeout();
         loop {
-            let frame = tokio::select! {
-                () = self.kick.cancelled() => break,
-                () = self.shared.shutdown.cancelled() => break,
-                next = next_frame(&mut stream, idle) => next,
-            };
-            let text = match frame {
-                Next::Frame(Message::Text(text)) => text,
-                Next::Frame(Message::Binary(_)) => {
-                    self.reject(ProtoError::new(
-                        ErrorCode::Malformed,
-                        "binary frames are not part of the protocol",
-                    ));
-                    continue;
-                }
-                Next::Frame(Message::Ping(_) | Message::Pong(_)) => continue,
-                Next::Frame(Message::Close(_)) | Next::Closed => break,
-                Next::TimedOut => {
-                    self.shared
+            let text = match self.next_text(&mut stream, idle, true).await {
+                Ok(text) => text,
+                Err(End::TimedOut) => {
+                    self.ctx
                         .metrics
                         .heartbeat_timeouts_total
                         .fetch_add(1, Relaxed);
                     tracing::info!(client = client.0, "no heartbeat; disconnecting");
                     break;
                 }
-                Next::Failed(err) => {
-                    self.transport_error(&err);
-                    break;
-                }
+                Err(End::Closed) => break,
             };
-            if !self.admit_message() {
-                if self.rate_limited > MAX_RATE_LIMITED {
-                    self.close(close_code::POLICY, "flooding");
-                    break;
-                }
-                continue;
-            }
             match decode_client(&text) {
                 Ok(ClientMessage::Hello { .. }) => self.reject(ProtoError::new(
                     ErrorCode::AlreadyHello,
@@ -284,7 +335,7 @@ impl Reader {
                 )),
                 Ok(msg) => {
                     let input = HubCommand::Input(Input::Message { client, msg });
-                    if self.shared.hub_tx.send(input).await.is_err() {
+                    if self.ctx.hub_tx.send(input).await.is_err() {
                         break;
                     }
                 }
@@ -294,41 +345,77 @@ impl Reader {
         true
     }
 
-    /// Waits for a valid `hello`; answers anything else with an error. Returns the
-    /// device identity, or `None` if the connection should end.
-    async fn handshake(&mut self, stream: &mut SplitStream<WebSocket>) -> Option<Identity> {
-        let deadline = Duration::from_millis(self.shared.config.hello_timeout_ms);
-        let started = Instant::now();
+    /// The next text message within `within`, after the rate limits. Every frame counts
+    /// against them, whatever its type: pings and pongs are answered by the transport
+    /// and skipped, binary frames are a protocol error. Closing reasons (flooding,
+    /// oversized frames, invalid UTF-8) are sent to the client before `Err`.
+    ///
+    /// `within` is a deadline for the whole wait, or with `idle`, for silence: any frame
+    /// (a pong answering the server's ping, say) starts it again.
+    async fn next_text(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        within: Duration,
+        idle: bool,
+    ) -> Result<Utf8Bytes, End> {
+        let mut deadline = tokio::time::Instant::now() + within;
         loop {
-            let left = deadline.saturating_sub(started.elapsed());
-            let text = tokio::select! {
-                () = self.shared.shutdown.cancelled() => return None,
-                next = next_frame(stream, left) => match next {
-                    Next::Frame(Message::Text(text)) => text,
-                    Next::Frame(Message::Binary(_)) => {
-                        self.reject(ProtoError::new(ErrorCode::Malformed, "binary frames are not part of the protocol"));
-                        continue;
-                    }
-                    Next::Frame(Message::Ping(_) | Message::Pong(_)) => continue,
-                    Next::Frame(Message::Close(_)) | Next::Closed => return None,
-                    Next::TimedOut => {
-                        self.reject(ProtoError::new(ErrorCode::HelloRequired, "no hello in time"));
-                        self.close(close_code::POLICY, "no hello");
-                        return None;
-                    }
-                    Next::Failed(err) => {
-                        self.transport_error(&err);
-                        return None;
-                    }
-                },
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = tokio::select! {
+                () = self.kick.cancelled() => return Err(End::Closed),
+                () = self.ctx.stop.graceful.cancelled() => return Err(End::Closed),
+                next = next_frame(stream, left) => next,
             };
+            let message = match frame {
+                Next::Frame(Message::Close(_)) | Next::Closed => return Err(End::Closed),
+                Next::TimedOut => return Err(End::TimedOut),
+                Next::Failed(err) => {
+                    self.transport_error(&err);
+                    return Err(End::Closed);
+                }
+                Next::Frame(message) => message,
+            };
+            if idle {
+                deadline = tokio::time::Instant::now() + within;
+            }
             if !self.admit_message() {
                 if self.rate_limited > MAX_RATE_LIMITED {
                     self.close(close_code::POLICY, "flooding");
-                    return None;
+                    return Err(End::Closed);
                 }
                 continue;
             }
+            match message {
+                Message::Text(text) => return Ok(text),
+                Message::Binary(_) => self.reject(ProtoError::new(
+                    ErrorCode::Malformed,
+                    "binary frames are not part of the protocol",
+                )),
+                // Counted above; the transport answers pings itself.
+                Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+            }
+        }
+    }
+
+    /// Waits for a valid `hello`; answers anything else with an error. Returns the
+    /// device identity, or `None` if the connection should end.
+    async fn handshake(&mut self, stream: &mut SplitStream<WebSocket>) -> Option<Identity> {
+        let deadline = Duration::from_millis(self.ctx.config.hello_timeout_ms);
+        let started = Instant::now();
+        loop {
+            let left = deadline.saturating_sub(started.elapsed());
+            let text = match self.next_text(stream, left, false).await {
+                Ok(text) => text,
+                Err(End::TimedOut) => {
+                    self.reject(ProtoError::new(
+                        ErrorCode::HelloRequired,
+                        "no hello in time",
+                    ));
+                    self.close(close_code::POLICY, "no hello");
+                    return None;
+                }
+                Err(End::Closed) => return None,
+            };
             match decode_client(&text) {
                 Ok(ClientMessage::Hello {
                     protocol_version,
@@ -357,53 +444,75 @@ impl Reader {
         }
     }
 
-    /// Applies the rate limit to one incoming message; tells the client (at most once a
-    /// second) when it drops one.
+    /// Applies the rate limits to one incoming frame: the connection's own, then its
+    /// address's shared one. Tells the client (at most once a second) when it drops one.
     fn admit_message(&mut self) -> bool {
         let now = Instant::now();
-        if self.bucket.try_take(now) {
+        let limit = if !self.bucket.try_take(now) {
+            self.ctx.metrics.rate_limited_total.fetch_add(1, Relaxed);
+            self.ctx.config.rate_limit_per_s
+        } else if !self.slot.take_address_token(now) {
+            self.ctx
+                .metrics
+                .address_rate_limited_total
+                .fetch_add(1, Relaxed);
+            self.ctx.config.address_rate_limit_per_s
+        } else {
             return true;
-        }
+        };
         self.rate_limited += 1;
-        self.shared.metrics.rate_limited_total.fetch_add(1, Relaxed);
         if self.error_throttle.ready(now) {
             self.reply(ServerMessage::error(
                 ErrorCode::RateLimited,
-                format!(
-                    "more than {} messages per second; some were dropped",
-                    self.shared.config.rate_limit_per_s
-                ),
+                format!("more than {limit} messages per second; some were dropped"),
             ));
         }
         false
     }
 
     fn reject(&mut self, err: ProtoError) {
-        self.shared
-            .metrics
-            .protocol_errors_total
-            .fetch_add(1, Relaxed);
+        self.ctx.metrics.protocol_errors_total.fetch_add(1, Relaxed);
         self.reply(ServerMessage::error(err.code, err.message));
     }
 
     fn transport_error(&mut self, err: &axum::Error) {
         let text = err.to_string();
-        // tungstenite reports an oversized frame or message as a capacity error.
+        // tungstenite reports an oversized frame or message as a capacity error, and a
+        // text frame that is not UTF-8 as an encoding error.
         if text.contains("too long") || text.contains("too big") {
             self.reject(ProtoError::new(
                 ErrorCode::TooLarge,
                 format!("frame over {TRANSPORT_MAX_BYTES} bytes; closing"),
             ));
             self.close(close_code::SIZE, "message too big");
+        } else if text.contains("UTF-8") {
+            self.reject(ProtoError::new(
+                ErrorCode::Malformed,
+                "a text frame that is not UTF-8; closing",
+            ));
+            self.close(close_code::INVALID, "invalid UTF-8");
         } else {
             tracing::debug!(%err, "transport error");
         }
     }
 
-    /// Queues a message for the client. If its queue is full the client is not reading
-    /// and the hub will drop it; replies are not worth waiting for.
+    /// Queues a message for the client. A full queue means the client is not reading
+    /// what it is sent (here, the errors its own messages earned): it is dropped.
     fn reply(&self, msg: ServerMessage) {
-        let _ = self.out.try_send(Outbound::Text(encode(&msg).into()));
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.out.try_send(Outbound::Text(encode(&msg).into()))
+            && !self.kick.is_cancelled()
+        {
+            self.ctx
+                .metrics
+                .slow_clients_dropped_total
+                .fetch_add(1, Relaxed);
+            tracing::info!(
+                client = self.slot.client.0,
+                "not reading its replies; dropping"
+            );
+            self.kick.cancel();
+        }
     }
 
     fn close(&self, code: u16, reason: &'static str) {

@@ -13,6 +13,7 @@ pub mod fd_limit;
 pub mod hub;
 mod hub_task;
 pub mod ids;
+mod listener;
 pub mod matchmaker;
 mod metrics;
 mod ratelimit;

@@ -9,17 +9,17 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Limits};
 use crate::config::{Config, ConfigError};
 use crate::connection::{self, Context};
 use crate::hub::Hub;
 use crate::hub_task::{self, HUB_QUEUE};
+use crate::listener::{self, Stop};
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 
@@ -75,6 +75,9 @@ impl RunningServer {
     }
 }
 
+/// After a hard stop, how long the aborted connection tasks get to unwind.
+const HARD_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Opens storage, binds, and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     config.validate()?;
@@ -93,12 +96,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         hub.restore_block(blocker, blocked);
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind(config.listen).map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: config.listen,
         source,
@@ -108,17 +109,24 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let (writer_tx, writer_thread) =
         hub_task::spawn_writer(storage, hub_tx.clone()).map_err(ServerError::Thread)?;
     let metrics = Arc::new(Metrics::default());
-    let shutdown = CancellationToken::new();
+    let stop = Stop {
+        graceful: CancellationToken::new(),
+        hard: CancellationToken::new(),
+    };
     let admission = Admission::new(
-        config.max_connections,
-        config.max_connections_per_ip,
+        Limits {
+            max_total: config.max_connections,
+            max_per_address: config.max_connections_per_ip,
+            address_rate_per_s: config.address_rate_limit_per_s,
+            address_rate_burst: config.address_rate_limit_burst,
+        },
         Arc::clone(&metrics),
     );
     let shared = Arc::new(Context {
         config,
         hub_tx,
         metrics: Arc::clone(&metrics),
-        shutdown: shutdown.clone(),
+        stop: stop.clone(),
         tracker: TaskTracker::new(),
         admission,
     });
@@ -138,31 +146,24 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         .with_state(Arc::clone(&shared));
 
     let task = tokio::spawn({
-        let shutdown = shutdown.clone();
+        let stop = stop.clone();
         async move {
-            // Signaling is small messages that must go out at once: no Nagle delay.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(%err, "could not set TCP_NODELAY");
-                }
-            });
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown.cancelled_owned());
-            if let Err(err) = serve.await {
-                tracing::error!(%err, "HTTP server failed");
-            }
-            // Connections saw the same token and are telling their clients; give them
-            // the grace period, then stop the hub and let the writer drain its queue.
+            listener::accept_loop(listener, app, Arc::clone(&shared), stop.clone()).await;
+            // Connections saw the same token and are telling their clients (HTTP
+            // exchanges are asked to finish); give them the grace period, then close
+            // whatever is left, so that shutdown ends in time whatever clients do.
             shared.tracker.close();
-            let grace = std::time::Duration::from_millis(shared.config.shutdown_grace_ms);
+            let grace = shared.config.shutdown_grace();
             if tokio::time::timeout(grace, shared.tracker.wait())
                 .await
                 .is_err()
             {
-                tracing::warn!("some connections did not close within the grace period");
+                tracing::warn!(
+                    open = shared.tracker.len(),
+                    "connections still open after the grace period; closing them"
+                );
+                stop.hard.cancel();
+                let _ = tokio::time::timeout(HARD_STOP_WAIT, shared.tracker.wait()).await;
             }
             hub_stop.cancel();
             let _ = hub_task.await;
@@ -173,10 +174,26 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     tracing::info!(%addr, "listening");
     Ok(RunningServer {
         addr,
-        shutdown,
+        shutdown: stop.graceful,
         metrics,
         task,
     })
+}
+
+/// Pending connections the kernel queues for `accept`. A burst of connections (one
+/// address opening thousands a second) must not push honest ones out of the queue, where
+/// a dropped SYN costs them a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn render_metrics(State(shared): State<Arc<Context>>) -> impl IntoResponse {

@@ -1,9 +1,10 @@
 //! Test-only helpers: a protocol client over a real WebSocket with timeouts on every
 //! wait, a bare HTTP GET, a user-space PulseAudio ([`pulse`]), a private X server
-//! ([`xvfb`]), a WebDriver client for the real app ([`webdriver`]) and temporary
-//! directories ([`tempdir`]). Used by the
+//! ([`xvfb`]), a WebDriver client for the real app ([`webdriver`]), temporary
+//! directories ([`tempdir`]) and child processes that die with the test ([`process`]). Used by the
 //! integration tests and the end-to-end scenarios; never by shipped code.
 
+pub mod process;
 pub mod pulse;
 pub mod tempdir;
 pub mod webdriver;
@@ -60,21 +61,51 @@ impl TestClient {
         })
     }
 
-    /// Connects and completes the hello handshake as device `name` (padded to a valid id).
-    pub async fn hello(url: &str, name: &str) -> anyhow::Result<Self> {
-        let mut client = Self::connect(url).await?;
-        client.device_id = format!("{name:-<16}");
-        client
-            .send(&ClientMessage::Hello {
-                protocol_version: PROTOCOL_VERSION,
-                client_version: "testkit".into(),
-                device_id: client.device_id.clone(),
-            })
-            .await?;
-        match client.recv().await? {
-            ServerMessage::Welcome { .. } => Ok(client),
+    /// Opens the WebSocket from a chosen local address (any of 127.0.0.0/8 on loopback),
+    /// without saying hello: to look like another machine to the server.
+    pub async fn connect_from(url: &str, source: std::net::IpAddr) -> anyhow::Result<Self> {
+        let host = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .context("a ws:// url")?;
+        let server: SocketAddr = host.parse().context("a numeric host:port")?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = tokio::time::timeout(WAIT, socket.connect(server))
+            .await
+            .context("connect timed out")??;
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .context("handshake timed out")?
+        .with_context(|| format!("connect to {url} from {source}"))?;
+        Ok(Self {
+            ws,
+            device_id: String::new(),
+        })
+    }
+
+    /// Says hello as device `name` on an open connection.
+    pub async fn say_hello(mut self, name: &str) -> anyhow::Result<Self> {
+        self.device_id = format!("{name:-<16}");
+        self.send(&ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: "testkit".into(),
+            device_id: self.device_id.clone(),
+        })
+        .await?;
+        match self.recv().await? {
+            ServerMessage::Welcome { .. } => Ok(self),
             other => bail!("expected welcome, got {other:?}"),
         }
+    }
+
+    /// Connects and completes the hello handshake as device `name` (padded to a valid id).
+    pub async fn hello(url: &str, name: &str) -> anyhow::Result<Self> {
+        Self::connect(url).await?.say_hello(name).await
     }
 
     pub async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {
@@ -212,9 +243,31 @@ pub async fn matched_pair(url: &str) -> anyhow::Result<(TestClient, TestClient, 
 
 /// A plain HTTP/1.1 GET; returns the status code and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
         .await
         .context("HTTP connect timed out")??;
+    http_get_on(stream, addr, path).await
+}
+
+/// [`http_get`] from a chosen local address (any of 127.0.0.0/8 on loopback).
+pub async fn http_get_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+        .await
+        .context("HTTP connect timed out")??;
+    http_get_on(stream, addr, path).await
+}
+
+async fn http_get_on(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();

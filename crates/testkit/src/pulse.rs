@@ -4,11 +4,13 @@
 //! Outside CI a machine without PulseAudio skips (returns `None` with a message); in CI
 //! its absence is a failure, because `cargo xtask` installs it.
 
-use std::process::{Child, Command};
+use std::process::Command;
+
+use crate::process::Owned;
 
 #[derive(Debug)]
 pub struct Pulse {
-    children: Vec<Child>,
+    children: Vec<Owned>,
 }
 
 /// Runs `pactl` with `args`; panics (it is a test helper) if it fails.
@@ -58,17 +60,14 @@ impl Pulse {
     }
 
     /// Keeps a helper process to be killed before the daemon stops.
-    pub fn own(&mut self, child: Child) {
+    pub fn own(&mut self, child: Owned) {
         self.children.push(child);
     }
 }
 
 impl Drop for Pulse {
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.children.clear(); // each is killed, with its group, as it drops
         let _ = Command::new("pulseaudio").arg("--kill").status();
     }
 }

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -119,7 +119,8 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
 /// A `tauri-driver` process for one app instance; killed (with the app) on drop.
 #[derive(Debug)]
 pub struct Driver {
-    child: Child,
+    /// tauri-driver, and with it (its process group) WebKitWebDriver and the app.
+    child: crate::process::Owned,
     pub port: u16,
 }
 
@@ -131,22 +132,23 @@ impl Driver {
         let ports = free_ports(2)?;
         std::fs::create_dir_all(profile)?;
         let log = std::fs::File::create(profile.join("driver.log"))?;
-        let child = Command::new(driver)
-            .args([
-                "--port",
-                &ports[0].to_string(),
-                "--native-port",
-                &ports[1].to_string(),
-            ])
-            .env("DISPLAY", display)
-            .env("HOME", profile)
-            .env("XDG_DATA_HOME", profile.join("data"))
-            .env("XDG_CONFIG_HOME", profile.join("config"))
-            .env("XDG_CACHE_HOME", profile.join("cache"))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", driver.display()))?;
+        let child = crate::process::Owned::spawn(
+            Command::new(driver)
+                .args([
+                    "--port",
+                    &ports[0].to_string(),
+                    "--native-port",
+                    &ports[1].to_string(),
+                ])
+                .env("DISPLAY", display)
+                .env("HOME", profile)
+                .env("XDG_DATA_HOME", profile.join("data"))
+                .env("XDG_CONFIG_HOME", profile.join("config"))
+                .env("XDG_CACHE_HOME", profile.join("cache"))
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )
+        .with_context(|| format!("starting {}", driver.display()))?;
         let mut driver = Self {
             child,
             port: ports[0],
@@ -156,19 +158,12 @@ impl Driver {
             if started.elapsed() > Duration::from_secs(10) {
                 bail!("tauri-driver did not listen on {}", driver.port);
             }
-            if let Ok(Some(status)) = driver.child.try_wait() {
+            if let Ok(Some(status)) = driver.child.child().try_wait() {
                 bail!("tauri-driver exited: {status}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(driver)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,7 +1,7 @@
 //! A private X server (Xvfb) for tests that open real windows; stopped on drop.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 pub struct Xvfb {
     /// What to put in `DISPLAY`.
     pub display: String,
-    server: Child,
+    /// Held for its drop: the server stops with this handle.
+    _server: crate::process::Owned,
 }
 
 impl Xvfb {
@@ -23,32 +24,28 @@ impl Xvfb {
                 continue;
             }
             let display = format!(":{n}");
-            let mut server = Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("starting Xvfb (cargo xtask installs it)")?;
+            let mut server = crate::process::Owned::spawn(
+                Command::new("Xvfb")
+                    .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .context("starting Xvfb (cargo xtask installs it)")?;
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(10) {
                 if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return Ok(Self { display, server });
+                    return Ok(Self {
+                        display,
+                        _server: server,
+                    });
                 }
-                if let Ok(Some(_)) = server.try_wait() {
+                if let Ok(Some(_)) = server.child().try_wait() {
                     break; // lost a race for this number
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = server.kill();
-            let _ = server.wait();
+            drop(server);
         }
         bail!("no free X display number in :140..:199")
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
     }
 }

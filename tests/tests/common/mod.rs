@@ -27,6 +27,8 @@ pub async fn server(dir: &std::path::Path) -> RunningServer {
         // than any person could; the per-client limit is for people.
         rate_limit_per_s: 1000,
         rate_limit_burst: 1000,
+        address_rate_limit_per_s: 100_000,
+        address_rate_limit_burst: 100_000,
         ..Config::default()
     })
     .await

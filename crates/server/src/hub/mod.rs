@@ -18,9 +18,9 @@ use chingu_proto::{
 
 use crate::ids::{ClientId, Identity, random_token};
 use crate::matchmaker::{Match, MatchConfig, Matchmaker, Preferences};
+use recent::{RecentCalls, ReportRefusal};
 
-/// How many past calls a client can still report or block.
-const RECENT_CALLS: usize = 8;
+mod recent;
 
 /// Something that happened to the hub.
 #[derive(Debug)]
@@ -87,6 +87,8 @@ pub struct HubConfig {
     pub matching: MatchConfig,
     /// How often the online count is broadcast, when it changed.
     pub online_count_interval: Duration,
+    /// Reports one device may file per day (besides one per call).
+    pub reports_per_device_per_day: u32,
 }
 
 impl Default for HubConfig {
@@ -94,6 +96,7 @@ impl Default for HubConfig {
         Self {
             matching: MatchConfig::default(),
             online_count_interval: Duration::from_secs(2),
+            reports_per_device_per_day: 20,
         }
     }
 }
@@ -105,6 +108,10 @@ pub struct HubStats {
     pub waiting: u64,
     pub calls_active: u64,
     pub matches_total: u64,
+    /// Queue entries replaced by a join from another connection of the same device.
+    pub queue_displaced_total: u64,
+    /// Reports refused: repeated for a call, or over a device's daily budget.
+    pub reports_refused_total: u64,
 }
 
 #[derive(Debug)]
@@ -113,7 +120,6 @@ struct Client {
     /// The last `join_queue`, reused by `next`.
     queue_entry: Option<QueueEntry>,
     status: Status,
-    recent_calls: VecDeque<(CallId, Identity)>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +149,11 @@ pub struct Hub {
     clients: HashMap<ClientId, Client>,
     calls: HashMap<CallId, Call>,
     outputs: VecDeque<Output>,
+    /// Each device's recent calls and report budget.
+    recent: RecentCalls,
     matches_total: u64,
+    queue_displaced_total: u64,
+    reports_refused_total: u64,
     next_online_count: Option<Instant>,
     last_online_count: (u32, u32),
 }
@@ -156,7 +166,10 @@ impl Hub {
             clients: HashMap::new(),
             calls: HashMap::new(),
             outputs: VecDeque::new(),
+            recent: RecentCalls::default(),
             matches_total: 0,
+            queue_displaced_total: 0,
+            reports_refused_total: 0,
             next_online_count: None,
             last_online_count: (0, 0),
         }
@@ -179,7 +192,6 @@ impl Hub {
                         identity,
                         queue_entry: None,
                         status: Status::Idle,
-                        recent_calls: VecDeque::new(),
                     },
                 );
                 let (online, waiting) = self.online_count();
@@ -203,8 +215,9 @@ impl Hub {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.recent.handle_timeout(now);
         self.matchmaker.handle_timeout(now);
-        self.start_matched_calls();
+        self.start_matched_calls(now);
         if self.next_online_count.is_some_and(|due| due <= now) {
             self.next_online_count = Some(now + self.config.online_count_interval);
             let count = self.online_count();
@@ -232,10 +245,14 @@ impl Hub {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.matchmaker.poll_timeout(), self.next_online_count]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.matchmaker.poll_timeout(),
+            self.recent.poll_timeout(),
+            self.next_online_count,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -248,6 +265,8 @@ impl Hub {
             waiting: self.matchmaker.waiting() as u64,
             calls_active: self.calls.len() as u64,
             matches_total: self.matches_total,
+            queue_displaced_total: self.queue_displaced_total,
+            reports_refused_total: self.reports_refused_total,
         }
     }
 
@@ -279,11 +298,21 @@ impl Hub {
             }
             ClientMessage::LeaveQueue => {
                 let state = self.client_mut(client);
-                if state.status == Status::Queued {
-                    state.status = Status::Idle;
-                    self.matchmaker.leave(client);
+                match state.status {
+                    Status::InCall(_) => self.send(
+                        client,
+                        ServerMessage::error(
+                            ErrorCode::InvalidState,
+                            "in a call, not in the queue: hang up or press next",
+                        ),
+                    ),
+                    Status::Queued => {
+                        state.status = Status::Idle;
+                        self.matchmaker.leave(client);
+                        self.send(client, ServerMessage::LeftQueue);
+                    }
+                    Status::Idle => self.send(client, ServerMessage::LeftQueue),
                 }
-                self.send(client, ServerMessage::LeftQueue);
             }
             ClientMessage::Signal { call_id, signal } => {
                 if let Some(peer) = self.peer_in_call(client, &call_id) {
@@ -291,7 +320,19 @@ impl Hub {
                 }
             }
             ClientMessage::Next { call_id } => {
-                if self.peer_in_call(client, &call_id).is_some() {
+                let state = &self.clients[&client];
+                let identity = state.identity;
+                let raced = state.status == Status::Idle
+                    && state.queue_entry.is_some()
+                    && self.recent.is_latest(identity, &call_id);
+                if raced {
+                    // Both pressed Next at once: the peer's arrived first and ended the
+                    // call. This one still means "someone new, please".
+                    let entry = self.client_mut(client).queue_entry.clone();
+                    if let Some(entry) = entry {
+                        self.join_queue(client, entry, now);
+                    }
+                } else if self.peer_in_call(client, &call_id).is_some() {
                     self.end_call(&call_id, client, PeerLeftReason::Next, now);
                     let entry = self
                         .client_mut(client)
@@ -311,19 +352,49 @@ impl Hub {
                 reason,
                 note,
             } => {
-                if let Some(peer) = self.recent_peer(client, &call_id) {
-                    let record = Record::Report {
-                        reporter: self.client_mut(client).identity,
-                        reported: peer,
-                        call_id: call_id.clone(),
-                        reason,
-                        note,
-                    };
-                    self.outputs.push_back(Output::Persist {
-                        client,
-                        record,
-                        ack: ServerMessage::Reported { call_id },
-                    });
+                let reporter = self.client_mut(client).identity;
+                let per_day = self.config.reports_per_device_per_day;
+                match self.recent.report(reporter, &call_id, per_day, now) {
+                    Ok(reported) => {
+                        // Stored text is for moderators' tools: no terminal escapes,
+                        // NUL or direction overrides.
+                        let note = note
+                            .map(|n| chingu_proto::text::sanitize(&n))
+                            .filter(|n| !n.is_empty());
+                        let record = Record::Report {
+                            reporter,
+                            reported,
+                            call_id: call_id.clone(),
+                            reason,
+                            note,
+                        };
+                        self.outputs.push_back(Output::Persist {
+                            client,
+                            record,
+                            ack: ServerMessage::Reported { call_id },
+                        });
+                    }
+                    Err(ReportRefusal::UnknownCall) => self.unknown_call(client, &call_id),
+                    Err(ReportRefusal::AlreadyReported) => {
+                        self.reports_refused_total += 1;
+                        self.send(
+                            client,
+                            ServerMessage::error(
+                                ErrorCode::InvalidState,
+                                format!("{call_id} was already reported"),
+                            ),
+                        );
+                    }
+                    Err(ReportRefusal::OverBudget) => {
+                        self.reports_refused_total += 1;
+                        self.send(
+                            client,
+                            ServerMessage::error(
+                                ErrorCode::RateLimited,
+                                format!("at most {per_day} reports a day"),
+                            ),
+                        );
+                    }
                 }
             }
             ClientMessage::Block { call_id } => {
@@ -389,18 +460,34 @@ impl Hub {
         let identity = state.identity;
         state.status = Status::Queued;
         state.queue_entry = Some(entry.clone());
+        // One place in the queue per device: a join from another of its connections (a
+        // second window, a reconnect whose old connection lingers) takes that place.
+        for other in self.matchmaker.waiting_from(identity) {
+            if other != client {
+                self.matchmaker.leave(other);
+                self.client_mut(other).status = Status::Idle;
+                self.queue_displaced_total += 1;
+                self.send(
+                    other,
+                    ServerMessage::error(
+                        ErrorCode::InvalidState,
+                        "this device is now searching from another connection",
+                    ),
+                );
+            }
+        }
         self.matchmaker.join(client, identity, entry.prefs, now);
         self.send(client, ServerMessage::Queued);
-        self.start_matched_calls();
+        self.start_matched_calls(now);
     }
 
-    fn start_matched_calls(&mut self) {
+    fn start_matched_calls(&mut self, now: Instant) {
         while let Some(m) = self.matchmaker.poll_match() {
-            self.start_call(m);
+            self.start_call(m, now);
         }
     }
 
-    fn start_call(&mut self, m: Match) {
+    fn start_call(&mut self, m: Match, now: Instant) {
         let call_id = CallId(random_token());
         let offerer = m.waited_longer;
         let answerer = m.newer;
@@ -419,6 +506,12 @@ impl Hub {
                 },
             );
         }
+        let (a, b) = (
+            self.clients[&offerer].identity,
+            self.clients[&answerer].identity,
+        );
+        self.recent.remember(a, call_id.clone(), b, now);
+        self.recent.remember(b, call_id.clone(), a, now);
         self.calls.insert(
             call_id,
             Call {
@@ -460,34 +553,24 @@ impl Hub {
         None
     }
 
-    /// The peer device of a current or recent call, for reports and blocks.
+    /// The peer device of a current or recent call of `client`'s device, for ratings and
+    /// blocks; otherwise tells the client.
     fn recent_peer(&mut self, client: ClientId, call_id: &CallId) -> Option<Identity> {
-        let state = &self.clients[&client];
-        let current = match &state.status {
-            Status::InCall(current) if current == call_id => {
-                let call = &self.calls[call_id];
-                let peer = call.clients.into_iter().find(|&c| c != client);
-                peer.map(|p| self.clients[&p].identity)
-            }
-            _ => None,
-        };
-        let found = current.or_else(|| {
-            state
-                .recent_calls
-                .iter()
-                .find(|(id, _)| id == call_id)
-                .map(|&(_, peer)| peer)
-        });
+        let found = self.recent.peer(self.clients[&client].identity, call_id);
         if found.is_none() {
-            self.send(
-                client,
-                ServerMessage::error(
-                    ErrorCode::UnknownCall,
-                    format!("{call_id} is not one of your recent calls"),
-                ),
-            );
+            self.unknown_call(client, call_id);
         }
         found
+    }
+
+    fn unknown_call(&mut self, client: ClientId, call_id: &CallId) {
+        self.send(
+            client,
+            ServerMessage::error(
+                ErrorCode::UnknownCall,
+                format!("{call_id} is not one of your recent calls"),
+            ),
+        );
     }
 
     /// Ends a call that `by` is in; the other client hears `reason`.
@@ -498,15 +581,9 @@ impl Hub {
             .expect("end_call is only called for a live call");
         let [a, b] = call.clients;
         let (ida, idb) = (self.clients[&a].identity, self.clients[&b].identity);
-        for (me, peer_identity) in [(a, idb), (b, ida)] {
+        for me in [a, b] {
             if let Some(state) = self.clients.get_mut(&me) {
                 state.status = Status::Idle;
-                if state.recent_calls.len() == RECENT_CALLS {
-                    state.recent_calls.pop_front();
-                }
-                state
-                    .recent_calls
-                    .push_back((call_id.clone(), peer_identity));
             }
         }
         self.matchmaker.cool_down(ida, idb, now);
@@ -543,5 +620,7 @@ impl Hub {
     }
 }
 
+#[cfg(test)]
+mod abuse_tests;
 #[cfg(test)]
 mod tests;

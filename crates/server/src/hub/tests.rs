@@ -1,16 +1,16 @@
 use super::*;
 
-struct World {
-    hub: Hub,
-    now: Instant,
+pub(super) struct World {
+    pub(super) hub: Hub,
+    pub(super) now: Instant,
 }
 
-fn identity(n: u64) -> Identity {
+pub(super) fn identity(n: u64) -> Identity {
     Identity::from_device_id(&format!("device-{n:016}"))
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             hub: Hub::new(HubConfig {
                 matching: MatchConfig {
@@ -18,12 +18,13 @@ impl World {
                     ..MatchConfig::default()
                 },
                 online_count_interval: Duration::from_secs(2),
+                reports_per_device_per_day: 5,
             }),
             now: Instant::now(),
         }
     }
 
-    fn connect(&mut self, n: u64) {
+    pub(super) fn connect(&mut self, n: u64) {
         let client = ClientId(n);
         self.hub.handle(
             Input::Connected {
@@ -34,7 +35,7 @@ impl World {
         );
     }
 
-    fn say(&mut self, n: u64, msg: ClientMessage) {
+    pub(super) fn say(&mut self, n: u64, msg: ClientMessage) {
         self.hub.handle(
             Input::Message {
                 client: ClientId(n),
@@ -44,7 +45,7 @@ impl World {
         );
     }
 
-    fn join(&mut self, n: u64, interests: &[&str]) {
+    pub(super) fn join(&mut self, n: u64, interests: &[&str]) {
         self.say(
             n,
             ClientMessage::JoinQueue {
@@ -55,7 +56,7 @@ impl World {
         );
     }
 
-    fn advance(&mut self, secs: u64) {
+    pub(super) fn advance(&mut self, secs: u64) {
         let target = self.now + Duration::from_secs(secs);
         while let Some(due) = self.hub.poll_timeout().filter(|&due| due <= target) {
             self.now = due;
@@ -64,12 +65,12 @@ impl World {
         self.now = target;
     }
 
-    fn outputs(&mut self) -> Vec<Output> {
+    pub(super) fn outputs(&mut self) -> Vec<Output> {
         std::iter::from_fn(|| self.hub.poll_output()).collect()
     }
 
     /// Messages sent to each client, dropping online counts unless asked for.
-    fn sent(&mut self) -> Vec<(u64, ServerMessage)> {
+    pub(super) fn sent(&mut self) -> Vec<(u64, ServerMessage)> {
         self.outputs()
             .into_iter()
             .filter_map(|o| match o {
@@ -82,7 +83,7 @@ impl World {
     }
 
     /// Connects and matches clients `a` and `b`; returns the call id.
-    fn call(&mut self, a: u64, b: u64) -> CallId {
+    pub(super) fn call(&mut self, a: u64, b: u64) -> CallId {
         self.connect(a);
         self.connect(b);
         self.join(a, &["music"]);

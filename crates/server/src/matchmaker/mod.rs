@@ -14,8 +14,11 @@
 //! Every operation is O(k·log n) for n waiting and k = (languages × interests) of the
 //! client at hand, bounded by the protocol limits. To stay so when a client has blocked
 //! or recently met many waiting people, each index lookup skips at most
-//! [`MatchConfig::max_skip`] ineligible heads; a partner hidden behind more is found at the
-//! client's next widening or when a cooldown expires.
+//! [`MatchConfig::max_skip`] ineligible heads, and one search looks at no more than
+//! [`MatchConfig::max_checks`] candidates in all, whatever the queue holds; a partner
+//! hidden behind more is found at the client's next widening or when a cooldown expires.
+//! (The hub keeps one queue entry per device, so no device fills the queue with
+//! entries that are ineligible for each other.)
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -28,7 +31,10 @@ pub struct MatchConfig {
     pub language_only_after: Duration,
     pub anyone_after: Duration,
     pub cooldown: Duration,
+    /// Ineligible heads skipped per index lookup.
     pub max_skip: usize,
+    /// Candidates looked at per search, over all its lookups.
+    pub max_checks: usize,
 }
 
 impl Default for MatchConfig {
@@ -38,6 +44,7 @@ impl Default for MatchConfig {
             anyone_after: Duration::from_secs(15),
             cooldown: Duration::from_secs(120),
             max_skip: 64,
+            max_checks: 256,
         }
     }
 }
@@ -134,6 +141,8 @@ pub struct Matchmaker {
     cooldown_until: HashMap<Pair, Instant>,
     cooldown_expiry: VecDeque<(Instant, Pair)>,
     matches: VecDeque<Match>,
+    /// Candidates looked at by every search so far.
+    checked: std::cell::Cell<u64>,
 }
 
 impl Matchmaker {
@@ -151,6 +160,14 @@ impl Matchmaker {
 
     pub fn is_waiting(&self, client: ClientId) -> bool {
         self.waiting.contains_key(&client)
+    }
+
+    /// The clients of `identity`'s device that are waiting.
+    pub fn waiting_from(&self, identity: Identity) -> Vec<ClientId> {
+        self.waiting_by_identity
+            .get(&identity)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Never match these two devices again.
@@ -300,9 +317,10 @@ impl Matchmaker {
     }
 
     fn find_partner(&self, seeker: &Waiting, now: Instant) -> Option<(ClientId, Fit)> {
+        let budget = std::cell::Cell::new(self.config.max_checks);
         let oldest = |queues: &mut dyn Iterator<Item = &Queue>| {
             queues
-                .filter_map(|queue| self.first_eligible(queue, seeker, now))
+                .filter_map(|queue| self.first_eligible(queue, seeker, now, &budget))
                 .min()
                 .map(|(_, client)| client)
         };
@@ -333,24 +351,38 @@ impl Matchmaker {
         } else {
             &self.anyone_ready
         };
-        self.first_eligible(pool, seeker, now)
+        self.first_eligible(pool, seeker, now, &budget)
             .map(|(_, client)| (client, Fit::Anyone))
     }
 
+    /// The oldest client in `queue` the seeker may meet, looking at no more than
+    /// `max_skip` of them and what is left of the search's `budget`.
     fn first_eligible(
         &self,
         queue: &Queue,
         seeker: &Waiting,
         now: Instant,
+        budget: &std::cell::Cell<usize>,
     ) -> Option<(u64, ClientId)> {
-        queue
+        let allowed = self.config.max_skip.min(budget.get());
+        let mut looked = 0;
+        let found = queue
             .iter()
-            .take(self.config.max_skip)
+            .take(allowed)
             .map(|(&seq, &client)| (seq, client))
             .find(|&(_, client)| {
+                looked += 1;
                 let other = &self.waiting[&client];
                 self.may_meet(seeker, other, now)
-            })
+            });
+        budget.set(budget.get() - looked);
+        self.checked.set(self.checked.get() + looked as u64);
+        found
+    }
+
+    /// Candidates looked at so far, over every search (for tests of the bound).
+    pub fn candidates_checked(&self) -> u64 {
+        self.checked.get()
     }
 
     fn may_meet(&self, a: &Waiting, b: &Waiting, now: Instant) -> bool {

@@ -18,7 +18,7 @@ impl World {
                 language_only_after: LANG_AFTER,
                 anyone_after: ANYONE_AFTER,
                 cooldown: COOLDOWN,
-                max_skip: 64,
+                ..MatchConfig::default()
             }),
             start,
             now: start,
@@ -352,4 +352,37 @@ fn tens_of_thousands_waiting_still_match_the_right_one() {
         1,
         "39,999 left after the first match: one stays odd"
     );
+}
+
+/// An adversarial queue: thousands waiting in every index the seeker looks in (8
+/// languages × 16 interests), all from one device (so they never meet each other) which
+/// the seeker has blocked. A search still looks at a bounded number of candidates,
+/// whatever the queue holds. (The hub also keeps one entry per device; this is the
+/// matchmaker's own bound.)
+#[test]
+fn a_search_looks_at_a_bounded_number_of_candidates() {
+    let mut w = World::new();
+    let languages: Vec<String> = (0..8).map(|i| format!("l{i}a")).collect();
+    let interests: Vec<String> = (0..16).map(|i| format!("interest{i}")).collect();
+    let langs: Vec<&str> = languages.iter().map(String::as_str).collect();
+    let ints: Vec<&str> = interests.iter().map(String::as_str).collect();
+    let (seeker_device, crowd) = (1_000_000, 7);
+    w.mm.block(device_identity(seeker_device), device_identity(crowd));
+    for id in 0..4_000 {
+        w.join_as(id, crowd, &langs, &ints);
+    }
+    assert!(w.matches().is_empty(), "one device never meets itself");
+    let before = w.mm.candidates_checked();
+    // The seeker waits long enough to accept anyone: every index is searched.
+    w.advance_to(60.0);
+    let _ = w.matches();
+    let widening = w.mm.candidates_checked();
+    w.join_as(seeker_device, seeker_device, &langs, &ints);
+    let checked = w.mm.candidates_checked() - widening;
+    assert!(
+        checked <= MatchConfig::default().max_checks as u64,
+        "one search looked at {checked} candidates (widening everyone took {})",
+        widening - before
+    );
+    assert!(w.matches().is_empty(), "everyone is blocked");
 }
