@@ -154,7 +154,7 @@ impl Admission {
             {
                 address.refusing += 1;
                 counts.refusing += 1;
-                self.metrics.refused(why, false);
+                self.count_refusal(why, false);
                 Admitted::Refuse(
                     RefusalSlot {
                         admission: Arc::clone(self),
@@ -168,9 +168,22 @@ impl Admission {
                 if idle {
                     counts.per_address.remove(&ip);
                 }
-                self.metrics.refused(why, true);
+                self.count_refusal(why, true);
                 Admitted::Drop(why)
             }
+        }
+    }
+
+    fn count_refusal(&self, why: Refusal, silently: bool) {
+        let m = &self.metrics;
+        m.connections_rejected_total.fetch_add(1, Relaxed);
+        match why {
+            Refusal::ServerFull => &m.refused_server_full_total,
+            Refusal::TooManyFromAddress => &m.refused_address_limit_total,
+        }
+        .fetch_add(1, Relaxed);
+        if silently {
+            m.refused_silently_total.fetch_add(1, Relaxed);
         }
     }
 

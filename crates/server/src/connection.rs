@@ -20,15 +20,12 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::admission::{Admission, ConnectionSlot, Refusal};
-use crate::config::Config;
+use crate::admission::{ConnectionSlot, Refusal};
 use crate::hub::Input;
 use crate::hub_task::{ClientLink, HubCommand, Outbound};
 use crate::ids::{Identity, random_token};
-use crate::listener::{Accepted, Stop, Ticket};
-use crate::metrics::Metrics;
+use crate::listener::{Accepted, Context, Ticket};
 use crate::ratelimit::{Throttle, TokenBucket};
 use crate::turn;
 
@@ -43,17 +40,6 @@ const MAX_RATE_LIMITED: u32 = 1000;
 const WRITER_LINGER: Duration = Duration::from_secs(2);
 /// How long a refused client gets to hear why.
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
-
-/// What every connection task shares.
-#[derive(Debug)]
-pub(crate) struct Context {
-    pub config: Config,
-    pub hub_tx: mpsc::Sender<HubCommand>,
-    pub metrics: Arc<Metrics>,
-    pub stop: Stop,
-    pub tracker: TaskTracker,
-    pub admission: Arc<Admission>,
-}
 
 pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,

@@ -23,8 +23,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use crate::admission::{Admitted, ConnectionSlot, Refusal, RefusalSlot};
-use crate::connection::Context;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::{Admission, Admitted, ConnectionSlot, Refusal, RefusalSlot};
+use crate::config::Config;
+use crate::hub_task::HubCommand;
+use crate::metrics::Metrics;
 
 /// The most bytes a request's head (request line and headers) may take.
 pub(crate) const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
@@ -36,6 +41,17 @@ const SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// After a failed accept (out of file descriptors, say), wait this long before the next,
 /// rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub config: Config,
+    pub hub_tx: mpsc::Sender<HubCommand>,
+    pub metrics: Arc<Metrics>,
+    pub stop: Stop,
+    pub tracker: TaskTracker,
+    pub admission: Arc<Admission>,
+}
 
 /// The two stages of stopping.
 #[derive(Debug, Clone)]

@@ -4,7 +4,6 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::admission::Refusal;
 use crate::hub::HubStats;
 
 /// One metric: name, type, help, and its values by label set.
@@ -25,10 +24,10 @@ pub struct Metrics {
     pub address_rate_limited_total: AtomicU64,
     /// Connections refused by a connection limit (told or closed at once).
     pub connections_rejected_total: AtomicU64,
-    refused_server_full_total: AtomicU64,
-    refused_address_limit_total: AtomicU64,
+    pub refused_server_full_total: AtomicU64,
+    pub refused_address_limit_total: AtomicU64,
     /// Refused connections closed without being told (over the refusal budget).
-    refused_silently_total: AtomicU64,
+    pub refused_silently_total: AtomicU64,
     /// Connections closed for not finishing their HTTP request (headers or upgrade) in
     /// time.
     pub http_timeouts_total: AtomicU64,
@@ -54,19 +53,6 @@ impl Metrics {
             .store(stats.queue_displaced_total, Relaxed);
         self.reports_refused_total
             .store(stats.reports_refused_total, Relaxed);
-    }
-
-    /// A connection refused by a limit; `silently`: closed without being told.
-    pub(crate) fn refused(&self, why: Refusal, silently: bool) {
-        self.connections_rejected_total.fetch_add(1, Relaxed);
-        match why {
-            Refusal::ServerFull => &self.refused_server_full_total,
-            Refusal::TooManyFromAddress => &self.refused_address_limit_total,
-        }
-        .fetch_add(1, Relaxed);
-        if silently {
-            self.refused_silently_total.fetch_add(1, Relaxed);
-        }
     }
 
     pub fn render(&self) -> String {

@@ -16,10 +16,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::{Admission, Limits};
 use crate::config::{Config, ConfigError};
-use crate::connection::{self, Context};
+use crate::connection;
 use crate::hub::Hub;
 use crate::hub_task::{self, HUB_QUEUE};
-use crate::listener::{self, Stop};
+use crate::listener::{self, Context, Stop};
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 

@@ -18,8 +18,9 @@ use chingu_proto::{
 
 use crate::ids::{ClientId, Identity, random_token};
 use crate::matchmaker::{Match, MatchConfig, Matchmaker, Preferences};
-use recent::{RecentCalls, ReportRefusal};
+use recent::RecentCalls;
 
+mod moderation;
 mod recent;
 
 /// Something that happened to the hub.
@@ -351,83 +352,9 @@ impl Hub {
                 call_id,
                 reason,
                 note,
-            } => {
-                let reporter = self.client_mut(client).identity;
-                let per_day = self.config.reports_per_device_per_day;
-                match self.recent.report(reporter, &call_id, per_day, now) {
-                    Ok(reported) => {
-                        // Stored text is for moderators' tools: no terminal escapes,
-                        // NUL or direction overrides.
-                        let note = note
-                            .map(|n| chingu_proto::text::sanitize(&n))
-                            .filter(|n| !n.is_empty());
-                        let record = Record::Report {
-                            reporter,
-                            reported,
-                            call_id: call_id.clone(),
-                            reason,
-                            note,
-                        };
-                        self.outputs.push_back(Output::Persist {
-                            client,
-                            record,
-                            ack: ServerMessage::Reported { call_id },
-                        });
-                    }
-                    Err(ReportRefusal::UnknownCall) => self.unknown_call(client, &call_id),
-                    Err(ReportRefusal::AlreadyReported) => {
-                        self.reports_refused_total += 1;
-                        self.send(
-                            client,
-                            ServerMessage::error(
-                                ErrorCode::InvalidState,
-                                format!("{call_id} was already reported"),
-                            ),
-                        );
-                    }
-                    Err(ReportRefusal::OverBudget) => {
-                        self.reports_refused_total += 1;
-                        self.send(
-                            client,
-                            ServerMessage::error(
-                                ErrorCode::RateLimited,
-                                format!("at most {per_day} reports a day"),
-                            ),
-                        );
-                    }
-                }
-            }
-            ClientMessage::Block { call_id } => {
-                if let Some(peer) = self.recent_peer(client, &call_id) {
-                    if self.client_mut(client).status == Status::InCall(call_id.clone()) {
-                        self.end_call(&call_id, client, PeerLeftReason::HungUp, now);
-                    }
-                    let blocker = self.client_mut(client).identity;
-                    self.matchmaker.block(blocker, peer);
-                    self.outputs.push_back(Output::Persist {
-                        client,
-                        record: Record::Block {
-                            blocker,
-                            blocked: peer,
-                        },
-                        ack: ServerMessage::Blocked { call_id },
-                    });
-                }
-            }
-            ClientMessage::Rate { call_id, stars } => {
-                if self.recent_peer(client, &call_id).is_some() {
-                    let record = Record::Rating {
-                        rater: self.client_mut(client).identity,
-                        call_id: call_id.clone(),
-                        stars,
-                    };
-                    self.outputs.push_back(Output::Persist {
-                        client,
-                        record,
-                        ack: ServerMessage::Rated { call_id },
-                    });
-                }
-            }
+            } => self.report(client, call_id, reason, note, now),
+            ClientMessage::Block { call_id } => self.block(client, call_id, now),
+            ClientMessage::Rate { call_id, stars } => self.rate(client, call_id, stars),
             ClientMessage::Hello { .. } => self.send(
                 client,
                 ServerMessage::error(ErrorCode::AlreadyHello, "hello was already accepted"),
@@ -551,26 +478,6 @@ impl Hub {
             ),
         );
         None
-    }
-
-    /// The peer device of a current or recent call of `client`'s device, for ratings and
-    /// blocks; otherwise tells the client.
-    fn recent_peer(&mut self, client: ClientId, call_id: &CallId) -> Option<Identity> {
-        let found = self.recent.peer(self.clients[&client].identity, call_id);
-        if found.is_none() {
-            self.unknown_call(client, call_id);
-        }
-        found
-    }
-
-    fn unknown_call(&mut self, client: ClientId, call_id: &CallId) {
-        self.send(
-            client,
-            ServerMessage::error(
-                ErrorCode::UnknownCall,
-                format!("{call_id} is not one of your recent calls"),
-            ),
-        );
     }
 
     /// Ends a call that `by` is in; the other client hears `reason`.

@@ -1,0 +1,275 @@
+//! `cargo xtask bench` and `bench-video`: release builds, then the measurements, each
+//! against a fresh server or app; figures go to `target/bench/`.
+
+use std::process::Command;
+
+use crate::{Result, build_all, build_ui, cargo, display, flag, owned, step, target_dir, tempdir};
+
+/// The load benchmark: a release server and a separate load process, two scenarios.
+/// `paced` holds each simulated call ~1 s so 10,000 clients make ~5,000 matches/s,
+/// leaving CPU to spare, and measures latency; `saturated` presses Next at once and
+/// measures the most matches per second this machine manages (load generator included).
+pub fn bench(args: &[String]) -> Result {
+    let clients = flag(args, "--clients").unwrap_or_else(|| "10000".into());
+    let duration = flag(args, "--duration").unwrap_or_else(|| "20".into());
+    // The release workspace build, shared with `cargo xtask bundle`.
+    build_ui()?;
+    build_all(true)?;
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    step(
+        "building the benchmark examples (release)",
+        cargo().args([
+            "build",
+            "--locked",
+            "--release",
+            "--workspace",
+            "--examples",
+        ]),
+    )?;
+    for (example, file) in [
+        ("matchmaker_bench", "matchmaker.jsonl"),
+        ("codec_bench", "codecs.jsonl"),
+    ] {
+        eprintln!("xtask: {example}");
+        let output = Command::new(target_dir().join("release/examples").join(example))
+            .output()
+            .map_err(|e| format!("running {example}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{example} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let lines = String::from_utf8_lossy(&output.stdout);
+        print!("{lines}");
+        let path = out_dir.join(file);
+        std::fs::write(&path, lines.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+
+    // Calls: two engines and a server in one process, per frame size.
+    eprintln!("xtask: call bench (chingu-cli bench)");
+    let cli = target_dir().join("release").join("chingu-cli");
+    let output = Command::new(&cli)
+        .args(["bench", "--json", "--duration", &duration])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", cli.display()))?;
+    if !output.status.success() {
+        return Err("chingu-cli bench failed".into());
+    }
+    let lines = String::from_utf8_lossy(&output.stdout);
+    print!("{lines}");
+    let path = out_dir.join("call.jsonl");
+    std::fs::write(&path, lines.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+
+    let mut results = Vec::new();
+    for (scenario, hold_ms) in [("paced", "1000"), ("saturated", "0")] {
+        eprintln!("xtask: load scenario {scenario}: {clients} clients, {duration} s");
+        let json = load_run(&clients, &duration, hold_ms)?;
+        println!("{scenario}: {json}");
+        results.push(format!(
+            "{{\"scenario\":\"{scenario}\",\"hold_ms\":{hold_ms},\"report\":{json}}}"
+        ));
+    }
+    let path = out_dir.join("load.json");
+    std::fs::write(&path, format!("[{}]\n", results.join(",")))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+
+    // What one address can do to the server, and what honest users see meanwhile.
+    let mut lines = String::new();
+    for kind in ["none", "slow-readers", "half-requests", "join-storm"] {
+        eprintln!("xtask: attack {kind}, {duration} s");
+        let json = attack_run(kind, &duration)?;
+        println!("attack {kind}: {json}");
+        lines.push_str(&json);
+        lines.push('\n');
+    }
+    let path = out_dir.join("attack.jsonl");
+    std::fs::write(&path, lines).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// One attack run against a fresh release server with its default limits; returns the
+/// report's JSON.
+fn attack_run(kind: &str, duration: &str) -> Result<String> {
+    let release = target_dir().join("release");
+    let data = tempdir(&format!("chingu-attack-{kind}"))?;
+    let listen = "127.0.0.1:7898";
+    let mut server = owned(&release.join("chingu-server"))
+        .args(["--listen", listen, "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting chingu-server: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let output = Command::new(release.join("chingu-cli"))
+        .args([
+            "attack",
+            "--server",
+            &format!("ws://{listen}/v1/ws"),
+            "--kind",
+            kind,
+            "--duration",
+            duration,
+            "--json",
+        ])
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let output = output.map_err(|e| format!("running chingu-cli attack: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "chingu-cli attack failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The video transport benchmark: a release app built with `video-bench`, one run per
+/// transport and repetition, each in a fresh profile; the page's figures plus the CPU
+/// time of the app's process tree and the X server (docs/decisions/0007).
+pub fn bench_video(args: &[String]) -> Result {
+    let runs: usize = flag(args, "--runs")
+        .map(|r| r.parse().map_err(|_| "--runs takes a number".to_string()))
+        .transpose()?
+        .unwrap_or(3);
+    build_ui()?;
+    // The custom-scheme candidate needs its scheme in the page's CSP; only this build
+    // gets it (tauri-build merges TAURI_CONFIG into tauri.conf.json).
+    let csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+               img-src 'self' data: blob:; connect-src 'self' ipc: http://ipc.localhost \
+               ws://127.0.0.1:* chingu-video: http://chingu-video.localhost; \
+               object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+    step(
+        "building the app with the video benchmark (release)",
+        cargo()
+            .args([
+                "build",
+                "--locked",
+                "--release",
+                "-p",
+                "chingu",
+                "--features",
+                "custom-protocol,video-bench",
+            ])
+            .env(
+                "TAURI_CONFIG",
+                format!("{{\"app\":{{\"security\":{{\"csp\":\"{csp}\"}}}}}}"),
+            ),
+    )?;
+    // A private X server, so nothing else draws during the measurement.
+    let display = display::Display::get(true)?;
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let out = out_dir.join("video.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let app = target_dir().join("release").join("chingu");
+    for run in 0..runs {
+        for transport in ["protocol", "channel", "websocket"] {
+            eprintln!("xtask: video transport {transport}, run {}/{runs}", run + 1);
+            let profile = tempdir(&format!("chingu-video-bench-{transport}-{run}"))?;
+            let mut cmd = Command::new(&app);
+            cmd.env("DISPLAY", &display.name)
+                .env("CHINGU_VIDEO_BENCH", transport)
+                .env("CHINGU_VIDEO_BENCH_OUT", &out)
+                .env("XDG_DATA_HOME", profile.join("data"))
+                .env("XDG_CONFIG_HOME", profile.join("config"))
+                .env("XDG_CACHE_HOME", profile.join("cache"))
+                .stdout(std::process::Stdio::null());
+            if let Some(pid) = display.server_pid() {
+                cmd.env("CHINGU_VIDEO_BENCH_XPID", pid.to_string());
+            }
+            let status = wait_with_timeout(
+                cmd.spawn().map_err(|e| format!("starting the app: {e}"))?,
+                std::time::Duration::from_secs(60),
+            );
+            let _ = std::fs::remove_dir_all(&profile);
+            if !status? {
+                return Err(format!("the {transport} run failed or timed out"));
+            }
+        }
+    }
+    let lines = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    print!("{lines}");
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+/// Waits for `child` up to `limit`, killing it after; whether it exited successfully.
+fn wait_with_timeout(mut child: std::process::Child, limit: std::time::Duration) -> Result<bool> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status.success());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// One load run against a fresh release server; returns the report's JSON.
+fn load_run(clients: &str, duration: &str, hold_ms: &str) -> Result<String> {
+    let release = target_dir().join("release");
+    let data = tempdir("chingu-bench")?;
+    let listen = "127.0.0.1:7899";
+    // 25 simulated people share each source address here, pressing Next as fast as the
+    // server answers: lift the per-address message budget (meant for one household or
+    // office) so the run measures the server, not the limiter.
+    let config = data.join("server.toml");
+    std::fs::write(
+        &config,
+        "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n",
+    )
+    .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    let mut server = owned(&release.join("chingu-server"))
+        .args(["--listen", listen, "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting chingu-server: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // 400 loopback source addresses keep every address under the server's default
+    // per-address connection limit of 32 with 10,000 clients.
+    let output = Command::new(release.join("chingu-cli"))
+        .args([
+            "load",
+            "--server",
+            &format!("ws://{listen}/v1/ws"),
+            "--clients",
+            clients,
+            "--duration",
+            duration,
+            "--hold-ms",
+            hold_ms,
+            "--source-addresses",
+            "400",
+            "--server-pid",
+            &server.id().to_string(),
+            "--json",
+        ])
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let output = output.map_err(|e| format!("running chingu-cli load: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "chingu-cli load failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
