@@ -57,13 +57,18 @@ pub(crate) async fn upgrade(
             let hard_stop = ctx.stop.hard.clone();
             let metrics = Arc::clone(&ctx.metrics);
             let Accepted { peer, ticket } = accepted;
-            let connection = async move {
-                match ticket {
-                    Ticket::Admitted(slot) => run(socket, ctx, slot, peer).await,
-                    Ticket::Refused(_slot, why) => {
-                        let _ = tokio::time::timeout(REFUSAL_TIME, refuse(socket, why)).await;
-                    }
+            // Tens of thousands of these wait at once: keep the state each holds small.
+            // The socket is split here, so no future carries the whole WebSocket, and the
+            // rare refusal is a separate allocation.
+            let connection: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match ticket {
+                Ticket::Admitted(slot) => {
+                    let (sink, stream) = socket.split();
+                    Box::pin(run(sink, stream, ctx, slot, peer))
                 }
+                Ticket::Refused(slot, why) => Box::pin(async move {
+                    let _ = tokio::time::timeout(REFUSAL_TIME, refuse(socket, why)).await;
+                    drop(slot);
+                }),
             };
             tracker.track_future(async move {
                 tokio::select! {
@@ -98,9 +103,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// Runs the connection until it ends. `slot` is held until the socket is closed.
-async fn run(socket: WebSocket, ctx: Arc<Context>, slot: Arc<ConnectionSlot>, peer: SocketAddr) {
+async fn run(
+    sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    ctx: Arc<Context>,
+    slot: Arc<ConnectionSlot>,
+    peer: SocketAddr,
+) {
     let client = slot.client;
-    let (sink, stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let kick = CancellationToken::new();
     let reader_done = CancellationToken::new();
