@@ -24,21 +24,7 @@ use common::{ClientOptions, client, server};
 
 /// The "microphone": a tone played into vmic at real-time pace, for the whole test.
 fn play_tone_into_vmic(pulse: &mut Pulse, frequency_hz: f64) {
-    let mut pacat = Owned::spawn(
-        Command::new("pacat")
-            .args([
-                "--playback",
-                "--device=vmic",
-                "--format=s16le",
-                "--rate=48000",
-                "--channels=1",
-                "--latency-msec=20",
-            ])
-            .stdin(Stdio::piped()),
-    )
-    .expect("run pacat");
-    let mut feed = pacat.child().stdin.take().expect("pacat stdin");
-    pulse.own(pacat);
+    let mut feed = pulse.play_into("vmic");
     std::thread::spawn(move || {
         let mut tone = ToneGenerator::new(frequency_hz, 0.5);
         let mut samples = vec![0i16; 4800];

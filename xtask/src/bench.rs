@@ -97,35 +97,55 @@ pub fn bench(args: &[String]) -> Result {
 /// One attack run against a fresh release server with its default limits; returns the
 /// report's JSON.
 fn attack_run(kind: &str, duration: &str) -> Result<String> {
+    against_fresh_server("attack", "", |url, _| {
+        vec![
+            "attack".into(),
+            "--server".into(),
+            url.into(),
+            "--kind".into(),
+            kind.into(),
+            "--duration".into(),
+            duration.into(),
+            "--json".into(),
+        ]
+    })
+}
+
+/// Starts a release `chingu-server` on a fresh data directory (with `config`, TOML, if
+/// not empty), runs `chingu-cli` with the arguments `args(url, server pid)` gives, stops
+/// the server; returns what the tool printed.
+fn against_fresh_server(
+    what: &str,
+    config: &str,
+    args: impl FnOnce(&str, u32) -> Vec<String>,
+) -> Result<String> {
     let release = target_dir().join("release");
-    let data = tempdir(&format!("chingu-attack-{kind}"))?;
-    let listen = "127.0.0.1:7898";
-    let mut server = owned(&release.join("chingu-server"))
+    let data = tempdir(&format!("chingu-bench-{what}"))?;
+    let listen = "127.0.0.1:7899";
+    let mut command = owned(&release.join("chingu-server"));
+    command
         .args(["--listen", listen, "--data-dir"])
         .arg(&data)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    if !config.is_empty() {
+        let path = data.join("server.toml");
+        std::fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        command.arg("--config").arg(&path);
+    }
+    let mut server = command
         .spawn()
         .map_err(|e| format!("starting chingu-server: {e}"))?;
     std::thread::sleep(std::time::Duration::from_millis(500));
     let output = Command::new(release.join("chingu-cli"))
-        .args([
-            "attack",
-            "--server",
-            &format!("ws://{listen}/v1/ws"),
-            "--kind",
-            kind,
-            "--duration",
-            duration,
-            "--json",
-        ])
+        .args(args(&format!("ws://{listen}/v1/ws"), server.id()))
         .output();
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&data);
-    let output = output.map_err(|e| format!("running chingu-cli attack: {e}"))?;
+    let output = output.map_err(|e| format!("running chingu-cli {what}: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "chingu-cli attack failed: {}",
+            "chingu-cli {what} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }
@@ -220,34 +240,16 @@ fn wait_with_timeout(mut child: std::process::Child, limit: std::time::Duration)
 
 /// One load run against a fresh release server; returns the report's JSON.
 fn load_run(clients: &str, duration: &str, hold_ms: &str) -> Result<String> {
-    let release = target_dir().join("release");
-    let data = tempdir("chingu-bench")?;
-    let listen = "127.0.0.1:7899";
     // 25 simulated people share each source address here, pressing Next as fast as the
     // server answers: lift the per-address message budget (meant for one household or
-    // office) so the run measures the server, not the limiter.
-    let config = data.join("server.toml");
-    std::fs::write(
-        &config,
-        "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n",
-    )
-    .map_err(|e| format!("writing {}: {e}", config.display()))?;
-    let mut server = owned(&release.join("chingu-server"))
-        .args(["--listen", listen, "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting chingu-server: {e}"))?;
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    // 400 loopback source addresses keep every address under the server's default
-    // per-address connection limit of 32 with 10,000 clients.
-    let output = Command::new(release.join("chingu-cli"))
-        .args([
+    // office) so the run measures the server, not the limiter. 400 loopback source
+    // addresses keep every address under the default limit of 32 connections.
+    let config = "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n";
+    against_fresh_server("load", config, |url, pid| {
+        [
             "load",
             "--server",
-            &format!("ws://{listen}/v1/ws"),
+            url,
             "--clients",
             clients,
             "--duration",
@@ -257,19 +259,10 @@ fn load_run(clients: &str, duration: &str, hold_ms: &str) -> Result<String> {
             "--source-addresses",
             "400",
             "--server-pid",
-            &server.id().to_string(),
+            &pid.to_string(),
             "--json",
-        ])
-        .output();
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&data);
-    let output = output.map_err(|e| format!("running chingu-cli load: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "chingu-cli load failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        ]
+        .map(String::from)
+        .to_vec()
+    })
 }

@@ -5,7 +5,6 @@
 //! no real microphone does.)
 //! The test starts its own user-space PulseAudio (`chingu_testkit::pulse`).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chingu_media::audio_device::{Microphone, Speaker, input_devices, output_devices};
@@ -37,7 +36,9 @@ fn record(mic: &mut Microphone, seconds: f64) -> Vec<i16> {
 
 #[test]
 fn capture_and_playback_through_real_devices() {
-    let Some(_pulse) = Pulse::start() else { return };
+    let Some(mut pulse) = Pulse::start() else {
+        return;
+    };
     assert!(
         !input_devices().expect("list inputs").is_empty(),
         "ALSA shows PulseAudio's devices"
@@ -45,20 +46,7 @@ fn capture_and_playback_through_real_devices() {
     assert!(!output_devices().expect("list outputs").is_empty());
 
     // The microphone: a 440 Hz tone played into vmic by pacat, at real-time pace.
-    let mut pacat = chingu_testkit::process::Owned::spawn(
-        Command::new("pacat")
-            .args([
-                "--playback",
-                "--device=vmic",
-                "--format=s16le",
-                "--rate=48000",
-                "--channels=1",
-                "--latency-msec=20",
-            ])
-            .stdin(std::process::Stdio::piped()),
-    )
-    .expect("run pacat");
-    let mut feed = pacat.child().stdin.take().expect("pacat stdin");
+    let mut feed = pulse.play_into("vmic");
     let feeder = std::thread::spawn(move || {
         use std::io::Write;
         let mut tone = ToneGenerator::new(440.0, 0.5);
@@ -79,8 +67,8 @@ fn capture_and_playback_through_real_devices() {
         mic.stats
     );
     drop(mic);
-    drop(pacat); // killed with its process group
-    let _ = feeder.join();
+    // The feeder ends when pacat does, with the daemon at the end of the test.
+    drop(feeder);
 
     // The speaker: play 880 Hz into the null sink and record its monitor.
     pactl(&["set-default-source", "vsink.monitor"]);

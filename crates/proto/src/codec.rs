@@ -14,12 +14,7 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, ProtoError> {
         ClientMessage::Signal {
             signal: Signal::EndOfCandidates,
             ..
-        } => only_fields(
-            text,
-            "signal",
-            &["type", "call_id", "signal"],
-            Some("signal"),
-        )?,
+        } => end_of_candidates_fields(text)?,
         _ => {}
     }
     validate::client_message(&msg)?;
@@ -38,16 +33,21 @@ pub fn decode_server(text: &str) -> Result<ServerMessage, ProtoError> {
         ServerMessage::Signal {
             signal: Signal::EndOfCandidates,
             ..
-        } => only_fields(
-            text,
-            "signal",
-            &["type", "call_id", "signal"],
-            Some("signal"),
-        )?,
+        } => end_of_candidates_fields(text)?,
         _ => {}
     }
     validate::server_message(&msg)?;
     Ok(msg)
+}
+
+/// A `signal` carrying `end_of_candidates` has exactly its fields, both ways.
+fn end_of_candidates_fields(text: &str) -> Result<(), ProtoError> {
+    only_fields(
+        text,
+        "signal",
+        &["type", "call_id", "signal"],
+        Some("signal"),
+    )
 }
 
 /// serde ignores unknown fields next to the tag of a variant that has no fields of its

@@ -59,6 +59,27 @@ impl Pulse {
         })
     }
 
+    /// `pacat` playing 48 kHz mono s16le from its stdin into `device` (a sink, such as
+    /// `vmic`), at real-time pace; owned by this daemon. Returns its stdin.
+    pub fn play_into(&mut self, device: &str) -> std::process::ChildStdin {
+        let mut pacat = Owned::spawn(
+            Command::new("pacat")
+                .args([
+                    "--playback",
+                    &format!("--device={device}"),
+                    "--format=s16le",
+                    "--rate=48000",
+                    "--channels=1",
+                    "--latency-msec=20",
+                ])
+                .stdin(std::process::Stdio::piped()),
+        )
+        .expect("run pacat");
+        let stdin = pacat.child().stdin.take().expect("pacat stdin");
+        self.own(pacat);
+        stdin
+    }
+
     /// Keeps a helper process to be killed before the daemon stops.
     pub fn own(&mut self, child: Owned) {
         self.children.push(child);
