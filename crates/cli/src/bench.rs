@@ -97,6 +97,7 @@ fn side(url: &str, name: &str, width: u32, height: u32, tone: f64) -> Side {
         languages: vec!["ko".into()],
         interests: vec![],
         udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        relay_only: false,
     };
     let media = MediaConfig {
         video: Some(VideoSource::TestPattern {

@@ -28,6 +28,10 @@ struct PeerArgs {
     /// give 127.0.0.1:0 to call a peer on this machine over loopback).
     #[arg(long)]
     udp: Option<std::net::SocketAddr>,
+    /// Connect through the TURN relay only ("Hide my IP"): the peer learns no address
+    /// of ours but the relay's.
+    #[arg(long)]
+    relay_only: bool,
 }
 
 impl PeerArgs {
@@ -38,6 +42,7 @@ impl PeerArgs {
             languages: self.languages,
             interests: self.interests,
             udp_addr: self.udp,
+            relay_only: self.relay_only,
         }
     }
 }
@@ -61,11 +66,16 @@ enum Command {
         height: u32,
         #[arg(long, default_value_t = 440.0)]
         tone: f64,
+        /// Chat messages to send once the peer's control channel is up (repeatable);
+        /// the peer's messages are printed and listed in the summary.
+        #[arg(long)]
+        chat: Vec<String>,
         /// JSON lines instead of a readable summary.
         #[arg(long)]
         json: bool,
     },
-    /// Wait in the queue and send back what is received (video and audio), call after call.
+    /// Wait in the queue and send back what is received (video, audio and chat), call
+    /// after call.
     Echo {
         #[command(flatten)]
         peer: PeerArgs,
@@ -149,6 +159,7 @@ fn main() -> anyhow::Result<()> {
             width,
             height,
             tone,
+            chat,
             json,
         } => {
             let mut setup = peer.setup();
@@ -162,6 +173,7 @@ fn main() -> anyhow::Result<()> {
                 tone_hz: tone,
                 duration: Duration::from_secs(duration),
                 wait: Duration::from_secs(wait),
+                chat,
             };
             let summary = runtime.block_on(chingu_cli::peer::bot(config, |line| {
                 if json {

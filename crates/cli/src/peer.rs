@@ -12,7 +12,7 @@ use chingu_engine::pipeline::{
     AudioOutput, AudioRelay, AudioSource, FrameRelay, MediaConfig, VideoSource,
 };
 use chingu_engine::signaling::SignalingConfig;
-use chingu_engine::stats::CallStats;
+use chingu_engine::stats::{CallPath, CallStats, PathCandidate};
 use chingu_engine::{CallView, Command, Engine, EngineConfig, EngineEvent};
 use chingu_media::barcode;
 use serde::Serialize;
@@ -61,6 +61,8 @@ pub struct PeerSetup {
     pub interests: Vec<String>,
     /// Local address for host candidates (`None`: every interface).
     pub udp_addr: Option<SocketAddr>,
+    /// TURN relay only ("Hide my IP").
+    pub relay_only: bool,
 }
 
 impl PeerSetup {
@@ -75,6 +77,7 @@ impl PeerSetup {
     pub fn engine_config(&self, kind: &str, media: MediaConfig, auto_search: bool) -> EngineConfig {
         let mut peer = PeerOptions {
             track_prefix: format!("{kind}-{}", device_id("t")),
+            relay_only: self.relay_only,
             ..PeerOptions::default()
         };
         if let Some(addr) = self.udp_addr {
@@ -105,6 +108,8 @@ pub struct BotConfig {
     pub duration: Duration,
     /// How long to wait for a partner.
     pub wait: Duration,
+    /// Chat messages to send once the peer's control channel is up.
+    pub chat: Vec<String>,
 }
 
 /// The bot's last line.
@@ -125,6 +130,14 @@ pub struct BotSummary {
     pub audio_packets_sent: u64,
     pub capture_to_render_p50_ms: Option<f64>,
     pub ended: Option<String>,
+    /// The candidate pair the call used (last seen).
+    pub path: Option<CallPath>,
+    /// Every candidate of the peer's that ICE learnt: what the peer revealed.
+    pub remote_candidates: Vec<PathCandidate>,
+    /// The peer's chat messages.
+    pub chat_received: Vec<String>,
+    /// Our chat messages the engine accepted for sending.
+    pub chat_sent: u64,
 }
 
 /// Milliseconds at percentile `p` (0–100) of microsecond samples.
@@ -170,7 +183,12 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
         audio_packets_sent: 0,
         capture_to_render_p50_ms: None,
         ended: None,
+        path: None,
+        remote_candidates: Vec::new(),
+        chat_received: Vec::new(),
+        chat_sent: 0,
     };
+    let mut chat_to_send: std::collections::VecDeque<String> = config.chat.clone().into();
     let mut matched_at = None;
     let mut in_call_until = None;
     let mut last_stats: Option<CallStats> = None;
@@ -208,6 +226,17 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
                 break;
             }
             EngineEvent::MediaConnected { setup_ms } => summary.connected_ms = Some(setup_ms),
+            // The peer announced its media state: its control channel is up.
+            EngineEvent::PeerMedia { .. } => {
+                while let Some(text) = chat_to_send.pop_front() {
+                    engine.send(Command::SendChat(text)).await?;
+                    summary.chat_sent += 1;
+                }
+            }
+            EngineEvent::Chat(text) => {
+                line(serde_json::json!({"type": "chat", "text": text}).to_string());
+                summary.chat_received.push(text);
+            }
             EngineEvent::MediaInterrupted(interrupted) => line(
                 serde_json::json!({"type": "media_interrupted", "interrupted": interrupted})
                     .to_string(),
@@ -238,6 +267,8 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
         summary.capture_to_render_p50_ms = percentile_ms(&lat, 50.0);
     }
     if let Some(s) = &last_stats {
+        summary.path = s.path.clone();
+        summary.remote_candidates = s.remote_candidates.clone();
         summary.frames_sent = s.outbound_video.frames_sent;
         summary.audio_packets_received = s.inbound_audio.packets_received;
         summary.audio_packets_sent = s.outbound_audio.packets_sent;
@@ -280,6 +311,10 @@ pub async fn echo(
         match event {
             EngineEvent::State(CallView::InCall { peer }) => {
                 line(serde_json::json!({"type": "call", "peer": peer.nickname}).to_string());
+            }
+            EngineEvent::Chat(text) => {
+                line(serde_json::json!({"type": "chat", "text": text}).to_string());
+                engine.send(Command::SendChat(text)).await?;
             }
             EngineEvent::State(CallView::Ended { reason }) => {
                 line(

@@ -102,6 +102,53 @@ pub struct NetStats {
     pub bytes_received: u64,
     /// Encoded video frames handed to the transport.
     pub video_frames_sent: u64,
+    /// The candidate pair ICE selected (none before it did).
+    pub path: Option<CallPath>,
+    /// Every candidate of the peer's that ICE knows: signalled, and peer-reflexive ones
+    /// learnt from its checks.
+    pub remote_candidates: Vec<PathCandidate>,
+}
+
+/// How a candidate was obtained (RFC 8445 §5.1.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum CandidateKind {
+    /// An address of the machine's own interface.
+    #[default]
+    Host,
+    /// The address a NAT maps it to, as a STUN server saw it.
+    Srflx,
+    /// An address learnt from the peer's connectivity checks.
+    Prflx,
+    /// An address on a TURN relay.
+    Relay,
+}
+
+/// One end of a candidate pair.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct PathCandidate {
+    pub kind: CandidateKind,
+    /// IP address (empty when the stack redacted it).
+    pub address: String,
+    pub port: u16,
+    /// "udp" or "tcp": how media travels from this candidate.
+    pub protocol: String,
+    /// For our relay candidates, how we reach the TURN server ("udp", "tcp", "tls").
+    pub relay_protocol: Option<String>,
+}
+
+/// The path the call's media takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct CallPath {
+    /// Through a TURN relay (ours or the peer's), rather than directly between the two.
+    pub relayed: bool,
+    pub local: PathCandidate,
+    pub remote: PathCandidate,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -183,6 +230,10 @@ pub struct CallStats {
     pub inbound_audio: InboundAudio,
     pub round_trip_time: Option<f64>,
     pub available_outgoing_bitrate: Option<f64>,
+    /// The path media takes (none until ICE has selected one).
+    pub path: Option<CallPath>,
+    /// The peer's candidates ICE knows (what the peer revealed of its addresses).
+    pub remote_candidates: Vec<PathCandidate>,
 }
 
 impl CallStats {
@@ -239,6 +290,8 @@ impl CallStats {
             },
             round_trip_time: net.round_trip_time,
             available_outgoing_bitrate: net.available_outgoing_bitrate,
+            path: net.path.clone(),
+            remote_candidates: net.remote_candidates.clone(),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! directories ([`tempdir`]) and child processes that die with the test ([`process`]). Used by the
 //! integration tests and the end-to-end scenarios; never by shipped code.
 
+pub mod coturn;
+pub mod netlab;
 pub mod process;
 pub mod pulse;
 pub mod tempdir;

@@ -51,6 +51,25 @@ export const MAX_LANGUAGES = 8 as const;
 export const MAX_NICKNAME_CHARS = 32 as const;
 
 /* Types */
+/**  The path the call's media takes. */
+export type CallPath = CallPath_Serialize | CallPath_Deserialize;
+
+/**  The path the call's media takes. */
+export type CallPath_Deserialize = {
+	/**  Through a TURN relay (ours or the peer's), rather than directly between the two. */
+	relayed: boolean,
+	local: PathCandidate_Deserialize,
+	remote: PathCandidate_Deserialize,
+};
+
+/**  The path the call's media takes. */
+export type CallPath_Serialize = {
+	/**  Through a TURN relay (ours or the peer's), rather than directly between the two. */
+	relayed: boolean,
+	local: PathCandidate_Serialize,
+	remote: PathCandidate_Serialize,
+};
+
 /**  One snapshot, emitted every second during a call. */
 export type CallStats = CallStats_Serialize | CallStats_Deserialize;
 
@@ -64,6 +83,10 @@ export type CallStats_Deserialize = {
 	inboundAudio: InboundAudio,
 	roundTripTime?: number | null,
 	availableOutgoingBitrate?: number | null,
+	/**  The path media takes (none until ICE has selected one). */
+	path?: CallPath_Deserialize | null,
+	/**  The peer's candidates ICE knows (what the peer revealed of its addresses). */
+	remoteCandidates: PathCandidate_Deserialize[],
 };
 
 /**  One snapshot, emitted every second during a call. */
@@ -76,10 +99,25 @@ export type CallStats_Serialize = {
 	inboundAudio: InboundAudio,
 	roundTripTime: number | null,
 	availableOutgoingBitrate: number | null,
+	/**  The path media takes (none until ICE has selected one). */
+	path: CallPath_Serialize | null,
+	/**  The peer's candidates ICE knows (what the peer revealed of its addresses). */
+	remoteCandidates: PathCandidate_Serialize[],
 };
 
 /**  The call state as the UI shows it. */
 export type CallView = { state: "idle" } | { state: "searching" } | { state: "connecting"; peer: PeerProfile } | { state: "in_call"; peer: PeerProfile } | { state: "ended"; reason: EndReason };
+
+/**  How a candidate was obtained (RFC 8445 §5.1.1). */
+export type CandidateKind = 
+/**  An address of the machine's own interface. */
+"host" | 
+/**  The address a NAT maps it to, as a STUN server saw it. */
+"srflx" | 
+/**  An address learnt from the peer's connectivity checks. */
+"prflx" | 
+/**  An address on a TURN relay. */
+"relay";
 
 /**  A command's failure. */
 export type CommandError = {
@@ -235,6 +273,33 @@ export type OutboundVideo = {
 	frameHeight: number,
 	nackCount: number,
 	pliCount: number,
+};
+
+/**  One end of a candidate pair. */
+export type PathCandidate = PathCandidate_Serialize | PathCandidate_Deserialize;
+
+/**  One end of a candidate pair. */
+export type PathCandidate_Deserialize = {
+	kind: CandidateKind,
+	/**  IP address (empty when the stack redacted it). */
+	address: string,
+	port: number,
+	/**  "udp" or "tcp": how media travels from this candidate. */
+	protocol: string,
+	/**  For our relay candidates, how we reach the TURN server ("udp", "tcp", "tls"). */
+	relayProtocol?: string | null,
+};
+
+/**  One end of a candidate pair. */
+export type PathCandidate_Serialize = {
+	kind: CandidateKind,
+	/**  IP address (empty when the stack redacted it). */
+	address: string,
+	port: number,
+	/**  "udp" or "tcp": how media travels from this candidate. */
+	protocol: string,
+	/**  For our relay candidates, how we reach the TURN server ("udp", "tcp", "tls"). */
+	relayProtocol: string | null,
 };
 
 /**  Why a call ended for the peer who did not end it. */

@@ -55,5 +55,7 @@ export function emptyStats(): CallStats {
     },
     roundTripTime: null,
     availableOutgoingBitrate: null,
+    path: null,
+    remoteCandidates: [],
   };
 }

@@ -16,16 +16,19 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
-use super::{CONTROL_CHANNEL, PeerEvent, PeerTasks};
+use super::privacy::CandidatePolicy;
+use super::{CONTROL_CHANNEL, NudgeState, PeerEvent, PeerTasks};
 use crate::packets::{InboundSinks, RtpIn};
 
 pub(super) struct Handler {
     pub(super) events: mpsc::Sender<PeerEvent>,
+    pub(super) policy: CandidatePolicy,
     pub(super) sinks: InboundSinks,
     pub(super) channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
     pub(super) connected: AtomicBool,
     pub(super) closing: Arc<AtomicBool>,
     pub(super) tasks: Arc<PeerTasks>,
+    pub(super) nudge: Arc<NudgeState>,
 }
 
 impl Handler {
@@ -40,11 +43,14 @@ impl Handler {
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
-            Ok(init) => self.emit(PeerEvent::Candidate(Signal::Candidate {
-                candidate: init.candidate,
-                sdp_mid: init.sdp_mid,
-                sdp_mline_index: init.sdp_mline_index,
-            })),
+            Ok(init) => match self.policy.filter(&init.candidate) {
+                Some(candidate) => self.emit(PeerEvent::Candidate(Signal::Candidate {
+                    candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                })),
+                None => tracing::debug!(candidate = init.candidate, "local candidate kept private"),
+            },
             Err(e) => tracing::warn!("local candidate not serialisable: {e}"),
         }
     }
@@ -59,6 +65,7 @@ impl PeerConnectionEventHandler for Handler {
         tracing::debug!(%state, "peer connection state");
         match state {
             RTCPeerConnectionState::Connected => {
+                self.nudge.connected();
                 if self.connected.swap(true, Ordering::SeqCst) {
                     self.emit(PeerEvent::Restored);
                 } else {

@@ -16,6 +16,7 @@ pub mod depacketize;
 mod handler;
 mod keyframe;
 mod net_stats;
+pub mod privacy;
 mod tracks;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use chingu_proto::{IceServer, Signal};
 use rtc::interceptor::Slot;
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
@@ -41,6 +43,7 @@ use crate::packets::{InboundSinks, OutboundMedia};
 use crate::stats::NetStats;
 use handler::Handler;
 use keyframe::KeyframeRequestForwarder;
+use privacy::CandidatePolicy;
 use tracks::{H264_PT, OPUS_PT, Tracks};
 
 pub use tracks::duration_for_ticks;
@@ -52,6 +55,68 @@ pub const CONTROL_CHANNEL: &str = "chingu";
 const EVENT_QUEUE: usize = 256;
 /// Remote candidates kept while waiting for the remote description.
 const MAX_PENDING_CANDIDATES: usize = 64;
+/// How long after checks start a relay pair must wait before it may be nominated: a
+/// direct pair that works within this grace is preferred.
+const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_millis(50);
+
+/// How often the driver is woken while its relayed writes would otherwise wait (see
+/// [`nudge_driver`]).
+const NUDGE_INTERVAL: Duration = Duration::from_millis(5);
+/// After connecting, how long to keep nudging whatever the path (DTLS, SCTP and the data
+/// channel's opening happen then).
+const NUDGE_AFTER_CONNECT: Duration = Duration::from_secs(2);
+
+/// What [`nudge_driver`] needs to know: set by the handler and by the stats.
+#[derive(Debug, Default)]
+pub(crate) struct NudgeState {
+    connected_at: std::sync::Mutex<Option<Instant>>,
+    /// The selected pair's local candidate is a relay: every write goes through TURN.
+    local_relay: AtomicBool,
+}
+
+impl NudgeState {
+    pub(crate) fn connected(&self) {
+        let mut at = self
+            .connected_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        at.get_or_insert_with(Instant::now);
+    }
+
+    fn wanted(&self) -> bool {
+        let at = *self
+            .connected_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match at {
+            None => true,
+            Some(at) => at.elapsed() < NUDGE_AFTER_CONNECT || self.local_relay.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Works around webrtc-rs 0.21.1's driver sending a TURN-relayed datagram only on its
+/// *next* wake-up: its loop drains the TURN client's queue before the connection's own
+/// writes, and a relayed write lands in that queue. Once ICE has connected the driver
+/// sleeps until its next timer (a DTLS retransmission, ~400 ms), so each DTLS flight over
+/// a relay waited that long: 1.3 s from matched to connected through TURN against 6–30 ms
+/// directly (lab measurements, docs/benchmarks.md). Any call that reaches the driver wakes
+/// it; re-applying the current configuration is one with no other effect (the driver
+/// keeps it for the next gathering, where it is the same). Runs while connecting, for a
+/// short while after, and for as long as our side of the path is a relay.
+async fn nudge_driver(pc: Arc<dyn PeerConnection>, state: Arc<NudgeState>) {
+    loop {
+        if state.wanted() {
+            tokio::time::sleep(NUDGE_INTERVAL).await;
+            let configuration = pc.get_configuration().await;
+            if pc.set_configuration(configuration).await.is_err() {
+                return;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
 
 /// What can go wrong with a peer connection, one variant per step that can fail.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +249,9 @@ pub struct Peer {
     /// Candidates that arrived before the remote description.
     pending_candidates: Mutex<Vec<RTCIceCandidateInit>>,
     tasks: Arc<PeerTasks>,
+    /// What of our addresses may be sent to the peer.
+    policy: CandidatePolicy,
+    nudge: Arc<NudgeState>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -227,14 +295,32 @@ impl Peer {
             .map_err(codec)?
             .with(Slot::from(14_000), KeyframeRequestForwarder::default());
         let loopback = options.udp_addrs.iter().any(|a| a.ip().is_loopback());
+        let policy = CandidatePolicy {
+            relay_only: options.relay_only,
+            allow_loopback: loopback,
+        };
         // ICE checks every 10 ms instead of 200 ms: the driver only flushes queued
         // handshake packets on a timer tick, so the interval is most of setup time.
         // A connection silent for 5 s (the default) is reported as interrupted; one
         // silent for 15 s (not the default 25) has failed and the call ends: nobody waits
         // that long on a frozen picture.
+        // The controlling agent nominates the best pair that works once it has waited
+        // a minimum time for its candidate types (defaults: srflx 0.5 s, prflx 1 s,
+        // relay 2 s — most of setup time across NATs). A pair that works is nominated at
+        // once; a relay pair after a short grace in which a direct pair may still win.
         let settings = SettingEngineBuilder::new()
             .with_ice_connection_attempts(Some(Duration::from_millis(10)), Some(140))
             .with_ice_timeouts(None, Some(Duration::from_secs(15)), None)
+            .with_host_acceptance_min_wait(Some(Duration::ZERO))
+            .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_relay_acceptance_min_wait(Some(RELAY_ACCEPTANCE_WAIT))
+            // As answerer, be the DTLS server: the offerer is the controlling ICE agent,
+            // the last to learn that ICE connected, so its ClientHello never arrives
+            // before our side has selected the pair (with the default, the answerer's
+            // first ClientHello often came in the same datagram burst as the check
+            // response and was dropped: a 200 ms DTLS retransmission on relayed paths).
+            .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(loopback)
             .build();
@@ -260,13 +346,16 @@ impl Peer {
         let channel = Arc::new(Mutex::new(None));
         let closing = Arc::new(AtomicBool::new(false));
         let tasks = Arc::new(PeerTasks::new());
+        let nudge = Arc::new(NudgeState::default());
         let handler = Arc::new(Handler {
             events: events_tx.clone(),
+            policy,
             sinks,
             channel: Arc::clone(&channel),
             connected: AtomicBool::new(false),
             closing: Arc::clone(&closing),
             tasks: Arc::clone(&tasks),
+            nudge: Arc::clone(&nudge),
         });
         let tracks = Tracks::new(&options.track_prefix)?;
         let pc = Box::pin(
@@ -282,6 +371,7 @@ impl Peer {
         .await
         .map_err(|e| PeerError::Build(e.to_string()))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        tasks.spawn(nudge_driver(Arc::clone(&pc), Arc::clone(&nudge)));
         let peer = Self {
             pc,
             tracks,
@@ -290,6 +380,8 @@ impl Peer {
             remote_description_set: AtomicBool::new(false),
             pending_candidates: Mutex::new(Vec::new()),
             tasks,
+            policy,
+            nudge,
         };
         if let Err(e) = peer.setup(offerer, events_tx).await {
             peer.close().await;
@@ -344,7 +436,7 @@ impl Peer {
             .create_offer(None)
             .await
             .map_err(|e| PeerError::CreateOffer(e.to_string()))?;
-        let sdp = offer.sdp.clone();
+        let sdp = self.policy.scrub_sdp(&offer.sdp);
         self.pc
             .set_local_description(offer)
             .await
@@ -363,7 +455,7 @@ impl Peer {
             .create_answer(None)
             .await
             .map_err(|e| PeerError::CreateAnswer(e.to_string()))?;
-        let out = answer.sdp.clone();
+        let out = self.policy.scrub_sdp(&answer.sdp);
         self.pc
             .set_local_description(answer)
             .await
@@ -473,7 +565,13 @@ impl Peer {
     /// The transport's view of the call, in our own types.
     pub async fn net_stats(&self) -> NetStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        net_stats::net_stats(&report, self.tracks.frames_sent.load(Ordering::Relaxed))
+        let stats = net_stats::net_stats(&report, self.tracks.frames_sent.load(Ordering::Relaxed));
+        let local_relay = stats
+            .path
+            .as_ref()
+            .is_some_and(|p| p.local.kind == crate::stats::CandidateKind::Relay);
+        self.nudge.local_relay.store(local_relay, Ordering::Relaxed);
+        stats
     }
 
     /// Closes the connection and ends every task it started. Idempotent; never fails (a

@@ -1,9 +1,11 @@
 //! The transport's statistics report (webrtc-rs types) mapped to our [`NetStats`].
 
+use rtc::peer_connection::transport::{RTCIceCandidateType, RTCIceServerTransportProtocol};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::statistics::stats::ice_candidate::RTCIceCandidateStats;
 use webrtc::peer_connection::{RTCStatsReport, RTCStatsReportEntry as E};
 
-use crate::stats::NetStats;
+use crate::stats::{CallPath, CandidateKind, NetStats, PathCandidate};
 
 pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetStats {
     let mut n = NetStats {
@@ -11,6 +13,8 @@ pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetS
         ..NetStats::default()
     };
     let mut rtt_from_rr = None;
+    let mut selected_pair_id = None;
+    let mut nominated_pair = None;
     for entry in report.iter() {
         match entry {
             E::OutboundRtp(s) => {
@@ -51,7 +55,12 @@ pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetS
             E::RemoteInboundRtp(s) if s.round_trip_time_measurements > 0 => {
                 rtt_from_rr = Some(s.round_trip_time);
             }
+            E::Transport(t) if !t.selected_candidate_pair_id.is_empty() => {
+                selected_pair_id = Some(t.selected_candidate_pair_id.as_str());
+            }
+            E::RemoteCandidate(c) => n.remote_candidates.push(path_candidate(c, false)),
             E::IceCandidatePair(p) if p.nominated => {
+                nominated_pair = Some(p);
                 n.bytes_sent = p.bytes_sent;
                 n.bytes_received = p.bytes_received;
                 if p.current_round_trip_time > 0.0 {
@@ -67,5 +76,62 @@ pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetS
     if rtt_from_rr.is_some() {
         n.round_trip_time = rtt_from_rr;
     }
+    let pair = selected_pair_id
+        .and_then(|id| match report.get(id) {
+            Some(E::IceCandidatePair(p)) => Some(p),
+            _ => None,
+        })
+        .or(nominated_pair);
+    n.path = pair.and_then(|p| {
+        // Pairs name candidates by their bare ids, the report by prefixed ones. A
+        // peer-reflexive remote candidate (learnt from a check) is not in the report.
+        let candidate = |prefix: &str, id: &str| {
+            match report
+                .get(&format!("{prefix}{id}"))
+                .or_else(|| report.get(id))
+            {
+                Some(E::LocalCandidate(c)) => Some(path_candidate(c, true)),
+                Some(E::RemoteCandidate(c)) => Some(path_candidate(c, false)),
+                _ => None,
+            }
+        };
+        let local = candidate("RTCLocalIceCandidate_", &p.local_candidate_id)?;
+        let remote = candidate("RTCRemoteIceCandidate_", &p.remote_candidate_id)
+            .unwrap_or(PathCandidate {
+                kind: CandidateKind::Prflx,
+                ..PathCandidate::default()
+            });
+        Some(CallPath {
+            relayed: local.kind == CandidateKind::Relay || remote.kind == CandidateKind::Relay,
+            local,
+            remote,
+        })
+    });
     n
+}
+
+fn path_candidate(c: &RTCIceCandidateStats, local: bool) -> PathCandidate {
+    PathCandidate {
+        kind: match c.candidate_type {
+            RTCIceCandidateType::Srflx => CandidateKind::Srflx,
+            RTCIceCandidateType::Prflx => CandidateKind::Prflx,
+            RTCIceCandidateType::Relay => CandidateKind::Relay,
+            _ => CandidateKind::Host,
+        },
+        address: c.address.clone().unwrap_or_default(),
+        port: c.port,
+        protocol: c.protocol.clone(),
+        relay_protocol: match c.relay_protocol {
+            RTCIceServerTransportProtocol::Udp => Some("udp".into()),
+            RTCIceServerTransportProtocol::Tcp => Some("tcp".into()),
+            RTCIceServerTransportProtocol::Tls => Some("tls".into()),
+            // webrtc-rs 0.21.1 leaves this unset, but it allocates relays only over UDP
+            // (its TURN relayer skips `turn:?transport=tcp` and `turns:`; see
+            // docs/decisions/0011-turn-transports.md), so a local relay is TURN/UDP.
+            _ if local && c.candidate_type == RTCIceCandidateType::Relay => {
+                Some("udp".into())
+            }
+            _ => None,
+        },
+    }
 }

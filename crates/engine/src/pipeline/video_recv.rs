@@ -74,7 +74,12 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
     let to_us =
         |t: Instant| epoch_offset_us + t.saturating_duration_since(epoch).as_micros() as u64;
     loop {
-        let pli_due = need_keyframe.then(|| last_pli.map_or(Instant::now(), |t| t + PLI_INTERVAL));
+        // Before any frame arrived there is nothing to ask for: the sender's first frame
+        // is a keyframe. Once frames arrive that cannot be decoded (that keyframe was
+        // lost, or sent before our keys were ready), ask at once, then every 250 ms.
+        let may_ask = last_pli.is_some() || counters.frames_assembled.load(Relaxed) > 0;
+        let pli_due = (need_keyframe && may_ask)
+            .then(|| last_pli.map_or(Instant::now(), |t| t + PLI_INTERVAL));
         let wake = [assembler.poll_timeout(), pli_due]
             .into_iter()
             .flatten()
@@ -137,13 +142,10 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 Err(std_mpsc::TrySendError::Disconnected(_)) => return,
             }
         }
-        if need_keyframe && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
-            // Nothing decodable until a keyframe: ask, at most every 250 ms. (Right at
-            // the start the sender's first frame is a keyframe anyway.)
-            if last_pli.is_some() || gave_up || counters.frames_assembled.load(Relaxed) > 0 {
-                let _ = notices.try_send(MediaNotice::KeyframeNeeded);
-                counters.pli_sent.fetch_add(1, Relaxed);
-            }
+        let may_ask = last_pli.is_some() || counters.frames_assembled.load(Relaxed) > 0;
+        if need_keyframe && may_ask && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+            let _ = notices.try_send(MediaNotice::KeyframeNeeded);
+            counters.pli_sent.fetch_add(1, Relaxed);
             last_pli = Some(Instant::now());
         }
     }

@@ -1,0 +1,307 @@
+//! Calls between strangers on real networks, in a lab of network namespaces
+//! (chingu_testkit::netlab): chingu-server and coturn on "the internet", each peer in a
+//! site of its own — public, behind a cone NAT, a symmetric NAT, or a firewall that
+//! drops UDP — running chingu-cli (`bot` on one side, `echo` on the other) as separate
+//! processes. Each cell asserts the path ICE selected and records the time from matched
+//! to first frame.
+//!
+//! Needs root (network namespaces), coturn, and chingu-server and chingu-cli built next
+//! to this test (`cargo xtask test` builds the workspace first; or set CHINGU_BIN_DIR).
+//! Skips with a message where any of these is missing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chingu_testkit::coturn::{self, Coturn};
+use chingu_testkit::netlab::{Access, Lab, Site};
+use chingu_testkit::process::Owned;
+use serde_json::Value;
+
+const SERVER_PORT: u16 = 7878;
+const TURN_PORT: u16 = 3478;
+
+/// Where chingu-server and chingu-cli are: CHINGU_BIN_DIR, else the profile directory
+/// this test binary was built in.
+fn bin_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CHINGU_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe().ok()?.parent()?.parent()?.to_owned(),
+    };
+    ["chingu-server", "chingu-cli"]
+        .iter()
+        .all(|b| dir.join(b).is_file())
+        .then_some(dir)
+}
+
+/// The lab with chingu-server and coturn running, or why not.
+struct World {
+    // Field order is drop order: processes before the namespaces they run in.
+    _server: Owned,
+    coturn: Coturn,
+    _dir: chingu_testkit::TempDir,
+    bins: PathBuf,
+    lab: Lab,
+}
+
+impl World {
+    fn start() -> Result<Self, String> {
+        let bins = bin_dir().ok_or(
+            "chingu-server and chingu-cli are not built next to the tests (run `cargo xtask test`, \
+             or set CHINGU_BIN_DIR)",
+        )?;
+        coturn::available().map_err(|e| e.to_string())?;
+        let lab = Lab::new().map_err(|e| format!("the network lab needs namespaces: {e:#}"))?;
+        let services = Lab::SERVICES;
+        let secret = coturn::fresh_secret();
+        let coturn = Coturn::start(
+            lab.command(lab.internet(), coturn::TURNSERVER),
+            &coturn::lab_config(&services.to_string(), TURN_PORT, &secret, false),
+            &secret,
+        )
+        .map_err(|e| e.to_string())?;
+        let dir = chingu_testkit::tempdir().map_err(|e| e.to_string())?;
+        let config = dir.path().join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{services}:{SERVER_PORT}\"\n\
+                 data_dir = \"{}\"\n\
+                 cooldown_s = 0\n\
+                 stun_urls = [\"stun:{services}:{TURN_PORT}\"]\n\
+                 turn_urls = [\"turn:{services}:{TURN_PORT}?transport=udp\"]\n\
+                 turn_secret = \"{secret}\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let server = Owned::spawn(
+            lab.command(lab.internet(), bins.join("chingu-server"))
+                .arg("--config")
+                .arg(&config)
+                .stdout(Stdio::null()),
+        )
+        .map_err(|e| e.to_string())?;
+        let wait = Duration::from_secs(10);
+        lab.wait_for_tcp(lab.internet(), SocketAddr::from((services, SERVER_PORT)), wait)
+            .map_err(|e| e.to_string())?;
+        lab.wait_for_tcp(lab.internet(), SocketAddr::from((services, TURN_PORT)), wait)
+            .map_err(|e| format!("{e}\n{}", coturn.log_tail()))?;
+        Ok(Self {
+            _server: server,
+            coturn,
+            _dir: dir,
+            bins,
+            lab,
+        })
+    }
+
+    fn cli(&self, site: &Site) -> Command {
+        let mut cmd = self.lab.command(&site.namespace, self.bins.join("chingu-cli"));
+        cmd.env("RUST_LOG", "warn");
+        cmd
+    }
+}
+
+fn server_url() -> String {
+    format!("ws://{}:{SERVER_PORT}/v1/ws", Lab::SERVICES)
+}
+
+/// What one call between a bot at `a` and an echo at `b` gave.
+#[derive(Debug)]
+struct CallResult {
+    summary: Value,
+    stderr: String,
+}
+
+fn call(world: &World, a: &Site, b: &Site, bot_args: &[&str], echo_args: &[&str]) -> CallResult {
+    let url = server_url();
+    let echo = Owned::spawn(
+        world
+            .cli(b)
+            .args(["echo", "--server", &url, "--calls", "1", "--nickname", "echo"])
+            .args(echo_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("echo starts");
+    let out = Owned::spawn(
+        world
+            .cli(a)
+            .args(["bot", "--server", &url, "--json", "--nickname", "bot"])
+            .args(["--duration", "2", "--wait", "20", "--width", "320", "--height", "240"])
+            .args(bot_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .expect("bot starts")
+    .output()
+    .expect("bot output");
+    drop(echo);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|v| v["type"] == "summary")
+        .unwrap_or(Value::Null);
+    CallResult {
+        summary,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The path a call took, from the bot's summary.
+fn path_of(summary: &Value) -> String {
+    let path = &summary["path"];
+    if path.is_null() {
+        return "none".into();
+    }
+    let side = |s: &str| {
+        let c = &path[s];
+        match c["relayProtocol"].as_str() {
+            Some(p) => format!("{}/{p}", c["kind"].as_str().unwrap_or("?")),
+            None => c["kind"].as_str().unwrap_or("?").to_owned(),
+        }
+    };
+    format!("{}-{}", side("local"), side("remote"))
+}
+
+/// The relayed side's candidate is our coturn's, and a local relay was allocated over UDP.
+fn relayed_by_our_turn(summary: &Value) -> bool {
+    let path = &summary["path"];
+    let local = &path["local"];
+    let remote = &path["remote"];
+    let services = Lab::SERVICES.to_string();
+    let local_ok = local["kind"] != "relay"
+        || (local["address"] == services.as_str() && local["relayProtocol"] == "udp");
+    let remote_ok = remote["kind"] != "relay" || remote["address"] == services.as_str();
+    local_ok && remote_ok && (local["kind"] == "relay" || remote["kind"] == "relay")
+}
+
+/// No address the peer revealed is private (its LAN stays its own).
+fn assert_no_private_addresses(summary: &Value, cell: &str) {
+    for c in summary["remote_candidates"].as_array().into_iter().flatten() {
+        let address = c["address"].as_str().unwrap_or_default();
+        if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+            assert!(
+                chingu_engine::peer::privacy::is_public(ip),
+                "{cell}: the peer revealed a private address: {c}"
+            );
+        }
+    }
+}
+
+/// What a cell must give. `None`: no path exists without TURN over TCP or TLS, which
+/// webrtc-rs 0.21.1 cannot use (docs/decisions/0011-turn-transports.md).
+fn expected(a: Access, b: Access) -> Option<bool> {
+    use Access::*;
+    match (a, b) {
+        (UdpBlocked, _) | (_, UdpBlocked) => None,
+        // A symmetric NAT maps each destination to a new port: hole punching works only
+        // towards a peer with a public address.
+        (Symmetric, Cone | Symmetric) | (Cone, Symmetric) => Some(true),
+        _ => Some(false),
+    }
+}
+
+#[test]
+fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one() {
+    let mut world = match World::start() {
+        Ok(w) => w,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let mut failures = Vec::new();
+    let mut figures = Vec::new();
+    for (i, &a) in Access::ALL.iter().enumerate() {
+        for &b in &Access::ALL[i..] {
+            let cell = format!("{} <-> {}", a.name(), b.name());
+            let site_a = world.lab.site(a).expect("site");
+            let site_b = world.lab.site(b).expect("site");
+            let r = call(&world, &site_a, &site_b, &[], &[]);
+            let s = &r.summary;
+            assert!(!s.is_null(), "{cell}: the bot printed no summary\n{}", r.stderr);
+            let path = path_of(s);
+            eprintln!(
+                "{cell:32} path {path:24} connected {:>5} ms, first frame {:>5} ms, ended {}",
+                s["connected_ms"], s["setup_ms"], s["ended"]
+            );
+            assert_no_private_addresses(s, &cell);
+            match expected(a, b) {
+                Some(relayed) => {
+                    if s["ok"] != true {
+                        failures.push(format!("{cell}: no call ({})", s["ended"]));
+                    } else if s["path"]["relayed"] != relayed {
+                        failures.push(format!("{cell}: path {path}, expected relayed={relayed}"));
+                    } else if relayed && !relayed_by_our_turn(s) {
+                        failures.push(format!("{cell}: relayed, but not by our TURN over UDP: {path}"));
+                    }
+                }
+                None => {
+                    if s["ended"] != "connect-timeout" {
+                        failures.push(format!("{cell}: expected no path, got {path} ({})", s["ended"]));
+                    }
+                }
+            }
+            figures.push(serde_json::json!({
+                "a": a.name(), "b": b.name(), "path": path,
+                "connected_ms": s["connected_ms"], "first_frame_ms": s["setup_ms"],
+            }));
+        }
+    }
+    if let Some(dir) = std::env::var_os("CHINGU_ARTIFACTS") {
+        let _ = std::fs::create_dir_all(&dir);
+        let lines: Vec<String> = figures.iter().map(Value::to_string).collect();
+        let _ = std::fs::write(Path::new(&dir).join("netlab.jsonl"), lines.join("\n") + "\n");
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), world.coturn.log_tail());
+}
+
+#[test]
+fn hide_my_ip_reveals_only_the_relay_and_chat_crosses_it() {
+    let mut world = match World::start() {
+        Ok(w) => w,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    // Both on public addresses: without "Hide my IP" they would meet directly.
+    let bot = world.lab.site(Access::Public).expect("site");
+    let hidden = world.lab.site(Access::Public).expect("site");
+    let r = call(
+        &world,
+        &bot,
+        &hidden,
+        &["--chat", "안녕, relay", "--chat", "second"],
+        &["--relay-only"],
+    );
+    let s = &r.summary;
+    assert_eq!(s["ok"], true, "the call works through the relay: {s}\n{}", r.stderr);
+    assert_eq!(s["path"]["remote"]["kind"], "relay", "{s}");
+    let revealed = s["remote_candidates"].as_array().expect("candidates");
+    assert!(!revealed.is_empty(), "{s}");
+    for c in revealed {
+        assert_eq!(c["kind"], "relay", "only relay candidates: {c}");
+        assert_eq!(
+            c["address"],
+            Lab::SERVICES.to_string(),
+            "only the relay's address: {c}"
+        );
+    }
+    let hidden_address = hidden.address.to_string();
+    assert!(
+        !s.to_string().contains(&hidden_address),
+        "the hidden peer's address {hidden_address} appears nowhere: {s}"
+    );
+    // The echo sent our chat back over the data channel, through the relay.
+    assert_eq!(s["chat_sent"], 2, "{s}");
+    assert_eq!(
+        s["chat_received"],
+        serde_json::json!(["안녕, relay", "second"]),
+        "{s}"
+    );
+}
