@@ -84,10 +84,18 @@ impl World {
         )
         .map_err(|e| e.to_string())?;
         let wait = Duration::from_secs(10);
-        lab.wait_for_tcp(lab.internet(), SocketAddr::from((services, SERVER_PORT)), wait)
-            .map_err(|e| e.to_string())?;
-        lab.wait_for_tcp(lab.internet(), SocketAddr::from((services, TURN_PORT)), wait)
-            .map_err(|e| format!("{e}\n{}", coturn.log_tail()))?;
+        lab.wait_for_tcp(
+            lab.internet(),
+            SocketAddr::from((services, SERVER_PORT)),
+            wait,
+        )
+        .map_err(|e| e.to_string())?;
+        lab.wait_for_tcp(
+            lab.internet(),
+            SocketAddr::from((services, TURN_PORT)),
+            wait,
+        )
+        .map_err(|e| format!("{e}\n{}", coturn.log_tail()))?;
         Ok(Self {
             _server: server,
             coturn,
@@ -98,7 +106,9 @@ impl World {
     }
 
     fn cli(&self, site: &Site) -> Command {
-        let mut cmd = self.lab.command(&site.namespace, self.bins.join("chingu-cli"));
+        let mut cmd = self
+            .lab
+            .command(&site.namespace, self.bins.join("chingu-cli"));
         cmd.env("RUST_LOG", "warn");
         cmd
     }
@@ -120,7 +130,15 @@ fn call(world: &World, a: &Site, b: &Site, bot_args: &[&str], echo_args: &[&str]
     let echo = Owned::spawn(
         world
             .cli(b)
-            .args(["echo", "--server", &url, "--calls", "1", "--nickname", "echo"])
+            .args([
+                "echo",
+                "--server",
+                &url,
+                "--calls",
+                "1",
+                "--nickname",
+                "echo",
+            ])
             .args(echo_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -130,7 +148,16 @@ fn call(world: &World, a: &Site, b: &Site, bot_args: &[&str], echo_args: &[&str]
         world
             .cli(a)
             .args(["bot", "--server", &url, "--json", "--nickname", "bot"])
-            .args(["--duration", "2", "--wait", "20", "--width", "320", "--height", "240"])
+            .args([
+                "--duration",
+                "2",
+                "--wait",
+                "20",
+                "--width",
+                "320",
+                "--height",
+                "240",
+            ])
             .args(bot_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -181,7 +208,11 @@ fn relayed_by_our_turn(summary: &Value) -> bool {
 
 /// No address the peer revealed is private (its LAN stays its own).
 fn assert_no_private_addresses(summary: &Value, cell: &str) {
-    for c in summary["remote_candidates"].as_array().into_iter().flatten() {
+    for c in summary["remote_candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let address = c["address"].as_str().unwrap_or_default();
         if let Ok(ip) = address.parse::<std::net::IpAddr>() {
             assert!(
@@ -223,7 +254,11 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
             let site_b = world.lab.site(b).expect("site");
             let r = call(&world, &site_a, &site_b, &[], &[]);
             let s = &r.summary;
-            assert!(!s.is_null(), "{cell}: the bot printed no summary\n{}", r.stderr);
+            assert!(
+                !s.is_null(),
+                "{cell}: the bot printed no summary\n{}",
+                r.stderr
+            );
             let path = path_of(s);
             eprintln!(
                 "{cell:32} path {path:24} connected {:>5} ms, first frame {:>5} ms, ended {}",
@@ -237,12 +272,17 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
                     } else if s["path"]["relayed"] != relayed {
                         failures.push(format!("{cell}: path {path}, expected relayed={relayed}"));
                     } else if relayed && !relayed_by_our_turn(s) {
-                        failures.push(format!("{cell}: relayed, but not by our TURN over UDP: {path}"));
+                        failures.push(format!(
+                            "{cell}: relayed, but not by our TURN over UDP: {path}"
+                        ));
                     }
                 }
                 None => {
                     if s["ended"] != "connect-timeout" {
-                        failures.push(format!("{cell}: expected no path, got {path} ({})", s["ended"]));
+                        failures.push(format!(
+                            "{cell}: expected no path, got {path} ({})",
+                            s["ended"]
+                        ));
                     }
                 }
             }
@@ -255,9 +295,17 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
     if let Some(dir) = std::env::var_os("CHINGU_ARTIFACTS") {
         let _ = std::fs::create_dir_all(&dir);
         let lines: Vec<String> = figures.iter().map(Value::to_string).collect();
-        let _ = std::fs::write(Path::new(&dir).join("netlab.jsonl"), lines.join("\n") + "\n");
+        let _ = std::fs::write(
+            Path::new(&dir).join("netlab.jsonl"),
+            lines.join("\n") + "\n",
+        );
     }
-    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), world.coturn.log_tail());
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        failures.join("\n"),
+        world.coturn.log_tail()
+    );
 }
 
 #[test]
@@ -280,7 +328,11 @@ fn hide_my_ip_reveals_only_the_relay_and_chat_crosses_it() {
         &["--relay-only"],
     );
     let s = &r.summary;
-    assert_eq!(s["ok"], true, "the call works through the relay: {s}\n{}", r.stderr);
+    assert_eq!(
+        s["ok"], true,
+        "the call works through the relay: {s}\n{}",
+        r.stderr
+    );
     assert_eq!(s["path"]["remote"]["kind"], "relay", "{s}");
     let revealed = s["remote_candidates"].as_array().expect("candidates");
     assert!(!revealed.is_empty(), "{s}");

@@ -14,9 +14,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
   run [--listen ADDR] [--two]
-                        set up, build and start chingu-server (default 127.0.0.1:7878),
-                        a chingu-cli echo partner and the app (two windows with --two;
-                        no app without a display)
+                        set up, build and start coturn (STUN/TURN on port 3479) and
+                        chingu-server (default 127.0.0.1:7878), which hands out its
+                        credentials, a chingu-cli echo partner and the app (two
+                        windows with --two; no app without a display)
   test                  set up, then check formatting, run clippy, every test and the
                         UI checks
   bench [--clients N] [--duration S]
@@ -127,19 +128,65 @@ fn run(args: &[String]) -> Result {
     build_ui()?;
     // Debug builds: the app has devtools and serves the built UI itself.
     build_all(false)?;
-    let data_dir = repo_root().join(".chingu/server-data");
+    let state = repo_root().join(".chingu");
+    let data_dir = state.join("server-data");
     let debug = target_dir().join("debug");
     let url = format!("ws://{listen}/v1/ws");
+    let host: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| format!("--listen {listen}: {e} (want IP:PORT)"))?;
+    let turn_host = match host.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    // coturn with a fresh REST secret each run; the server signs TURN credentials with it.
+    if !setup::has_command(TURNSERVER) {
+        return Err(
+            "coturn's `turnserver` is missing: install coturn (Debian/Ubuntu: \
+                    apt-get install coturn; Fedora: dnf install coturn; macOS: brew install \
+                    coturn) and run again"
+                .into(),
+        );
+    }
+    let secret = fresh_secret()?;
+    let coturn_dir = state.join("coturn");
+    std::fs::create_dir_all(&coturn_dir).map_err(|e| e.to_string())?;
+    let coturn_conf = coturn_dir.join("turnserver.conf");
+    std::fs::write(&coturn_conf, coturn_config(host.ip(), &secret, &coturn_dir))
+        .map_err(|e| format!("writing {}: {e}", coturn_conf.display()))?;
+    let mut coturn = owned(Path::new(TURNSERVER))
+        .arg("-c")
+        .arg(&coturn_conf)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting coturn ({TURNSERVER}): {e}"))?;
+    let server_conf = state.join("server.toml");
+    std::fs::write(
+        &server_conf,
+        format!(
+            "# Written by `cargo xtask run` for this run's coturn.\n\
+             stun_urls = [\"stun:{turn_host}:{TURN_PORT}\"]\n\
+             turn_urls = [\"turn:{turn_host}:{TURN_PORT}?transport=udp\", \
+             \"turn:{turn_host}:{TURN_PORT}?transport=tcp\"]\n\
+             turn_secret = \"{secret}\"\n"
+        ),
+    )
+    .map_err(|e| format!("writing {}: {e}", server_conf.display()))?;
     eprintln!(
-        "xtask: starting chingu-server\n\
+        "xtask: starting coturn and chingu-server\n\
          \n  WebSocket:  {url}   (protocol: docs/protocol.md)\
          \n  Health:     http://{listen}/healthz\
          \n  Metrics:    http://{listen}/metrics\
+         \n  STUN/TURN:  {turn_host}:{TURN_PORT} (coturn; log in {})\
          \n  Data:       {}\
          \n  Stop with Ctrl-C.\n",
+        coturn_dir.display(),
         data_dir.display()
     );
     let mut server = owned(&debug.join("chingu-server"))
+        .arg("--config")
+        .arg(&server_conf)
         .args(["--listen", &listen, "--data-dir"])
         .arg(&data_dir)
         .spawn()
@@ -203,7 +250,43 @@ fn run(args: &[String]) -> Result {
     }
     let _ = server.kill();
     let _ = server.wait();
+    let _ = coturn.kill();
+    let _ = coturn.wait();
     result
+}
+
+/// coturn's server (Debian's `coturn` package installs it on PATH).
+const TURNSERVER: &str = "turnserver";
+/// Not 3478, so a system coturn already running there does not collide.
+const TURN_PORT: u16 = 3479;
+
+/// coturn's configuration for a local run: STUN and TURN (UDP and TCP) on `ip`, REST
+/// credentials signed with `secret`, relays to loopback allowed (both peers are on
+/// this machine), no TLS, no CLI, logs in `dir`. Deployments use deploy/turnserver.conf.
+fn coturn_config(ip: std::net::IpAddr, secret: &str, dir: &Path) -> String {
+    let listen = if ip.is_unspecified() {
+        String::new()
+    } else {
+        format!("listening-ip={ip}\nrelay-ip={ip}\n")
+    };
+    format!(
+        "{listen}listening-port={TURN_PORT}\nmin-port=49152\nmax-port=65535\n\
+         use-auth-secret\nstatic-auth-secret={secret}\nrealm=chingu.local\n\
+         fingerprint\nno-cli\nno-tls\nno-dtls\nno-multicast-peers\nallow-loopback-peers\n\
+         log-file={}\nsimple-log\npidfile={}\n",
+        dir.join("turnserver.log").display(),
+        dir.join("turnserver.pid").display(),
+    )
+}
+
+/// A fresh random secret (hex) for coturn's REST credentials.
+fn fresh_secret() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("reading /dev/urandom for coturn's secret: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn test() -> Result {
@@ -257,6 +340,7 @@ fn test() -> Result {
     };
     tests
         .env("CHINGU_APP", &app)
+        .env("CHINGU_BIN_DIR", target_dir().join("debug"))
         .env("CHINGU_DEB", &deb)
         .env("CHINGU_TAURI_DRIVER", &tauri_driver)
         .env("CHINGU_ARTIFACTS", &artifacts);

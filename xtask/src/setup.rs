@@ -17,8 +17,9 @@ use crate::{Result, step};
 /// PulseAudio packages give the device tests real, paced virtual microphones and
 /// speakers on machines without a sound card. The app's end-to-end tests run it under
 /// `xvfb` (with `xauth`), driven through `webkit2gtk-driver` (WebKitWebDriver);
-/// `fonts-noto-cjk` renders Korean. `iptables` and `iproute2` let a test cut the network
-/// inside a private network namespace.
+/// `fonts-noto-cjk` renders Korean. `iptables` and `iproute2` build the network lab
+/// (namespaces, NAT routers, a firewall). `coturn` is the project's TURN/STUN relay:
+/// `cargo xtask run` starts it beside chingu-server, and the lab tests relay through it.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
@@ -36,6 +37,7 @@ const APT_PACKAGES: &[&str] = &[
     "fonts-noto-cjk",
     "iptables",
     "iproute2",
+    "coturn",
 ];
 
 /// Commands that must exist where apt-get does not, with what provides them.
@@ -198,7 +200,7 @@ fn dpkg_installed(pkg: &str) -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
-fn has_command(name: &str) -> bool {
+pub fn has_command(name: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
 }

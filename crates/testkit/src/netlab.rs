@@ -131,7 +131,10 @@ impl Lab {
         if access == Access::Public {
             let (outside, inside) = (veth("o"), veth("i"));
             self.veth(&self.internet.clone(), &outside, &peer_ns, &inside)?;
-            self.ip(&self.internet.clone(), &format!("link set {outside} master br0"))?;
+            self.ip(
+                &self.internet.clone(),
+                &format!("link set {outside} master br0"),
+            )?;
             self.ip(
                 &peer_ns,
                 &format!("addr add {public_address}/24 dev {inside}"),
@@ -228,8 +231,11 @@ impl Lab {
     pub fn set_outage(&self, site: &Site, out: bool) -> anyhow::Result<()> {
         let op = if out { "-I" } else { "-D" };
         for chain in ["INPUT", "OUTPUT"] {
-            self.sh(&site.namespace, &format!("iptables {op} {chain} 1 -i lo -j ACCEPT"))
-                .ok();
+            self.sh(
+                &site.namespace,
+                &format!("iptables {op} {chain} 1 -i lo -j ACCEPT"),
+            )
+            .ok();
             let dir = if chain == "INPUT" { "-i" } else { "-o" };
             self.sh(
                 &site.namespace,
@@ -256,7 +262,10 @@ impl Lab {
             ),
         )?;
         if let Some(gateway) = site.gateway {
-            self.ip(&site.namespace, &format!("route replace default via {gateway}"))?;
+            self.ip(
+                &site.namespace,
+                &format!("route replace default via {gateway}"),
+            )?;
         }
         if site.access == Access::Public {
             site.public_address = new;

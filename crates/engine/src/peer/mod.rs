@@ -90,7 +90,9 @@ impl NudgeState {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match at {
             None => true,
-            Some(at) => at.elapsed() < NUDGE_AFTER_CONNECT || self.local_relay.load(Ordering::Relaxed),
+            Some(at) => {
+                at.elapsed() < NUDGE_AFTER_CONNECT || self.local_relay.load(Ordering::Relaxed)
+            }
         }
     }
 }

@@ -85,19 +85,17 @@ pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetS
     n.path = pair.and_then(|p| {
         // Pairs name candidates by their bare ids, the report by prefixed ones. A
         // peer-reflexive remote candidate (learnt from a check) is not in the report.
-        let candidate = |prefix: &str, id: &str| {
-            match report
-                .get(&format!("{prefix}{id}"))
-                .or_else(|| report.get(id))
-            {
-                Some(E::LocalCandidate(c)) => Some(path_candidate(c, true)),
-                Some(E::RemoteCandidate(c)) => Some(path_candidate(c, false)),
-                _ => None,
-            }
+        let candidate = |prefix: &str, id: &str| match report
+            .get(&format!("{prefix}{id}"))
+            .or_else(|| report.get(id))
+        {
+            Some(E::LocalCandidate(c)) => Some(path_candidate(c, true)),
+            Some(E::RemoteCandidate(c)) => Some(path_candidate(c, false)),
+            _ => None,
         };
         let local = candidate("RTCLocalIceCandidate_", &p.local_candidate_id)?;
-        let remote = candidate("RTCRemoteIceCandidate_", &p.remote_candidate_id)
-            .unwrap_or(PathCandidate {
+        let remote =
+            candidate("RTCRemoteIceCandidate_", &p.remote_candidate_id).unwrap_or(PathCandidate {
                 kind: CandidateKind::Prflx,
                 ..PathCandidate::default()
             });
@@ -128,9 +126,7 @@ fn path_candidate(c: &RTCIceCandidateStats, local: bool) -> PathCandidate {
             // webrtc-rs 0.21.1 leaves this unset, but it allocates relays only over UDP
             // (its TURN relayer skips `turn:?transport=tcp` and `turns:`; see
             // docs/decisions/0011-turn-transports.md), so a local relay is TURN/UDP.
-            _ if local && c.candidate_type == RTCIceCandidateType::Relay => {
-                Some("udp".into())
-            }
+            _ if local && c.candidate_type == RTCIceCandidateType::Relay => Some("udp".into()),
             _ => None,
         },
     }

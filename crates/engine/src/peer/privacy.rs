@@ -25,7 +25,11 @@ impl CandidatePolicy {
     /// The candidate line as it may be sent, or `None` if it must not be. A line that
     /// cannot be parsed is not sent.
     pub fn filter(&self, candidate: &str) -> Option<String> {
-        let prefix = if candidate.starts_with("a=") { "a=" } else { "" };
+        let prefix = if candidate.starts_with("a=") {
+            "a="
+        } else {
+            ""
+        };
         let body = candidate.strip_prefix(prefix)?;
         let mut fields: Vec<&str> = body.split_ascii_whitespace().collect();
         // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> ...
@@ -142,7 +146,11 @@ mod tests {
         }
         for address in ["203.0.113.7", "172.32.0.1", "100.128.0.1", "2001:db8::7"] {
             let line = format!("candidate:1 1 udp 2130706431 {address} 50000 typ host");
-            assert_eq!(OPEN.filter(&line).as_deref(), Some(line.as_str()), "{address}");
+            assert_eq!(
+                OPEN.filter(&line).as_deref(),
+                Some(line.as_str()),
+                "{address}"
+            );
         }
     }
 
@@ -197,7 +205,12 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_not_sent() {
-        for line in ["", "candidate:", "candidate:1 1 udp 1 1.2.3.4 5 type host", "hello"] {
+        for line in [
+            "",
+            "candidate:",
+            "candidate:1 1 udp 1 1.2.3.4 5 type host",
+            "hello",
+        ] {
             assert_eq!(OPEN.filter(line), None, "{line:?}");
         }
     }
