@@ -56,6 +56,11 @@ pub struct Config {
     /// coturn's `static-auth-secret`; without it no TURN servers are handed out.
     pub turn_secret: Option<String>,
     pub turn_ttl_s: u64,
+    /// Proxies in front of the server (a TLS terminator on the same host, say
+    /// `["127.0.0.1"]`). Connections from them must begin with a PROXY protocol v1
+    /// header naming the client (nginx `stream`: `proxy_protocol on`), so per-address
+    /// limits apply to clients, not to the proxy. Empty: no proxy is trusted.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -83,6 +88,7 @@ impl Default for Config {
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_ttl_s: 600,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod ids;
 mod listener;
 pub mod matchmaker;
 mod metrics;
+mod proxy_protocol;
 mod ratelimit;
 mod server;
 pub mod storage;

@@ -30,6 +30,7 @@ use crate::admission::{Admission, Admitted, ConnectionSlot, Refusal, RefusalSlot
 use crate::config::Config;
 use crate::hub_task::HubCommand;
 use crate::metrics::Metrics;
+use crate::proxy_protocol;
 
 /// The most bytes a request's head (request line and headers) may take.
 pub(crate) const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
@@ -93,16 +94,38 @@ pub(crate) async fn accept_loop(listener: TcpListener, app: Router, ctx: Arc<Con
                 continue;
             }
         };
-        let ticket = match ctx.admission.admit(peer.ip(), Instant::now()) {
-            Admitted::Slot(slot) => Ticket::Admitted(Arc::new(slot)),
-            Admitted::Refuse(slot, why) => Ticket::Refused(Arc::new(slot), why),
-            Admitted::Drop(why) => {
-                tracing::debug!(%peer, %why, "connection closed at accept");
-                continue; // dropping the stream closes it
-            }
+        if ctx.config.trusted_proxies.contains(&peer.ip()) {
+            // The proxy names the client in a PROXY header; admission waits for it.
+            let (ctx, app, stop) = (Arc::clone(&ctx), app.clone(), stop.clone());
+            ctx.tracker.clone().spawn(async move {
+                let mut tcp = tcp;
+                let header =
+                    tokio::time::timeout(ctx.config.request_timeout(), proxy_protocol::read(&mut tcp))
+                        .await;
+                let client = match header {
+                    Ok(Ok(Some(client))) => client,
+                    Ok(Ok(None)) => peer,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, %err, "closed: bad PROXY header from a trusted proxy");
+                        return;
+                    }
+                    Err(_) => {
+                        ctx.metrics.http_timeouts_total.fetch_add(1, Relaxed);
+                        tracing::debug!(%peer, "closed: no PROXY header in time");
+                        return;
+                    }
+                };
+                if let Some(accepted) = admit(&ctx, client) {
+                    tune(&tcp);
+                    serve_http(tcp, accepted, app, Arc::clone(&ctx), stop).await;
+                }
+            });
+            continue;
+        }
+        let Some(accepted) = admit(&ctx, peer) else {
+            continue; // dropping the stream closes it
         };
         tune(&tcp);
-        let accepted = Accepted { peer, ticket };
         ctx.tracker.spawn(serve_http(
             tcp,
             accepted,
@@ -111,6 +134,20 @@ pub(crate) async fn accept_loop(listener: TcpListener, app: Router, ctx: Arc<Con
             stop.clone(),
         ));
     }
+}
+
+/// Admission's decision for a connection from `peer` (the client's address, which a
+/// trusted proxy names); `None`: close it now, unanswered.
+fn admit(ctx: &Arc<Context>, peer: SocketAddr) -> Option<Accepted> {
+    let ticket = match ctx.admission.admit(peer.ip(), Instant::now()) {
+        Admitted::Slot(slot) => Ticket::Admitted(Arc::new(slot)),
+        Admitted::Refuse(slot, why) => Ticket::Refused(Arc::new(slot), why),
+        Admitted::Drop(why) => {
+            tracing::debug!(%peer, %why, "connection closed at accept");
+            return None;
+        }
+    };
+    Some(Accepted { peer, ticket })
 }
 
 /// Socket options: no Nagle delay (signaling is small messages that must go out at

@@ -249,3 +249,74 @@ async fn shutdown_ends_within_the_grace_period_whatever_clients_do() {
         .expect("the server stops even with clients that do not cooperate");
     eprintln!("stopped in {:?}", started.elapsed());
 }
+
+/// A TCP connection from `proxy` that opens with a PROXY v1 header naming `client`, then
+/// the start of a WebSocket request.
+async fn proxied_half_request(server: SocketAddr, proxy: IpAddr, client: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(proxy, 0)).expect("bind");
+    let mut stream = socket.connect(server).await.expect("connect");
+    let header = format!("PROXY TCP4 {client} 203.0.113.1 40000 443\r\n");
+    stream.write_all(header.as_bytes()).await.expect("write");
+    stream
+        .write_all(b"GET /v1/ws HTTP/1.1\r\nHost: chingu\r\nUpgrade: websocket\r\n")
+        .await
+        .expect("write");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_limits_apply_to_the_client_it_names() {
+    let server = common::start_with(|c| {
+        c.max_connections_per_ip = 2;
+        c.trusted_proxies = vec![ip("127.0.0.9")];
+    })
+    .await;
+    let addr = server.server.local_addr();
+    let proxy = ip("127.0.0.9");
+    // Two clients behind the proxy get two connections each: more than the proxy's
+    // address alone would be allowed.
+    let mut held = Vec::new();
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        for _ in 0..2 {
+            held.push(proxied_half_request(addr, proxy, client).await);
+        }
+    }
+    metric_becomes(&server, "chingu_connections", 4.0 + 1.0).await;
+    // The first client's third is over its limit (told so, or closed once its refusal
+    // budget is spent); the others stay open.
+    let mut third = proxied_half_request(addr, proxy, "198.51.100.1").await;
+    third
+        .write_all(b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: Upgrade\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(closed_by_server(&mut third, PATIENCE).await, "over the client's limit");
+    for stream in &mut held {
+        assert!(!closed_by_server(stream, Duration::from_millis(100)).await);
+    }
+    // A proxied connection without a header, or with a bad one, is closed unanswered;
+    // an untrusted address's PROXY line is just a bad request.
+    for first in [&b"GET /healthz HTTP/1.1\r\n\r\n"[..], b"PROXY TCP4 1.2.3.4 nonsense\r\n"] {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(proxy, 0)).expect("bind");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        stream.write_all(first).await.expect("write");
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut reply)).await;
+        assert!(reply.is_empty(), "closed without an answer: {}", String::from_utf8_lossy(&reply));
+    }
+    let (status, _) = http_get_from(addr, ip("127.0.0.1"), "/healthz").await.expect("health");
+    assert_eq!(status, 200, "a direct client still speaks plain HTTP");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"PROXY TCP4 198.51.100.3 203.0.113.1 40000 443\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut reply)).await;
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 400"),
+        "an untrusted client cannot name another address: {}",
+        String::from_utf8_lossy(&reply)
+    );
+}
