@@ -20,7 +20,7 @@ mod proxy_protocol;
 mod ratelimit;
 mod server;
 pub mod storage;
-mod turn;
+pub mod turn;
 
 pub use config::Config;
 pub use metrics::Metrics;
