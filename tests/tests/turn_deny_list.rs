@@ -28,12 +28,18 @@ fn deploy_config(dir: &Path, secret: &str) -> anyhow::Result<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/turnserver.conf");
     let text = std::fs::read_to_string(&path)?;
     for placeholder in ["PUBLIC_IP", "TURN_DOMAIN", "SECRET"] {
-        anyhow::ensure!(text.contains(placeholder), "{placeholder} is not in {}", path.display());
+        anyhow::ensure!(
+            text.contains(placeholder),
+            "{placeholder} is not in {}",
+            path.display()
+        );
     }
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
         .arg(format!("/CN={TURN_DOMAIN}"))
         .arg("-keyout")
         .arg(&key)
@@ -42,7 +48,11 @@ fn deploy_config(dir: &Path, secret: &str) -> anyhow::Result<String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| anyhow::anyhow!("openssl: {e}"))?;
-    anyhow::ensure!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<String> = text
         .lines()
         .map(|line| {
@@ -131,7 +141,9 @@ fn probe(
         if let (Some(relayed), None) = (result.relayed, asking) {
             if let Some(peer) = pending.pop() {
                 asking = Some(peer);
-                client.relay(relayed)?.create_permission(Instant::now(), peer)?;
+                client
+                    .relay(relayed)?
+                    .create_permission(Instant::now(), peer)?;
                 continue;
             } else if !sent_echo {
                 sent_echo = true;
@@ -158,7 +170,11 @@ fn probe(
                 },
                 message: BytesMut::from(&buf[..n]),
             })?,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e.into()),
         }
         client.handle_timeout(Instant::now())?;
@@ -187,12 +203,20 @@ fn the_deployed_coturn_relays_to_the_internet_but_never_into_private_networks() 
             return;
         }
     };
-    let coturn = Coturn::start(lab.command(lab.internet(), coturn::TURNSERVER), &config, &secret)
-        .expect("coturn starts");
+    let coturn = Coturn::start(
+        lab.command(lab.internet(), coturn::TURNSERVER),
+        &config,
+        &secret,
+    )
+    .expect("coturn starts");
     let server = SocketAddr::from((Lab::SERVICES, 3478));
     for port in [3478, 5349] {
-        lab.wait_for_tcp(lab.internet(), SocketAddr::from((Lab::SERVICES, port)), PATIENCE)
-            .unwrap_or_else(|e| panic!("coturn listens on {port}: {e}\n{}", coturn.log_tail()));
+        lab.wait_for_tcp(
+            lab.internet(),
+            SocketAddr::from((Lab::SERVICES, port)),
+            PATIENCE,
+        )
+        .unwrap_or_else(|e| panic!("coturn listens on {port}: {e}\n{}", coturn.log_tail()));
     }
 
     // A peer on the public side that sends back whatever reaches it.
@@ -203,7 +227,9 @@ fn the_deployed_coturn_relays_to_the_internet_but_never_into_private_networks() 
     let echo_thread = std::thread::spawn(move || {
         in_namespace(&namespace, move || {
             let socket = UdpSocket::bind(echo).expect("bind the echo peer");
-            socket.set_read_timeout(Some(PATIENCE * 3)).expect("timeout");
+            socket
+                .set_read_timeout(Some(PATIENCE * 3))
+                .expect("timeout");
             let _ = ready_tx.send(());
             let mut buf = [0u8; 1500];
             if let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -211,7 +237,9 @@ fn the_deployed_coturn_relays_to_the_internet_but_never_into_private_networks() 
             }
         })
     });
-    ready_rx.recv_timeout(PATIENCE).expect("the echo peer is up");
+    ready_rx
+        .recv_timeout(PATIENCE)
+        .expect("the echo peer is up");
 
     let client_site = lab.site(Access::Public).expect("site");
     let config = chingu_server::Config {
@@ -238,7 +266,10 @@ fn the_deployed_coturn_relays_to_the_internet_but_never_into_private_networks() 
     .collect();
     let mut peers = forbidden.clone();
     peers.push(echo);
-    let (username, password) = (turn.username.expect("username"), turn.credential.expect("password"));
+    let (username, password) = (
+        turn.username.expect("username"),
+        turn.credential.expect("password"),
+    );
     let result = in_namespace(&client_site.namespace, move || {
         probe(server, username, password, peers, echo)
     })
@@ -251,7 +282,11 @@ fn the_deployed_coturn_relays_to_the_internet_but_never_into_private_networks() 
         eprintln!("  permission to {peer:>24}: {answer:?}");
     }
     for peer in &forbidden {
-        let answer = result.permissions.iter().find(|(p, _)| p == peer).map(|(_, a)| a);
+        let answer = result
+            .permissions
+            .iter()
+            .find(|(p, _)| p == peer)
+            .map(|(_, a)| a);
         assert!(
             matches!(answer, Some(Err(_))),
             "relaying to {peer} must be refused, got {answer:?}\n{}",

@@ -42,14 +42,20 @@ pub(crate) fn parse(line: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError>
     if fields.next() != Some("PROXY") {
         return Err(ProxyHeaderError::Missing);
     }
-    let family = fields.next().ok_or(ProxyHeaderError::Malformed("no protocol"))?;
+    let family = fields
+        .next()
+        .ok_or(ProxyHeaderError::Malformed("no protocol"))?;
     if family == "UNKNOWN" {
         return Ok(None);
     }
     let want_v4 = match family {
         "TCP4" => true,
         "TCP6" => false,
-        _ => return Err(ProxyHeaderError::Malformed("protocol is not TCP4, TCP6 or UNKNOWN")),
+        _ => {
+            return Err(ProxyHeaderError::Malformed(
+                "protocol is not TCP4, TCP6 or UNKNOWN",
+            ));
+        }
     };
     let mut next = |what: &'static str| fields.next().ok_or(ProxyHeaderError::Malformed(what));
     let source: IpAddr = next("no source address")?
@@ -60,10 +66,14 @@ pub(crate) fn parse(line: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError>
         .map_err(|_| ProxyHeaderError::Malformed("bad destination address"))?;
     let port = |s: &str| -> Result<u16, ProxyHeaderError> {
         // Decimal without sign or leading zeros, as the specification asks.
-        if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty()
+            || (s.len() > 1 && s.starts_with('0'))
+            || !s.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(ProxyHeaderError::Malformed("bad port"));
         }
-        s.parse().map_err(|_| ProxyHeaderError::Malformed("bad port"))
+        s.parse()
+            .map_err(|_| ProxyHeaderError::Malformed("bad port"))
     };
     let source_port = port(next("no source port")?)?;
     port(next("no destination port")?)?;
@@ -71,7 +81,9 @@ pub(crate) fn parse(line: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError>
         return Err(ProxyHeaderError::Malformed("trailing fields"));
     }
     if source.is_ipv4() != want_v4 || destination.is_ipv4() != want_v4 {
-        return Err(ProxyHeaderError::Malformed("address family does not match the protocol"));
+        return Err(ProxyHeaderError::Malformed(
+            "address family does not match the protocol",
+        ));
     }
     Ok(Some(SocketAddr::new(source, source_port)))
 }
@@ -144,7 +156,8 @@ mod tests {
 
     #[tokio::test]
     async fn reading_stops_at_the_header_and_leaves_the_request() {
-        let mut input: &[u8] = b"PROXY TCP4 198.51.100.7 203.0.113.1 51234 443\r\nGET / HTTP/1.1\r\n";
+        let mut input: &[u8] =
+            b"PROXY TCP4 198.51.100.7 203.0.113.1 51234 443\r\nGET / HTTP/1.1\r\n";
         let client = read(&mut input).await.unwrap();
         assert_eq!(client, Some("198.51.100.7:51234".parse().unwrap()));
         assert_eq!(input, b"GET / HTTP/1.1\r\n");
@@ -154,9 +167,19 @@ mod tests {
     async fn a_connection_without_a_header_fails_at_once_and_a_long_one_is_cut() {
         let mut http: &[u8] = b"GET / HTTP/1.1\r\n";
         assert_eq!(read(&mut http).await, Err(ProxyHeaderError::Missing));
-        assert_eq!(http.len(), b"GET / HTTP/1.1\r\n".len() - 1, "one byte read, not more");
+        assert_eq!(
+            http.len(),
+            b"GET / HTTP/1.1\r\n".len() - 1,
+            "one byte read, not more"
+        );
         let long = format!("PROXY TCP4 {}\r\n", "1".repeat(200));
-        assert_eq!(read(&mut long.as_bytes()).await, Err(ProxyHeaderError::TooLong));
-        assert_eq!(read(&mut &b"PROXY TCP4 1.2"[..]).await, Err(ProxyHeaderError::Closed));
+        assert_eq!(
+            read(&mut long.as_bytes()).await,
+            Err(ProxyHeaderError::TooLong)
+        );
+        assert_eq!(
+            read(&mut &b"PROXY TCP4 1.2"[..]).await,
+            Err(ProxyHeaderError::Closed)
+        );
     }
 }

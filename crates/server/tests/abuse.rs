@@ -290,26 +290,40 @@ async fn behind_a_trusted_proxy_limits_apply_to_the_client_it_names() {
         .write_all(b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: Upgrade\r\n\r\n")
         .await
         .expect("write");
-    assert!(closed_by_server(&mut third, PATIENCE).await, "over the client's limit");
+    assert!(
+        closed_by_server(&mut third, PATIENCE).await,
+        "over the client's limit"
+    );
     for stream in &mut held {
         assert!(!closed_by_server(stream, Duration::from_millis(100)).await);
     }
     // A proxied connection without a header, or with a bad one, is closed unanswered;
     // an untrusted address's PROXY line is just a bad request.
-    for first in [&b"GET /healthz HTTP/1.1\r\n\r\n"[..], b"PROXY TCP4 1.2.3.4 nonsense\r\n"] {
+    for first in [
+        &b"GET /healthz HTTP/1.1\r\n\r\n"[..],
+        b"PROXY TCP4 1.2.3.4 nonsense\r\n",
+    ] {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind(SocketAddr::new(proxy, 0)).expect("bind");
         let mut stream = socket.connect(addr).await.expect("connect");
         stream.write_all(first).await.expect("write");
         let mut reply = Vec::new();
         let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut reply)).await;
-        assert!(reply.is_empty(), "closed without an answer: {}", String::from_utf8_lossy(&reply));
+        assert!(
+            reply.is_empty(),
+            "closed without an answer: {}",
+            String::from_utf8_lossy(&reply)
+        );
     }
-    let (status, _) = http_get_from(addr, ip("127.0.0.1"), "/healthz").await.expect("health");
+    let (status, _) = http_get_from(addr, ip("127.0.0.1"), "/healthz")
+        .await
+        .expect("health");
     assert_eq!(status, 200, "a direct client still speaks plain HTTP");
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(b"PROXY TCP4 198.51.100.3 203.0.113.1 40000 443\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        .write_all(
+            b"PROXY TCP4 198.51.100.3 203.0.113.1 40000 443\r\nGET /healthz HTTP/1.1\r\n\r\n",
+        )
         .await
         .expect("write");
     let mut reply = Vec::new();
