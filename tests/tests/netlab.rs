@@ -224,7 +224,7 @@ fn assert_no_private_addresses(summary: &Value, cell: &str) {
 }
 
 /// What a cell must give. `None`: no path exists without TURN over TCP or TLS, which
-/// webrtc-rs 0.21.1 cannot use (docs/decisions/0011-turn-transports.md).
+/// webrtc-rs 0.21.1 cannot use (docs/decisions/0008-real-networks.md).
 fn expected(a: Access, b: Access) -> Option<bool> {
     use Access::*;
     match (a, b) {

@@ -125,7 +125,7 @@ fn path_candidate(c: &RTCIceCandidateStats, local: bool) -> PathCandidate {
             RTCIceServerTransportProtocol::Tls => Some("tls".into()),
             // webrtc-rs 0.21.1 leaves this unset, but it allocates relays only over UDP
             // (its TURN relayer skips `turn:?transport=tcp` and `turns:`; see
-            // docs/decisions/0011-turn-transports.md), so a local relay is TURN/UDP.
+            // docs/decisions/0008-real-networks.md), so a local relay is TURN/UDP.
             _ if local && c.candidate_type == RTCIceCandidateType::Relay => Some("udp".into()),
             _ => None,
         },
