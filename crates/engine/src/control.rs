@@ -8,9 +8,11 @@ pub const MAX_CHAT_CHARS: usize = 1000;
 /// Longest control-channel message accepted from a peer, in bytes.
 pub const MAX_CONTROL_BYTES: usize = 8 * 1024;
 
-/// A message on the control channel.
+/// A message on the control channel. Fields a message does not know are ignored, as
+/// docs/protocol.md asks (a newer peer may add some); a message type it does not know
+/// is ignored whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ControlMessage {
     Chat { text: String },
     Media { audio: bool, video: bool },
@@ -46,14 +48,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn control_messages_are_strict() {
+    fn required_fields_are_required_and_unknown_ones_ignored() {
         let chat: ControlMessage = serde_json::from_str(r#"{"type":"chat","text":"hi"}"#).unwrap();
         assert_eq!(chat, ControlMessage::Chat { text: "hi".into() });
         assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"chat"}"#).is_err());
-        assert!(
-            serde_json::from_str::<ControlMessage>(r#"{"type":"chat","text":"a","x":1}"#).is_err()
-        );
+        assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"chat","text":1}"#).is_err());
         assert!(serde_json::from_str::<ControlMessage>("not json").is_err());
+        // A newer peer's extra field does not cost the message.
+        assert_eq!(
+            ControlMessage::from_peer(r#"{"type":"chat","text":"a","sent_at":1767225600,"x":{}}"#),
+            Some(ControlMessage::Chat { text: "a".into() })
+        );
+        assert_eq!(
+            ControlMessage::from_peer(r#"{"video":false,"type":"media","audio":true,"screen":true}"#),
+            Some(ControlMessage::Media { audio: true, video: false })
+        );
+        // A message type this version does not know is dropped (and logged).
+        assert_eq!(ControlMessage::from_peer(r#"{"type":"reaction","emoji":"👍"}"#), None);
     }
 
     #[test]
