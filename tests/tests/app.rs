@@ -111,6 +111,19 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
     app.session.fill(&nickname, app.name)?;
     let server = app.wait("[data-testid=server-url]")?;
     app.session.fill(&server, server_url)?;
+    // The privacy setting says in one sentence what each choice reveals.
+    let says = || app.session.text("[data-testid=relay-only-says]");
+    let direct = says()?;
+    app.session.click(&app.wait("[data-testid=relay-only]")?)?;
+    let hidden = says()?;
+    ensure!(
+        !direct.is_empty() && !hidden.is_empty() && direct != hidden,
+        "the Hide-my-IP sentence changes with the setting: {direct:?} / {hidden:?}"
+    );
+    if screenshot {
+        app.shot("1-onboarding-hide-my-ip")?;
+    }
+    app.session.click(&app.wait("[data-testid=relay-only]")?)?;
     if screenshot {
         app.shot("1-onboarding")?;
     }
@@ -177,6 +190,12 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
             bob_pixels.0.0 != bob_pixels.1.0,
             "bob's remote video did not change: {bob_pixels:?}"
         );
+        // The call says which way it goes: over loopback, directly.
+        alice.session.wait_until(
+            "the call path is shown",
+            "return document.querySelector('[data-testid=call-path]')?.classList.contains('relayed') === false;",
+            WAIT,
+        )?;
         alice.shot("4-call")?;
         bob.shot("4-call")?;
 

@@ -60,11 +60,19 @@ mod tests {
             Some(ControlMessage::Chat { text: "a".into() })
         );
         assert_eq!(
-            ControlMessage::from_peer(r#"{"video":false,"type":"media","audio":true,"screen":true}"#),
-            Some(ControlMessage::Media { audio: true, video: false })
+            ControlMessage::from_peer(
+                r#"{"video":false,"type":"media","audio":true,"screen":true}"#
+            ),
+            Some(ControlMessage::Media {
+                audio: true,
+                video: false
+            })
         );
         // A message type this version does not know is dropped (and logged).
-        assert_eq!(ControlMessage::from_peer(r#"{"type":"reaction","emoji":"👍"}"#), None);
+        assert_eq!(
+            ControlMessage::from_peer(r#"{"type":"reaction","emoji":"👍"}"#),
+            None
+        );
     }
 
     #[test]

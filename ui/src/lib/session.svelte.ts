@@ -60,6 +60,8 @@ export class Session {
   peerVideo = $state(true);
   chat: ChatLine[] = $state([]);
   quality: number | null = $state(null);
+  /** Which way the call's media goes, from the latest stats (null until known). */
+  path: 'direct' | 'relayed' | null = $state(null);
   online: { online: number; waiting: number } | null = $state(null);
   endReason: EndReason | null = $state(null);
   notice: Notice | null = $state(null);
@@ -201,6 +203,7 @@ export class Session {
     this.peer = null;
     this.chat = [];
     this.quality = null;
+    this.path = null;
     this.lastStats = null;
     this.endReason = null;
     this.notice = null;
@@ -238,6 +241,7 @@ export class Session {
         break;
       case 'stats':
         this.quality = networkQuality(event.stats, this.lastStats);
+        if (event.stats.path) this.path = event.stats.path.relayed ? 'relayed' : 'direct';
         this.lastStats = event.stats;
         break;
       case 'device_error':

@@ -212,4 +212,22 @@ describe('Session', () => {
     backend.emit({ type: 'stats', stats: stats(1900, 100, 0.5) });
     expect(session.quality).toBeLessThanOrEqual(2);
   });
+
+  it('says whether the call is direct or relayed', async () => {
+    const { backend, session } = await ready();
+    expect(session.path).toBeNull();
+    const s = emptyStats();
+    const relay = { kind: 'relay' as const, address: '203.0.113.1', port: 50000, protocol: 'udp', relayProtocol: 'udp' };
+    const srflx = { kind: 'srflx' as const, address: '198.51.100.7', port: 40000, protocol: 'udp', relayProtocol: null };
+    s.path = { relayed: true, local: relay, remote: srflx };
+    backend.emit({ type: 'stats', stats: s });
+    expect(session.path).toBe('relayed');
+    s.path = { relayed: false, local: srflx, remote: srflx };
+    backend.emit({ type: 'stats', stats: s });
+    expect(session.path).toBe('direct');
+    // A snapshot before ICE picked a pair does not forget the last answer.
+    s.path = null;
+    backend.emit({ type: 'stats', stats: s });
+    expect(session.path).toBe('direct');
+  });
 });
