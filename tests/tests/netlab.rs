@@ -357,3 +357,361 @@ fn hide_my_ip_reveals_only_the_relay_and_chat_crosses_it() {
         "{s}"
     );
 }
+
+/// The peers' logs: shown (on stderr) only when `CHINGU_LAB_LOG` sets their filter, e.g.
+/// `CHINGU_LAB_LOG=warn,chingu_engine=debug`.
+fn lab_log() -> Stdio {
+    if std::env::var_os("CHINGU_LAB_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
+/// A call between a bot and an echo that the test disturbs while it runs: the bot's
+/// output lines, each with the time it arrived.
+struct LiveCall {
+    _echo: Owned,
+    bot: Owned,
+    lines: std::sync::mpsc::Receiver<(std::time::Instant, Value)>,
+    seen: Vec<(std::time::Instant, Value)>,
+}
+
+impl LiveCall {
+    fn start(world: &World, a: &Site, b: &Site, seconds: u32) -> Self {
+        let url = server_url();
+        let echo = Owned::spawn(
+            world
+                .cli(b)
+                .args([
+                    "echo",
+                    "--server",
+                    &url,
+                    "--calls",
+                    "1",
+                    "--nickname",
+                    "echo",
+                ])
+                .env(
+                    "RUST_LOG",
+                    std::env::var("CHINGU_LAB_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdout(Stdio::null())
+                .stderr(lab_log()),
+        )
+        .expect("echo starts");
+        let mut bot = Owned::spawn(
+            world
+                .cli(a)
+                .args(["bot", "--server", &url, "--json", "--nickname", "bot"])
+                .args(["--duration", &seconds.to_string(), "--wait", "20"])
+                .args(["--width", "320", "--height", "240"])
+                .stdout(Stdio::piped())
+                .env(
+                    "RUST_LOG",
+                    std::env::var("CHINGU_LAB_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stderr(lab_log()),
+        )
+        .expect("bot starts");
+        let stdout = bot.child().stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send((std::time::Instant::now(), v)).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Self {
+            _echo: echo,
+            bot,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until `pick` accepts one (returns its time) or `within` passes.
+    fn wait_for(
+        &mut self,
+        within: Duration,
+        pick: impl Fn(&Value) -> bool,
+    ) -> Option<std::time::Instant> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let (at, v) = self.lines.recv_timeout(left).ok()?;
+            let hit = pick(&v);
+            self.seen.push((at, v));
+            if hit {
+                return Some(at);
+            }
+        }
+    }
+
+    /// Waits until video flows after `after`: two stats lines, both later than `after`,
+    /// between which more than five frames were decoded. Returns the second one's time.
+    fn wait_for_flow(
+        &mut self,
+        after: std::time::Instant,
+        within: Duration,
+    ) -> Option<std::time::Instant> {
+        let flowing = |seen: &[(std::time::Instant, Value)]| {
+            let stats: Vec<(std::time::Instant, u64)> = seen
+                .iter()
+                .filter(|(at, _)| *at > after)
+                .filter_map(|(at, v)| Self::frames_decoded(v).map(|f| (*at, f)))
+                .collect();
+            stats
+                .windows(2)
+                .find(|w| w[1].1 > w[0].1 + 5)
+                .map(|w| w[1].0)
+        };
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(at) = flowing(&self.seen) {
+                return Some(at);
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let (at, v) = self.lines.recv_timeout(left).ok()?;
+            let end = v["type"] == "summary";
+            self.seen.push((at, v));
+            if end {
+                return flowing(&self.seen);
+            }
+        }
+    }
+
+    /// Frames decoded per stats line, for a failure message.
+    fn timeline(&self, from: std::time::Instant) -> String {
+        self.seen
+            .iter()
+            .filter_map(|(at, v)| {
+                let t = at.saturating_duration_since(from).as_millis() as i128
+                    - from.saturating_duration_since(*at).as_millis() as i128;
+                match Self::frames_decoded(v) {
+                    Some(f) => Some(format!(
+                        "{t} ms: {f} frames, {} video and {} audio packets in, {} frames sent",
+                        v["inboundVideo"]["packetsReceived"],
+                        v["inboundAudio"]["packetsReceived"],
+                        v["outboundVideo"]["framesSent"]
+                    )),
+                    None if v["type"] == "media_interrupted" => Some(format!("{t} ms: {v}")),
+                    None => None,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn frames_decoded(v: &Value) -> Option<u64> {
+        (v["type"] == "stats")
+            .then(|| v["inboundVideo"]["framesDecoded"].as_u64())
+            .flatten()
+    }
+
+    /// The summary, once the bot has finished.
+    fn finish(mut self) -> Value {
+        let _ = self.wait_for(Duration::from_secs(60), |v| v["type"] == "summary");
+        let _ = self.bot.wait();
+        self.seen
+            .iter()
+            .rev()
+            .find(|(_, v)| v["type"] == "summary")
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null)
+    }
+}
+
+#[test]
+fn a_ten_second_outage_does_not_end_the_call_and_media_comes_back() {
+    let mut world = match World::start() {
+        Ok(w) => w,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let a = world.lab.site(Access::Cone).expect("site");
+    let b = world.lab.site(Access::Cone).expect("site");
+    let mut call = LiveCall::start(&world, &a, &b, 30);
+    call.wait_for(Duration::from_secs(30), |v| {
+        LiveCall::frames_decoded(v).is_some_and(|f| f > 0)
+    })
+    .expect("the call starts");
+    std::thread::sleep(Duration::from_secs(2));
+    world.lab.set_outage(&a, true).expect("outage");
+    let cut = std::time::Instant::now();
+    let _ = call.wait_for(Duration::from_secs(10), |_| false);
+    world.lab.set_outage(&a, false).expect("back");
+    let back = std::time::Instant::now();
+    let resumed = call.wait_for_flow(back, Duration::from_secs(15));
+    eprintln!("{}", call.timeline(cut));
+    let restored = call.seen.iter().find_map(|(at, v)| {
+        (v["type"] == "media_interrupted" && v["interrupted"] == false && *at > back)
+            .then(|| at.duration_since(back))
+    });
+    let summary = call.finish();
+    eprintln!(
+        "outage 10 s; media restored {restored:?} and frames flowing {:?} after the network came back; ended {}",
+        resumed.map(|t| t.duration_since(back)),
+        summary["ended"]
+    );
+    assert!(resumed.is_some(), "media came back: {summary}");
+    assert_eq!(
+        summary["ended"], "hung-up",
+        "the call went on to its end: {summary}"
+    );
+}
+
+#[test]
+fn an_address_change_mid_call_does_not_end_it() {
+    let mut world = match World::start() {
+        Ok(w) => w,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let mut a = world.lab.site(Access::Public).expect("site");
+    let b = world.lab.site(Access::Cone).expect("site");
+    let mut call = LiveCall::start(&world, &a, &b, 20);
+    call.wait_for(Duration::from_secs(30), |v| {
+        LiveCall::frames_decoded(v).is_some_and(|f| f > 0)
+    })
+    .expect("the call starts");
+    std::thread::sleep(Duration::from_secs(2));
+    let old = a.address;
+    let new = world.lab.change_address(&mut a).expect("new address");
+    let moved = std::time::Instant::now();
+    let resumed = call.wait_for_flow(moved, Duration::from_secs(15));
+    eprintln!("{}", call.timeline(moved));
+    let restored = call.seen.iter().find_map(|(at, v)| {
+        (v["type"] == "media_interrupted" && v["interrupted"] == false && *at > moved)
+            .then(|| at.duration_since(moved))
+    });
+    let summary = call.finish();
+    eprintln!(
+        "address {old} -> {new}; media restored after {restored:?}, frames again {:?}; ended {}",
+        resumed.map(|t| t.duration_since(moved)),
+        summary["ended"]
+    );
+    assert!(resumed.is_some(), "media came back: {summary}");
+    assert_eq!(
+        summary["ended"], "hung-up",
+        "the call went on to its end: {summary}"
+    );
+    assert_eq!(
+        summary["path"]["local"]["address"],
+        new.to_string(),
+        "the call moved to the new address: {summary}"
+    );
+}
+
+/// The lab's figures for `cargo xtask bench` (a benchmark, not a check): setup time per
+/// cell where a path exists, `CHINGU_LAB_RUNS` times (default 5), and how fast media
+/// comes back after a 10 s outage and after an address change (3 runs each). Prints a
+/// table and writes JSON lines to `$CHINGU_BENCH_OUT` when set.
+#[test]
+#[ignore = "a benchmark: `cargo xtask bench` runs it"]
+fn bench_lab_setup_and_recovery() {
+    let mut world = match World::start() {
+        Ok(w) => w,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let runs: usize = std::env::var("CHINGU_LAB_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let mut lines = Vec::new();
+    for (i, &a) in Access::ALL.iter().enumerate() {
+        for &b in &Access::ALL[i..] {
+            if expected(a, b).is_none() {
+                continue;
+            }
+            let (mut connected, mut first_frame, mut paths) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let site_a = world.lab.site(a).expect("site");
+                let site_b = world.lab.site(b).expect("site");
+                let r = call(&world, &site_a, &site_b, &[], &[]);
+                if let (Some(c), Some(f)) = (
+                    r.summary["connected_ms"].as_u64(),
+                    r.summary["setup_ms"].as_u64(),
+                ) {
+                    connected.push(c);
+                    first_frame.push(f);
+                }
+                paths.push(path_of(&r.summary));
+            }
+            connected.sort_unstable();
+            first_frame.sort_unstable();
+            paths.dedup();
+            println!(
+                "{:>14} <-> {:<14} {:<22} connected {:?} ms, first frame {:?} ms",
+                a.name(),
+                b.name(),
+                paths.join(","),
+                connected,
+                first_frame
+            );
+            lines.push(serde_json::json!({
+                "kind": "setup", "a": a.name(), "b": b.name(), "paths": paths,
+                "connected_ms": connected, "first_frame_ms": first_frame,
+            }));
+        }
+    }
+    for scenario in ["outage-10s", "address-change"] {
+        let mut restored_ms = Vec::new();
+        for _ in 0..3 {
+            let mut a = world
+                .lab
+                .site(if scenario == "outage-10s" {
+                    Access::Cone
+                } else {
+                    Access::Public
+                })
+                .expect("site");
+            let b = world.lab.site(Access::Cone).expect("site");
+            let mut live = LiveCall::start(&world, &a, &b, 25);
+            if live
+                .wait_for(Duration::from_secs(30), |v| {
+                    LiveCall::frames_decoded(v).is_some_and(|f| f > 0)
+                })
+                .is_none()
+            {
+                continue;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            let from = if scenario == "outage-10s" {
+                world.lab.set_outage(&a, true).expect("outage");
+                std::thread::sleep(Duration::from_secs(10));
+                world.lab.set_outage(&a, false).expect("back");
+                std::time::Instant::now()
+            } else {
+                world.lab.change_address(&mut a).expect("address");
+                std::time::Instant::now()
+            };
+            let _ = live.wait_for_flow(from, Duration::from_secs(15));
+            let restored = live.seen.iter().find_map(|(at, v)| {
+                (v["type"] == "media_interrupted" && v["interrupted"] == false && *at > from)
+                    .then(|| at.duration_since(from).as_millis() as u64)
+            });
+            // An address change may not interrupt media at all (restored at once).
+            restored_ms.push(restored.unwrap_or(0));
+            let _ = live.finish();
+        }
+        println!("{scenario}: media back after {restored_ms:?} ms");
+        lines.push(serde_json::json!({"kind": scenario, "media_back_ms": restored_ms}));
+    }
+    if let Some(path) = std::env::var_os("CHINGU_BENCH_OUT") {
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        std::fs::write(&path, text.join("\n") + "\n").expect("write the figures");
+    }
+}

@@ -91,6 +91,27 @@ pub fn bench(args: &[String]) -> Result {
     let path = out_dir.join("attack.jsonl");
     std::fs::write(&path, lines).map_err(|e| format!("writing {}: {e}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
+
+    // Calls across NATs in the network lab (needs root; skips with a message otherwise):
+    // setup time per cell, and recovery after an outage and an address change. The lab
+    // runs the debug binaries the tests use, as the lab tests do.
+    eprintln!("xtask: network lab (setup time per cell, recovery)");
+    build_all(false)?;
+    let path = out_dir.join("netlab.jsonl");
+    step(
+        "the network lab sweep",
+        cargo()
+            .args(["test", "--locked", "-p", "chingu-tests", "--test", "netlab"])
+            .args([
+                "--",
+                "--ignored",
+                "--nocapture",
+                "bench_lab_setup_and_recovery",
+            ])
+            .env("CHINGU_BIN_DIR", target_dir().join("debug"))
+            .env("CHINGU_BENCH_OUT", &path),
+    )?;
+    eprintln!("xtask: wrote {}", path.display());
     Ok(())
 }
 

@@ -28,6 +28,11 @@ const NOTICE_QUEUE: usize = 16;
 const COMMAND_QUEUE: usize = 64;
 /// Events queued for the consumer; beyond this, events are dropped (logged).
 const EVENT_QUEUE: usize = 256;
+/// How often the device's addresses are looked at during a call.
+const NETWORK_CHECK: Duration = Duration::from_millis(500);
+/// An offerer asked to restart ICE again within this time of its last restart ignores
+/// the request (the restart in flight answers it).
+const RESTART_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Handle to a running engine. Dropping every clone stops the engine: it hangs up or
 /// leaves the queue, sends what is queued, and ends.
@@ -71,6 +76,10 @@ struct ActiveCall {
     media: Option<CallMedia>,
     matched_at: Instant,
     connected_at: Option<Instant>,
+    /// Whether we made the first offer: only the offerer ever offers (ICE restarts too).
+    offerer: bool,
+    /// When we last restarted ICE (the offerer), to ignore a burst of requests.
+    last_restart: Option<Instant>,
 }
 
 struct Actor {
@@ -81,6 +90,8 @@ struct Actor {
     events: mpsc::Sender<EngineEvent>,
     call: Option<ActiveCall>,
     notices_tx: mpsc::Sender<MediaNotice>,
+    /// The device's addresses when last looked at during a call.
+    addresses: Vec<std::net::IpAddr>,
 }
 
 async fn run(
@@ -97,9 +108,11 @@ async fn run(
         events,
         call: None,
         notices_tx,
+        addresses: Vec::new(),
     };
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut level_tick = tokio::time::interval(Duration::from_millis(100));
+    let mut network_tick = tokio::time::interval(NETWORK_CHECK);
     loop {
         let timeout = actor.machine.poll_timeout();
         tokio::select! {
@@ -115,6 +128,7 @@ async fn run(
             Some(notice) = notices.recv() => actor.media_notice(notice).await,
             _ = stats_tick.tick() => actor.stats().await,
             _ = level_tick.tick() => actor.levels(),
+            _ = network_tick.tick() => actor.check_network().await,
             () = sleep_until(timeout) => actor.step(Input::Tick).await,
         }
         if actor.events.is_closed() {
@@ -244,8 +258,69 @@ impl Actor {
             }
             Effect::Block { call_id } => self.send(ClientMessage::Block { call_id }).await,
             Effect::Refuse(failure) => self.emit(EngineEvent::CommandFailed(failure)),
+            Effect::RestartIce(call_id) => self.restart_ice(call_id, true).await,
+            Effect::ResumeCall(call_id) => self.send(ClientMessage::ResumeCall { call_id }).await,
+            Effect::ReconnectServer => self.signaling.reconnect(),
         }
         None
+    }
+
+    /// The offerer restarts ICE and sends the new offer; the answerer asks it to.
+    /// `ours`: we decided to (not answering the peer's request).
+    async fn restart_ice(&mut self, call_id: CallId, ours: bool) {
+        let Some(call) = &mut self.call else { return };
+        if call.call_id != call_id {
+            return;
+        }
+        if !call.offerer {
+            if ours {
+                tracing::info!(%call_id, "asking the offerer to restart ICE");
+                self.send(ClientMessage::Signal {
+                    call_id,
+                    signal: Signal::IceRestart,
+                })
+                .await;
+            }
+            return;
+        }
+        let now = Instant::now();
+        if !ours
+            && call
+                .last_restart
+                .is_some_and(|t| now - t < RESTART_MIN_INTERVAL)
+        {
+            return;
+        }
+        call.last_restart = Some(now);
+        tracing::info!(%call_id, "restarting ICE");
+        match call.peer.restart_offer().await {
+            Ok(sdp) => {
+                self.send(ClientMessage::Signal {
+                    call_id,
+                    signal: Signal::Offer { sdp },
+                })
+                .await
+            }
+            Err(e) => tracing::warn!(%call_id, "ICE restart failed: {e}"),
+        }
+    }
+
+    /// During a call, notices the device's addresses changing.
+    async fn check_network(&mut self) {
+        if !matches!(self.machine.state, CallState::InCall { .. }) {
+            self.addresses.clear();
+            return;
+        }
+        let now = crate::peer::local_addresses();
+        if self.addresses.is_empty() {
+            self.addresses = now;
+            return;
+        }
+        if now != self.addresses {
+            tracing::info!(before = ?self.addresses, after = ?now, "the network changed");
+            self.addresses = now;
+            self.step(Input::NetworkChanged).await;
+        }
     }
 
     async fn start_peer(&mut self, call_id: CallId, role: Role) -> Result<(), String> {
@@ -276,6 +351,8 @@ impl Actor {
             media: None,
             matched_at: Instant::now(),
             connected_at: None,
+            offerer,
+            last_restart: None,
         });
         if let Some(sdp) = offer {
             self.send(ClientMessage::Signal {
@@ -376,6 +453,16 @@ impl Actor {
             ServerMessage::Reported { .. } => self.emit(EngineEvent::Reported),
             ServerMessage::Blocked { .. } => self.emit(EngineEvent::Blocked),
             ServerMessage::Rated { .. } => self.emit(EngineEvent::Rated),
+            ServerMessage::CallResumed { call_id } => {
+                tracing::info!(%call_id, "the call resumed on the new server connection");
+                self.step(Input::CallResumed { call_id }).await
+            }
+            ServerMessage::IceServers { ice_servers } => {
+                if let Some(call) = &self.call {
+                    call.peer.set_ice_servers(&ice_servers).await;
+                }
+                self.ice_servers = ice_servers;
+            }
             _ => {}
         }
     }
@@ -398,6 +485,10 @@ impl Actor {
                 Err(e) => Err(e),
             },
             Signal::Answer { sdp } => call.peer.accept_answer(sdp).await,
+            Signal::IceRestart => {
+                self.restart_ice(call_id, false).await;
+                return;
+            }
             other => call.peer.add_candidate(other).await,
         };
         if let Err(e) = result {
@@ -454,8 +545,22 @@ impl Actor {
                 self.step(Input::MediaConnected { call_id }).await;
             }
             PeerEvent::Failed(why) => self.step(Input::MediaFailed { call_id, why }).await,
-            PeerEvent::Interrupted => self.emit(EngineEvent::MediaInterrupted(true)),
-            PeerEvent::Restored => self.emit(EngineEvent::MediaInterrupted(false)),
+            PeerEvent::Interrupted => {
+                self.emit(EngineEvent::MediaInterrupted(true));
+                self.step(Input::MediaInterrupted {
+                    call_id,
+                    interrupted: true,
+                })
+                .await
+            }
+            PeerEvent::Restored => {
+                self.emit(EngineEvent::MediaInterrupted(false));
+                self.step(Input::MediaInterrupted {
+                    call_id,
+                    interrupted: false,
+                })
+                .await
+            }
             PeerEvent::ChannelOpen => self.step(Input::ChannelOpen { call_id }).await,
             PeerEvent::ChannelMessage(text) => match ControlMessage::from_peer(&text) {
                 Some(ControlMessage::Chat { text }) => self.emit(EngineEvent::Chat(text)),

@@ -2,6 +2,7 @@
 //! events, and reconnects with [`Backoff`] when the connection drops. One task owns the
 //! WebSocket; the engine talks to it through bounded channels.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chingu_proto::{
@@ -52,6 +53,13 @@ pub enum SignalingError {
     Stopped,
 }
 
+/// How long connecting (TCP, TLS, WebSocket upgrade) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an abandoned connection is kept open (longer than the server's resume grace).
+const LINGER: Duration = Duration::from_secs(20);
+/// How long the server may say nothing before `welcome` tells its heartbeat interval.
+const SILENCE_BEFORE_WELCOME: Duration = Duration::from_secs(10);
+
 /// Handle to the signaling task.
 #[derive(Debug)]
 pub struct SignalingClient {
@@ -59,6 +67,7 @@ pub struct SignalingClient {
     events: mpsc::Receiver<SignalingEvent>,
     connected: tokio::sync::watch::Receiver<bool>,
     stop: CancellationToken,
+    reconnect: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -69,18 +78,21 @@ impl SignalingClient {
         let (events_tx, events) = mpsc::channel(256);
         let (connected_tx, connected) = tokio::sync::watch::channel(false);
         let stop = CancellationToken::new();
+        let reconnect = Arc::new(tokio::sync::Notify::new());
         let task = tokio::spawn(run(
             config,
             outbox_rx,
             events_tx,
             connected_tx,
             stop.clone(),
+            Arc::clone(&reconnect),
         ));
         Self {
             outbox,
             events,
             connected,
             stop,
+            reconnect,
             task,
         }
     }
@@ -104,6 +116,12 @@ impl SignalingClient {
 
     pub fn is_connected(&self) -> bool {
         *self.connected.borrow()
+    }
+
+    /// Drops the current connection (without a goodbye: it is probably dead) and
+    /// connects again at once. Used when the network changed under it.
+    pub fn reconnect(&self) {
+        self.reconnect.notify_one();
     }
 
     /// Sends what is already queued (a last hang-up, say), closes the connection and
@@ -134,6 +152,7 @@ async fn run(
     events: mpsc::Sender<SignalingEvent>,
     connected: tokio::sync::watch::Sender<bool>,
     stop: CancellationToken,
+    reconnect: Arc<tokio::sync::Notify>,
 ) {
     let seed = config
         .device_id
@@ -144,10 +163,45 @@ async fn run(
     loop {
         let outcome = tokio::select! {
             () = stop.cancelled() => return,
-            outcome = session(&config, &mut outbox, &events, &connected, &mut backoff) => outcome,
+            outcome = session(&config, &mut outbox, &events, &connected, &mut backoff, &reconnect) => outcome,
         };
         connected.send_replace(false);
         match outcome {
+            Outcome::Abandoned(ws, why) => {
+                // Not closed: if the old path still works, a close would reach the server
+                // before our new connection takes the call over, and end it. The server
+                // notices the silence; the socket goes when the call has moved.
+                tokio::spawn(async move {
+                    tokio::time::sleep(LINGER).await;
+                    drop(ws);
+                });
+                tracing::info!(%why, "reconnecting to the server");
+                backoff.reset();
+                if events
+                    .send(SignalingEvent::Disconnected {
+                        why,
+                        retry_in: Duration::ZERO,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Outcome::Reconnect => {
+                tracing::info!("reconnecting to the server (the network changed)");
+                backoff.reset();
+                if events
+                    .send(SignalingEvent::Disconnected {
+                        why: "reconnecting: the network changed".into(),
+                        retry_in: Duration::ZERO,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
             Outcome::Refused { code, message } => {
                 let _ = events.send(SignalingEvent::Refused { code, message }).await;
                 return;
@@ -164,6 +218,7 @@ async fn run(
                 }
                 tokio::select! {
                     () = stop.cancelled() => return,
+                    () = reconnect.notified() => {}
                     () = tokio::time::sleep(retry_in) => {}
                 }
             }
@@ -171,9 +226,20 @@ async fn run(
     }
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 enum Outcome {
+    /// Asked to reconnect at once, before a connection was up.
+    Reconnect,
+    /// A connection we stopped using (asked to reconnect, or the server went silent):
+    /// kept open a while rather than closed.
+    Abandoned(Box<Ws>, String),
     Lost(String),
-    Refused { code: ErrorCode, message: String },
+    Refused {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// One connection, from connect to loss.
@@ -183,12 +249,23 @@ async fn session(
     events: &mpsc::Sender<SignalingEvent>,
     connected: &tokio::sync::watch::Sender<bool>,
     backoff: &mut Backoff,
+    reconnect: &tokio::sync::Notify,
 ) -> Outcome {
     let connect = tokio::time::timeout(
-        Duration::from_secs(10),
+        CONNECT_TIMEOUT,
         tokio_tungstenite::connect_async(&config.url),
     );
-    let mut ws = match connect.await {
+    let connect = async {
+        tokio::select! {
+            () = reconnect.notified() => None,
+            result = connect => Some(result),
+        }
+    };
+    let ws = match Box::pin(connect).await {
+        None => return Outcome::Reconnect,
+        Some(result) => result,
+    };
+    let mut ws = match ws {
         Err(_) => return Outcome::Lost("connecting timed out".into()),
         Ok(Err(err)) => return Outcome::Lost(format!("cannot connect: {err}")),
         Ok(Ok((ws, _))) => ws,
@@ -201,8 +278,21 @@ async fn session(
     if let Err(err) = ws.send(Message::Text(encode(&hello).into())).await {
         return Outcome::Lost(format!("sending hello: {err}"));
     }
+    // The server pings every few seconds (`heartbeat_interval_ms`): a connection silent
+    // for three intervals is dead, whatever TCP thinks.
+    let mut silence = SILENCE_BEFORE_WELCOME;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(heard + silence) => {
+                return Outcome::Abandoned(
+                    Box::new(ws),
+                    format!("the server was silent for {} s", silence.as_secs()),
+                );
+            }
+            () = reconnect.notified() => {
+                return Outcome::Abandoned(Box::new(ws), "the network changed".into());
+            }
             msg = outbox.recv() => {
                 let Some(msg) = msg else { return Outcome::Lost("engine stopped".into()) };
                 if let Err(err) = ws.send(Message::Text(encode(&msg).into())).await {
@@ -210,6 +300,7 @@ async fn session(
                 }
             }
             frame = ws.next() => {
+                heard = tokio::time::Instant::now();
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(frame))) => {
@@ -228,7 +319,8 @@ async fn session(
                     }
                 };
                 let event = match msg {
-                    ServerMessage::Welcome { session_id, ice_servers, .. } => {
+                    ServerMessage::Welcome { session_id, ice_servers, heartbeat_interval_ms, .. } => {
+                        silence = Duration::from_millis(heartbeat_interval_ms.clamp(500, 60_000) * 3);
                         backoff.reset();
                         connected.send_replace(true);
                         SignalingEvent::Connected { session_id, ice_servers }

@@ -70,6 +70,10 @@ pub enum ClientMessage {
     Rate { call_id: CallId, stars: u8 },
     /// Application-level keepalive and round-trip probe; answered with `pong`.
     Ping { nonce: u64 },
+    /// Take over this device's current call on this connection, after the connection
+    /// that held it was lost (or is about to be: the network changed). Answered with
+    /// `call_resumed`, or `peer_left` when the call is over.
+    ResumeCall { call_id: CallId },
 }
 
 /// Messages from the server to a client.
@@ -118,6 +122,11 @@ pub enum ServerMessage {
     Error { code: ErrorCode, message: String },
     /// The server is stopping; reconnect after the given delay.
     ShuttingDown { retry_after_ms: u64 },
+    /// Fresh STUN/TURN servers and credentials, sent before the previous ones expire;
+    /// they replace those of `welcome` for every ICE gathering from now on.
+    IceServers { ice_servers: Vec<IceServer> },
+    /// This connection now holds the call (answer to `resume_call`); signals flow here.
+    CallResumed { call_id: CallId },
 }
 
 /// WebRTC signaling payloads, relayed verbatim between the two peers of a call.
@@ -139,6 +148,9 @@ pub enum Signal {
         sdp_mline_index: Option<u16>,
     },
     EndOfCandidates,
+    /// The answerer asks the offerer to restart ICE (its path died or its network
+    /// changed); the offerer answers with a new `offer` with fresh ICE credentials.
+    IceRestart,
 }
 
 /// Which side creates the SDP offer.
@@ -240,6 +252,7 @@ impl ClientMessage {
         "block",
         "rate",
         "ping",
+        "resume_call",
     ];
 
     /// The wire name of this message's type.
@@ -255,6 +268,7 @@ impl ClientMessage {
             ClientMessage::Block { .. } => "block",
             ClientMessage::Rate { .. } => "rate",
             ClientMessage::Ping { .. } => "ping",
+            ClientMessage::ResumeCall { .. } => "resume_call",
         }
     }
 }
@@ -275,6 +289,8 @@ impl ServerMessage {
         "pong",
         "error",
         "shutting_down",
+        "ice_servers",
+        "call_resumed",
     ];
 
     /// The wire name of this message's type.
@@ -293,6 +309,8 @@ impl ServerMessage {
             ServerMessage::Pong { .. } => "pong",
             ServerMessage::Error { .. } => "error",
             ServerMessage::ShuttingDown { .. } => "shutting_down",
+            ServerMessage::IceServers { .. } => "ice_servers",
+            ServerMessage::CallResumed { .. } => "call_resumed",
         }
     }
 

@@ -90,7 +90,8 @@ pub(crate) fn client_message(msg: &ClientMessage) -> Result<(), ProtoError> {
         }
         ClientMessage::Next { call_id }
         | ClientMessage::HangUp { call_id }
-        | ClientMessage::Block { call_id } => id("call_id", &call_id.0),
+        | ClientMessage::Block { call_id }
+        | ClientMessage::ResumeCall { call_id } => id("call_id", &call_id.0),
         ClientMessage::Rate { call_id, stars } => {
             id("call_id", &call_id.0)?;
             if !(1..=5).contains(stars) {
@@ -122,7 +123,8 @@ pub(crate) fn server_message(msg: &ServerMessage) -> Result<(), ProtoError> {
         | ServerMessage::PeerLeft { call_id, .. }
         | ServerMessage::Reported { call_id }
         | ServerMessage::Blocked { call_id }
-        | ServerMessage::Rated { call_id } => call(call_id),
+        | ServerMessage::Rated { call_id }
+        | ServerMessage::CallResumed { call_id } => call(call_id),
         _ => Ok(()),
     }
 }
@@ -160,7 +162,7 @@ fn signal(signal: &Signal) -> Result<(), ProtoError> {
             }
             Ok(())
         }
-        Signal::EndOfCandidates => Ok(()),
+        Signal::EndOfCandidates | Signal::IceRestart => Ok(()),
     }
 }
 

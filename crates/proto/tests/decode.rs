@@ -59,6 +59,11 @@ fn every_client_message() -> Vec<ClientMessage> {
             stars: 4,
         },
         ClientMessage::Ping { nonce: 7 },
+        ClientMessage::ResumeCall { call_id: call() },
+        ClientMessage::Signal {
+            call_id: call(),
+            signal: Signal::IceRestart,
+        },
     ]
 }
 
@@ -105,6 +110,14 @@ fn every_server_message() -> Vec<ServerMessage> {
         ServerMessage::ShuttingDown {
             retry_after_ms: 1000,
         },
+        ServerMessage::IceServers {
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:turn.example.org:3478".into()],
+                username: None,
+                credential: None,
+            }],
+        },
+        ServerMessage::CallResumed { call_id: call() },
     ]
 }
 

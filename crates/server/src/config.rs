@@ -55,12 +55,19 @@ pub struct Config {
     pub turn_urls: Vec<String>,
     /// coturn's `static-auth-secret`; without it no TURN servers are handed out.
     pub turn_secret: Option<String>,
+    /// Lifetime of issued TURN credentials. A relay allocation is refreshed with the
+    /// credentials it was made with (every few minutes, for as long as the call lasts),
+    /// so they must outlive the longest call: a day by default. Fresh ones are pushed
+    /// (`ice_servers`) at half the lifetime.
     pub turn_ttl_s: u64,
     /// Proxies in front of the server (a TLS terminator on the same host, say
     /// `["127.0.0.1"]`). Connections from them must begin with a PROXY protocol v1
     /// header naming the client (nginx `stream`: `proxy_protocol on`), so per-address
     /// limits apply to clients, not to the proxy. Empty: no proxy is trusted.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long a call outlives a member's lost connection, waiting for `resume_call`
+    /// from the same device (0: end it at once).
+    pub call_resume_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -87,8 +94,9 @@ impl Default for Config {
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,
-            turn_ttl_s: 600,
+            turn_ttl_s: 86_400,
             trusted_proxies: Vec::new(),
+            call_resume_grace_ms: 15_000,
         }
     }
 }
@@ -181,6 +189,7 @@ impl Config {
             },
             online_count_interval: Duration::from_millis(self.online_count_interval_ms),
             reports_per_device_per_day: self.reports_per_device_per_day,
+            resume_grace: Duration::from_millis(self.call_resume_grace_ms),
         }
     }
 }

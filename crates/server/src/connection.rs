@@ -135,11 +135,10 @@ async fn run(
         rate_limited: 0,
     };
     tracing::debug!(client = client.0, %peer, "connected");
-    let registered = reader.run(stream).await;
-    if registered {
+    if let Some(silent) = reader.run(stream).await {
         let _ = ctx
             .hub_tx
-            .send(HubCommand::Input(Input::Disconnected { client }))
+            .send(HubCommand::Input(Input::Disconnected { client, silent }))
             .await;
     }
     reader_done.cancel();
@@ -280,13 +279,11 @@ enum End {
 }
 
 impl Reader {
-    /// Reads until the connection ends. Returns whether the client was registered with the
-    /// hub (and so must be unregistered).
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>) -> bool {
+    /// Reads until the connection ends. Returns `None` if the client never registered
+    /// with the hub, else whether the connection ended by going silent (heartbeat).
+    async fn run(&mut self, mut stream: SplitStream<WebSocket>) -> Option<bool> {
         let client = self.slot.client;
-        let Some(identity) = self.handshake(&mut stream).await else {
-            return false;
-        };
+        let identity = self.handshake(&mut stream).await?;
         let session = random_token();
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -294,10 +291,11 @@ impl Reader {
         let welcome = ServerMessage::Welcome {
             protocol_version: PROTOCOL_VERSION,
             ice_servers: turn::ice_servers(&self.ctx.config, &session, now_unix),
-            session_id: chingu_proto::SessionId(session),
+            session_id: chingu_proto::SessionId(session.clone()),
             heartbeat_interval_ms: self.ctx.config.heartbeat_interval_ms,
         };
         self.reply(welcome);
+        self.refresh_ice_servers(session);
         let link = ClientLink {
             tx: self.out.clone(),
             kick: self.kick.clone(),
@@ -308,8 +306,9 @@ impl Reader {
             link,
         };
         if self.ctx.hub_tx.send(register).await.is_err() {
-            return false;
+            return None;
         }
+        let mut silent = false;
         let idle = self.ctx.config.idle_timeout();
         loop {
             let text = match self.next_text(&mut stream, idle, true).await {
@@ -320,6 +319,7 @@ impl Reader {
                         .heartbeat_timeouts_total
                         .fetch_add(1, Relaxed);
                     tracing::info!(client = client.0, "no heartbeat; disconnecting");
+                    silent = true;
                     break;
                 }
                 Err(End::Closed) => break,
@@ -338,7 +338,36 @@ impl Reader {
                 Err(err) => self.reject(err),
             }
         }
-        true
+        Some(silent)
+    }
+
+    /// Sends fresh TURN credentials at half their lifetime for as long as the connection
+    /// lasts, so a client never starts a call (or restarts ICE) with expired ones.
+    fn refresh_ice_servers(&self, session: String) {
+        let Some(every) = turn::refresh_interval(&self.ctx.config) else {
+            return;
+        };
+        let (ctx, out, kick) = (Arc::clone(&self.ctx), self.out.clone(), self.kick.clone());
+        self.ctx.tracker.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    () = kick.cancelled() => break,
+                    () = ctx.stop.graceful.cancelled() => break,
+                    () = out.closed() => break,
+                    _ = tick.tick() => {
+                        let now_unix = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let msg = ServerMessage::IceServers {
+                            ice_servers: turn::ice_servers(&ctx.config, &session, now_unix),
+                        };
+                        // A full outbox: the client is behind; the next refresh will do.
+                        let _ = out.try_send(Outbound::Text(encode(&msg).into()));
+                    }
+                }
+            }
+        });
     }
 
     /// The next text message within `within`, after the rate limits. Every frame counts

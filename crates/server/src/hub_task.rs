@@ -146,7 +146,7 @@ fn apply(hub: &mut Hub, links: &mut HashMap<ClientId, ClientLink>, cmd: HubComma
             hub.handle(Input::Connected { client, identity }, now);
         }
         HubCommand::Input(input) => {
-            if let Input::Disconnected { client } = &input {
+            if let Input::Disconnected { client, .. } = &input {
                 links.remove(client);
             }
             hub.handle(input, now);
@@ -216,7 +216,13 @@ fn flush(
             if let Some(link) = links.remove(&client) {
                 link.kick.cancel();
                 metrics.slow_clients_dropped_total.fetch_add(1, Relaxed);
-                hub.handle(Input::Disconnected { client }, Instant::now());
+                hub.handle(
+                    Input::Disconnected {
+                        client,
+                        silent: false,
+                    },
+                    Instant::now(),
+                );
             }
         }
     }

@@ -28,6 +28,13 @@ pub fn ice_servers(config: &Config, session: &str, now_unix: u64) -> Vec<IceServ
     servers
 }
 
+/// How often fresh credentials are pushed (`ice_servers`): at half their lifetime, at
+/// most once a second. `None` without TURN.
+pub fn refresh_interval(config: &Config) -> Option<std::time::Duration> {
+    (!config.turn_urls.is_empty() && config.turn_secret.is_some())
+        .then(|| std::time::Duration::from_secs((config.turn_ttl_s / 2).max(1)))
+}
+
 pub fn turn_password(secret: &str, username: &str) -> String {
     let mut mac =
         Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
@@ -55,10 +62,25 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(ice_servers(&config, "s", 0).len(), 1);
+        assert_eq!(
+            refresh_interval(&config),
+            None,
+            "nothing to refresh without TURN"
+        );
+        config.turn_ttl_s = 600;
         config.turn_urls = vec!["turn:127.0.0.1:3478".into()];
         config.turn_secret = Some("k".into());
         let servers = ice_servers(&config, "s", 1000);
         assert_eq!(servers.len(), 2);
         assert_eq!(servers[1].username.as_deref(), Some("1600:s"));
+        assert_eq!(
+            refresh_interval(&config),
+            Some(std::time::Duration::from_secs(300))
+        );
+        config.turn_ttl_s = 1;
+        assert_eq!(
+            refresh_interval(&config),
+            Some(std::time::Duration::from_secs(1))
+        );
     }
 }

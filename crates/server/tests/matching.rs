@@ -350,3 +350,95 @@ async fn shutdown_tells_every_client() {
     assert_eq!(u16::from(frame.code), 1001, "going away");
     server.server.stopped().await;
 }
+
+#[tokio::test]
+async fn a_device_whose_network_changed_resumes_its_call_on_a_new_connection() {
+    let server = common::start_with(|c| c.call_resume_grace_ms = 10_000).await;
+    let (a, mut b, call) = matched_pair(&server.url).await.unwrap();
+    // The network changed under `a`: its old connection is still open as far as the
+    // server knows (silent, not closed) when the device comes back on a new one. (The
+    // grace after a heartbeat timeout is the hub's unit tests' business.)
+    let _lingering = a;
+    // Same device ("a"), new connection: the call is still there.
+    let mut a2 = TestClient::hello(&server.url, "a").await.unwrap();
+    a2.send(&ClientMessage::ResumeCall {
+        call_id: call.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        a2.recv().await.unwrap(),
+        ServerMessage::CallResumed {
+            call_id: call.clone()
+        }
+    );
+    b.send(&ClientMessage::Signal {
+        call_id: call.clone(),
+        signal: chingu_proto::Signal::IceRestart,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        a2.recv().await.unwrap(),
+        ServerMessage::Signal {
+            call_id: call.clone(),
+            signal: chingu_proto::Signal::IceRestart
+        },
+        "signals reach the new connection"
+    );
+    a2.send(&ClientMessage::HangUp {
+        call_id: call.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        b.recv().await.unwrap(),
+        ServerMessage::PeerLeft {
+            call_id: call,
+            reason: PeerLeftReason::HungUp
+        }
+    );
+}
+
+#[tokio::test]
+async fn fresh_turn_credentials_arrive_before_the_old_ones_expire() {
+    let server = common::start_with(|c| {
+        c.turn_urls = vec!["turn:127.0.0.1:3478?transport=udp".into()];
+        c.turn_secret = Some("secret".into());
+        c.turn_ttl_s = 2;
+    })
+    .await;
+    let mut client = TestClient::connect(&server.url).await.unwrap();
+    client
+        .send(&ClientMessage::Hello {
+            protocol_version: chingu_proto::PROTOCOL_VERSION,
+            client_version: "test".into(),
+            device_id: "refresh-device-0001".into(),
+        })
+        .await
+        .unwrap();
+    let expiry = |servers: &[chingu_proto::IceServer]| -> u64 {
+        let username = servers[0].username.as_deref().expect("TURN username");
+        username.split(':').next().unwrap().parse().expect("expiry")
+    };
+    let ServerMessage::Welcome { ice_servers, .. } = client.recv().await.unwrap() else {
+        panic!("welcome first");
+    };
+    let first = expiry(&ice_servers);
+    // Every second (half of the 2 s lifetime), later ones.
+    let mut last = first;
+    for _ in 0..2 {
+        match client.recv().await.unwrap() {
+            ServerMessage::IceServers { ice_servers } => {
+                let next = expiry(&ice_servers);
+                assert!(next >= last, "{next} after {last}");
+                last = next;
+            }
+            other => panic!("expected ice_servers, got {other:?}"),
+        }
+    }
+    assert!(
+        last > first,
+        "the credentials were renewed: {first} -> {last}"
+    );
+}

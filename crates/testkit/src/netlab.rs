@@ -250,16 +250,18 @@ impl Lab {
     pub fn change_address(&self, site: &mut Site) -> anyhow::Result<Ipv4Addr> {
         let [a, b, c, d] = site.address.octets();
         let new = Ipv4Addr::new(a, b, c, if d >= 200 { 100 } else { d + 100 });
-        self.ip(
-            &site.namespace,
-            &format!("addr add {new}/{} dev {}", site.prefix, site.interface),
-        )?;
+        // Old away, then new (deleting a primary address would take a secondary in the
+        // same subnet with it).
         self.ip(
             &site.namespace,
             &format!(
                 "addr del {}/{} dev {}",
                 site.address, site.prefix, site.interface
             ),
+        )?;
+        self.ip(
+            &site.namespace,
+            &format!("addr add {new}/{} dev {}", site.prefix, site.interface),
         )?;
         if let Some(gateway) = site.gateway {
             self.ip(

@@ -26,6 +26,11 @@ use crate::control::MAX_CHAT_CHARS;
 
 /// How long a matched call may take to get media flowing before it is abandoned.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a call may go without media (ICE disconnected, restarts failing) before it
+/// ends: longer than a lift ride, shorter than anyone waits on a frozen picture.
+pub const MEDIA_LOST_AFTER: Duration = Duration::from_secs(20);
+/// While media stays interrupted, ICE is restarted again this often.
+pub const RESTART_RETRY: Duration = Duration::from_secs(2);
 
 /// What the user asked to be matched on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +159,17 @@ pub enum Input {
     ChannelOpen {
         call_id: CallId,
     },
+    /// Media stopped flowing (ICE disconnected: `true`) or flows again (`false`).
+    MediaInterrupted {
+        call_id: CallId,
+        interrupted: bool,
+    },
+    /// The device's network changed: an address appeared or went away.
+    NetworkChanged,
+    /// The server moved our call to this connection (answer to `resume_call`).
+    CallResumed {
+        call_id: CallId,
+    },
     /// Time passed; see [`CallMachine::poll_timeout`].
     Tick,
 }
@@ -203,6 +219,13 @@ pub enum Effect {
     },
     /// The command could not be carried out; tell the user why.
     Refuse(CommandFailure),
+    /// Restart ICE: the offerer makes a new offer; the answerer asks it to.
+    RestartIce(CallId),
+    /// Take our call over on this (new) server connection.
+    ResumeCall(CallId),
+    /// Drop the server connection and connect again at once (the old one is probably
+    /// dead: the network changed, or media and the server went silent together).
+    ReconnectServer,
 }
 
 /// The engine's call state plus what it remembers between calls.
@@ -219,6 +242,10 @@ pub struct CallMachine {
     pub camera_enabled: bool,
     /// The current or last call, for reports, ratings and blocks after it ended.
     pub last_call: Option<CallId>,
+    /// Since when the current call's media has been interrupted.
+    pub interrupted_since: Option<Instant>,
+    /// When to restart ICE (again), while interrupted.
+    pub restart_due: Option<Instant>,
 }
 
 impl CallMachine {
@@ -231,6 +258,8 @@ impl CallMachine {
             muted: false,
             camera_enabled: true,
             last_call: None,
+            interrupted_since: None,
+            restart_due: None,
         }
     }
 
@@ -245,6 +274,13 @@ impl CallMachine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             CallState::Connecting { since, .. } => Some(since + CONNECT_TIMEOUT),
+            CallState::InCall { .. } => [
+                self.interrupted_since.map(|t| t + MEDIA_LOST_AFTER),
+                self.restart_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             _ => None,
         }
     }
@@ -313,7 +349,7 @@ pub fn step(machine: &CallMachine, input: Input, now: Instant) -> (CallMachine, 
         }
         Input::ChannelOpen { .. } => Vec::new(),
         // The server connection.
-        Input::ServerConnected => {
+        Input::ServerConnected if !matches!(machine.state, CallState::InCall { .. }) => {
             next.server_up = true;
             match &machine.state {
                 CallState::Searching {
@@ -364,13 +400,102 @@ pub fn step(machine: &CallMachine, input: Input, now: Instant) -> (CallMachine, 
             next.state = state;
             effects
         }
+        Input::MediaInterrupted {
+            call_id,
+            interrupted,
+        } => match &machine.state {
+            CallState::InCall { call_id: id, .. } if *id == call_id => {
+                if !interrupted {
+                    next.interrupted_since = None;
+                    next.restart_due = None;
+                    Vec::new()
+                } else if machine.interrupted_since.is_some() {
+                    Vec::new()
+                } else {
+                    next.interrupted_since = Some(now);
+                    restart(machine, &mut next, call_id, now)
+                }
+            }
+            _ => Vec::new(),
+        },
+        Input::NetworkChanged => match &machine.state {
+            // The old server connection is likely bound to an address that is gone: a
+            // new one resumes the call, then ICE restarts.
+            CallState::InCall { .. } => vec![Effect::ReconnectServer],
+            _ => Vec::new(),
+        },
+        Input::CallResumed { call_id } => match &machine.state {
+            CallState::InCall { call_id: id, .. } if *id == call_id => {
+                restart(machine, &mut next, call_id, now)
+            }
+            _ => Vec::new(),
+        },
+        Input::Tick => match &machine.state {
+            CallState::InCall { call_id, .. } => {
+                if machine
+                    .interrupted_since
+                    .is_some_and(|t| now >= t + MEDIA_LOST_AFTER)
+                {
+                    let (state, effects) = ended(
+                        machine,
+                        call_id,
+                        EndReason::MediaLost {
+                            why: format!("no media for {} s", MEDIA_LOST_AFTER.as_secs()),
+                        },
+                        vec![Effect::SendHangUp(call_id.clone())],
+                        now,
+                    );
+                    next.state = state;
+                    effects
+                } else if machine.restart_due.is_some_and(|t| now >= t) {
+                    // Still interrupted after a restart: the server connection may be as
+                    // dead as the path (a total outage). A fresh one resumes the call,
+                    // which restarts ICE again.
+                    let mut effects = restart(machine, &mut next, call_id.clone(), now);
+                    effects.insert(0, Effect::ReconnectServer);
+                    effects
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => {
+                let (state, effects) = transition(machine, Input::Tick, now);
+                next.state = state;
+                effects
+            }
+        },
+        Input::ServerConnected if matches!(machine.state, CallState::InCall { .. }) => {
+            next.server_up = true;
+            let call_id = machine.current_call().cloned().expect("in a call");
+            vec![Effect::ResumeCall(call_id)]
+        }
         other => {
             let (state, effects) = transition(machine, other, now);
             next.state = state;
             effects
         }
     };
+    if !matches!(next.state, CallState::InCall { .. }) {
+        next.interrupted_since = None;
+        next.restart_due = None;
+    }
     (next, effects)
+}
+
+/// Restart ICE now if the server can carry it (else resuming will), and again later
+/// while media stays interrupted.
+fn restart(
+    machine: &CallMachine,
+    next: &mut CallMachine,
+    call_id: CallId,
+    now: Instant,
+) -> Vec<Effect> {
+    next.restart_due = next.interrupted_since.map(|_| now + RESTART_RETRY);
+    if machine.server_up {
+        vec![Effect::RestartIce(call_id)]
+    } else {
+        Vec::new()
+    }
 }
 
 /// After a switch changed: apply it to the media, and tell the peer if there is one.
@@ -389,165 +514,8 @@ fn about_last_call(machine: &CallMachine, effect: impl FnOnce(CallId) -> Effect)
     }
 }
 
-/// The call state's transitions.
-fn transition(machine: &CallMachine, input: Input, now: Instant) -> (CallState, Vec<Effect>) {
-    use CallState as S;
-    use Input as I;
-    let state = &machine.state;
-    let unchanged = || (state.clone(), Vec::new());
-    let current_call = machine.current_call();
-    // After a call ends: search again (with a notice) or stop with the reason.
-    let end = |call_id: &CallId, reason: EndReason, mut effects: Vec<Effect>| {
-        effects.insert(0, Effect::ClosePeer(call_id.clone()));
-        match (machine.auto_search, &machine.prefs) {
-            (true, Some(prefs)) if matches!(reason, EndReason::PeerLeft { .. }) => {
-                if machine.server_up {
-                    effects.push(Effect::JoinQueue(prefs.clone()));
-                }
-                effects.push(Effect::Notify(reason));
-                (
-                    S::Searching {
-                        since: now,
-                        joined: machine.server_up,
-                    },
-                    effects,
-                )
-            }
-            _ => (S::Ended { reason }, effects),
-        }
-    };
-    match (state, input) {
-        (S::Idle | S::Ended { .. }, I::Search(prefs)) => search(machine, now, prefs),
-        // New preferences while searching keep the place in the queue (server rule).
-        (S::Searching { since, .. }, I::Search(prefs)) => {
-            let (_, effects) = search(machine, now, prefs);
-            (
-                S::Searching {
-                    since: *since,
-                    joined: machine.server_up,
-                },
-                effects,
-            )
-        }
-        (S::Searching { joined, .. }, I::Cancel) => (
-            S::Idle,
-            if *joined {
-                vec![Effect::LeaveQueue]
-            } else {
-                Vec::new()
-            },
-        ),
-        (
-            S::Searching { joined: true, .. },
-            I::Matched {
-                call_id,
-                role,
-                peer,
-            },
-        ) => (
-            S::Connecting {
-                call_id: call_id.clone(),
-                role,
-                peer,
-                since: now,
-            },
-            vec![Effect::StartPeer { call_id, role }],
-        ),
-        (S::Connecting { call_id, peer, .. }, I::MediaConnected { call_id: id })
-            if *call_id == id =>
-        {
-            (
-                S::InCall {
-                    call_id: id,
-                    peer: peer.clone(),
-                    since: now,
-                },
-                Vec::new(),
-            )
-        }
-        (S::Connecting { call_id, since, .. }, I::Tick) if now >= *since + CONNECT_TIMEOUT => end(
-            call_id,
-            EndReason::ConnectTimeout,
-            vec![Effect::SendHangUp(call_id.clone())],
-        ),
-        (S::Connecting { .. }, I::MediaFailed { call_id: id, why })
-            if current_call == Some(&id) =>
-        {
-            end(
-                &id,
-                EndReason::ConnectFailed { why },
-                vec![Effect::SendHangUp(id.clone())],
-            )
-        }
-        (S::InCall { .. }, I::MediaFailed { call_id: id, why }) if current_call == Some(&id) => {
-            end(
-                &id,
-                EndReason::MediaLost { why },
-                vec![Effect::SendHangUp(id.clone())],
-            )
-        }
-        (
-            S::Connecting { call_id, .. } | S::InCall { call_id, .. },
-            I::PeerLeft {
-                call_id: id,
-                reason,
-            },
-        ) if *call_id == id => end(&id, EndReason::PeerLeft { reason }, Vec::new()),
-        (S::Connecting { call_id, .. } | S::InCall { call_id, .. }, I::HangUp) => (
-            S::Ended {
-                reason: EndReason::HungUp,
-            },
-            vec![
-                Effect::ClosePeer(call_id.clone()),
-                Effect::SendHangUp(call_id.clone()),
-            ],
-        ),
-        // Next: the server ends the call and queues us again with the same preferences.
-        // With the server away it has already ended the call; we join when it is back.
-        (S::Connecting { call_id, .. } | S::InCall { call_id, .. }, I::Next) => {
-            let mut effects = vec![Effect::ClosePeer(call_id.clone())];
-            if machine.server_up {
-                effects.push(Effect::SendNext(call_id.clone()));
-            }
-            (
-                S::Searching {
-                    since: now,
-                    joined: machine.server_up,
-                },
-                effects,
-            )
-        }
-        // Media flows peer to peer: a call in progress outlives the signaling server.
-        // Searching and connecting need it, so they end; a search still waiting for the
-        // server to come up goes on waiting.
-        (S::Searching { joined: true, .. }, I::ServerLost) => (
-            S::Ended {
-                reason: EndReason::ServerLost,
-            },
-            Vec::new(),
-        ),
-        (S::Connecting { call_id, .. }, I::ServerLost) => (
-            S::Ended {
-                reason: EndReason::ServerLost,
-            },
-            vec![Effect::ClosePeer(call_id.clone())],
-        ),
-        _ => unchanged(),
-    }
-}
-
-/// A new search: joined at once if the server is up, else when it comes up.
-fn search(machine: &CallMachine, now: Instant, prefs: SearchPrefs) -> (CallState, Vec<Effect>) {
-    let joined = machine.server_up;
-    (
-        CallState::Searching { since: now, joined },
-        if joined {
-            vec![Effect::JoinQueue(prefs)]
-        } else {
-            Vec::new()
-        },
-    )
-}
+mod transition;
+use transition::{ended, transition};
 
 #[cfg(test)]
 mod tests;

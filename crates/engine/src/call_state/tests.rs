@@ -392,6 +392,16 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
             why: "x".into(),
         },
         Input::ChannelOpen { call_id: call(1) },
+        Input::MediaInterrupted {
+            call_id: call(1),
+            interrupted: true,
+        },
+        Input::MediaInterrupted {
+            call_id: call(1),
+            interrupted: false,
+        },
+        Input::NetworkChanged,
+        Input::CallResumed { call_id: call(1) },
         Input::Tick,
     ];
     let t0 = Instant::now();
@@ -400,7 +410,8 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
             for auto_search in [false, true] {
                 for server_up in [false, true] {
                     for last_call in [None, Some(call(1))] {
-                        for later in [0, 60] {
+                        for (later, interrupted) in [(0, None), (60, None), (60, Some(t0))] {
+                            let in_call = matches!(state, CallState::InCall { .. });
                             let machine = CallMachine {
                                 state: state.clone(),
                                 prefs: Some(prefs()),
@@ -409,6 +420,8 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
                                 muted: false,
                                 camera_enabled: true,
                                 last_call: last_call.clone(),
+                                interrupted_since: interrupted.filter(|_| in_call),
+                                restart_due: interrupted.filter(|_| in_call),
                             };
                             let now = t0 + Duration::from_secs(later);
                             let (next, effects) = step(&machine, input.clone(), now);
@@ -432,6 +445,22 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
                             }
                             if effects.iter().any(|e| matches!(e, Effect::JoinQueue(_))) {
                                 assert!(next.server_up, "{context}: joined with no server");
+                            }
+                            if effects
+                                .iter()
+                                .any(|e| matches!(e, Effect::RestartIce(_) | Effect::ResumeCall(_)))
+                            {
+                                assert!(
+                                    matches!(next.state, CallState::InCall { .. }),
+                                    "{context}: restarts and resumes belong to a call"
+                                );
+                            }
+                            if !matches!(next.state, CallState::InCall { .. }) {
+                                assert_eq!(
+                                    (next.interrupted_since, next.restart_due),
+                                    (None, None),
+                                    "{context}: nothing of a call's interruption outlives it"
+                                );
                             }
                         }
                     }
@@ -633,4 +662,107 @@ fn end_reasons_read_as_before_in_logs_and_are_tagged_in_json() {
         serde_json::to_value(EndReason::ServerLost).unwrap(),
         serde_json::json!({"kind": "server_lost"})
     );
+}
+
+fn interrupted(call_id: CallId, interrupted: bool) -> Input {
+    Input::MediaInterrupted {
+        call_id,
+        interrupted,
+    }
+}
+
+#[test]
+fn an_interruption_restarts_ice_at_once_and_again_while_it_lasts() {
+    let mut w = World::new(true);
+    w.in_call(1);
+    assert_eq!(
+        w.at(5, interrupted(call(1), true)),
+        vec![Effect::RestartIce(call(1))]
+    );
+    assert_eq!(
+        w.machine.poll_timeout(),
+        Some(w.t0 + Duration::from_secs(5) + RESTART_RETRY)
+    );
+    // A second report of the same interruption changes nothing.
+    assert_eq!(w.at(6, interrupted(call(1), true)), vec![]);
+    // Still interrupted when the retry is due: restart again, over a fresh server
+    // connection (the old one may be as dead as the path).
+    assert_eq!(
+        w.at(7, Input::Tick),
+        vec![Effect::ReconnectServer, Effect::RestartIce(call(1))]
+    );
+    // Media back: no more restarts, no deadline.
+    assert_eq!(w.at(8, interrupted(call(1), false)), vec![]);
+    assert_eq!(w.machine.poll_timeout(), None);
+    assert!(matches!(w.machine.state, CallState::InCall { .. }));
+}
+
+#[test]
+fn twenty_seconds_without_media_end_the_call() {
+    let mut w = World::new(true);
+    w.in_call(1);
+    w.at(10, interrupted(call(1), true));
+    w.at(29, Input::Tick);
+    assert!(matches!(w.machine.state, CallState::InCall { .. }));
+    let effects = w.at(30, Input::Tick);
+    assert_eq!(
+        effects,
+        vec![Effect::ClosePeer(call(1)), Effect::SendHangUp(call(1))]
+    );
+    assert_eq!(
+        w.machine.state,
+        CallState::Ended {
+            reason: EndReason::MediaLost {
+                why: "no media for 20 s".into()
+            }
+        }
+    );
+    assert_eq!(w.machine.poll_timeout(), None);
+}
+
+#[test]
+fn without_the_server_a_restart_waits_for_the_call_to_resume_on_a_new_connection() {
+    let mut w = World::new(true);
+    w.in_call(1);
+    assert_eq!(w.at(3, Input::ServerLost), vec![]);
+    assert_eq!(
+        w.at(4, interrupted(call(1), true)),
+        vec![],
+        "nobody to send an offer to"
+    );
+    assert_eq!(
+        w.at(5, Input::ServerConnected),
+        vec![Effect::ResumeCall(call(1))]
+    );
+    assert_eq!(
+        w.at(5, Input::CallResumed { call_id: call(1) }),
+        vec![Effect::RestartIce(call(1))]
+    );
+    // A resume for another call is not ours.
+    assert_eq!(w.at(5, Input::CallResumed { call_id: call(2) }), vec![]);
+}
+
+#[test]
+fn a_network_change_in_a_call_reconnects_to_the_server_and_resuming_restarts_ice() {
+    let mut w = World::new(true);
+    w.in_call(1);
+    assert_eq!(
+        w.at(5, Input::NetworkChanged),
+        vec![Effect::ReconnectServer]
+    );
+    w.at(5, Input::ServerLost);
+    assert_eq!(
+        w.at(5, Input::ServerConnected),
+        vec![Effect::ResumeCall(call(1))]
+    );
+    assert_eq!(
+        w.at(5, Input::CallResumed { call_id: call(1) }),
+        vec![Effect::RestartIce(call(1))]
+    );
+    // Media never stopped: no retries scheduled.
+    assert_eq!(w.machine.poll_timeout(), None);
+    // Outside a call a network change is nothing to act on.
+    let mut w = World::new(true);
+    w.at(0, Input::Search(prefs()));
+    assert_eq!(w.at(1, Input::NetworkChanged), vec![]);
 }

@@ -16,6 +16,7 @@ pub mod depacketize;
 mod handler;
 mod keyframe;
 mod net_stats;
+mod nudge;
 pub mod privacy;
 mod tracks;
 
@@ -43,6 +44,8 @@ use crate::packets::{InboundSinks, OutboundMedia};
 use crate::stats::NetStats;
 use handler::Handler;
 use keyframe::KeyframeRequestForwarder;
+pub(crate) use nudge::NudgeState;
+use nudge::nudge_driver;
 use privacy::CandidatePolicy;
 use tracks::{H264_PT, OPUS_PT, Tracks};
 
@@ -59,65 +62,37 @@ const MAX_PENDING_CANDIDATES: usize = 64;
 /// direct pair that works within this grace is preferred.
 const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_millis(50);
 
-/// How often the driver is woken while its relayed writes would otherwise wait (see
-/// [`nudge_driver`]).
-const NUDGE_INTERVAL: Duration = Duration::from_millis(5);
-/// After connecting, how long to keep nudging whatever the path (DTLS, SCTP and the data
-/// channel's opening happen then).
-const NUDGE_AFTER_CONNECT: Duration = Duration::from_secs(2);
+/// Silence after which ICE reports the connection disconnected (media interrupted).
+const DISCONNECTED_AFTER: Duration = Duration::from_secs(2);
+/// Consent checks on the selected pair. Only STUN counts as hearing from the peer (not
+/// media), so several must fit in [`DISCONNECTED_AFTER`]: with the default 2 s the
+/// connection flapped to disconnected and back in quiet moments.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 
-/// What [`nudge_driver`] needs to know: set by the handler and by the stats.
-#[derive(Debug, Default)]
-pub(crate) struct NudgeState {
-    connected_at: std::sync::Mutex<Option<Instant>>,
-    /// The selected pair's local candidate is a relay: every write goes through TURN.
-    local_relay: AtomicBool,
+/// The device's non-loopback IP addresses, sorted: when this changes during a call the
+/// network changed (Wi-Fi to cellular, a new DHCP lease) and ICE must restart. Empty if
+/// they cannot be listed.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut addresses: Vec<std::net::IpAddr> = rtc::shared::ifaces::ifaces()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.addr.map(|a| a.ip()))
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
 }
 
-impl NudgeState {
-    pub(crate) fn connected(&self) {
-        let mut at = self
-            .connected_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        at.get_or_insert_with(Instant::now);
-    }
-
-    fn wanted(&self) -> bool {
-        let at = *self
-            .connected_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match at {
-            None => true,
-            Some(at) => {
-                at.elapsed() < NUDGE_AFTER_CONNECT || self.local_relay.load(Ordering::Relaxed)
-            }
-        }
-    }
-}
-
-/// Works around webrtc-rs 0.21.1's driver sending a TURN-relayed datagram only on its
-/// *next* wake-up: its loop drains the TURN client's queue before the connection's own
-/// writes, and a relayed write lands in that queue. Once ICE has connected the driver
-/// sleeps until its next timer (a DTLS retransmission, ~400 ms), so each DTLS flight over
-/// a relay waited that long: 1.3 s from matched to connected through TURN against 6–30 ms
-/// directly (lab measurements, docs/benchmarks.md). Any call that reaches the driver wakes
-/// it; re-applying the current configuration is one with no other effect (the driver
-/// keeps it for the next gathering, where it is the same). Runs while connecting, for a
-/// short while after, and for as long as our side of the path is a relay.
-async fn nudge_driver(pc: Arc<dyn PeerConnection>, state: Arc<NudgeState>) {
-    loop {
-        if state.wanted() {
-            tokio::time::sleep(NUDGE_INTERVAL).await;
-            let configuration = pc.get_configuration().await;
-            if pc.set_configuration(configuration).await.is_err() {
-                return;
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+fn rtc_ice_servers(servers: &[IceServer]) -> Vec<RTCIceServer> {
+    servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// What can go wrong with a peer connection, one variant per step that can fail.
@@ -303,16 +278,20 @@ impl Peer {
         };
         // ICE checks every 10 ms instead of 200 ms: the driver only flushes queued
         // handshake packets on a timer tick, so the interval is most of setup time.
-        // A connection silent for 5 s (the default) is reported as interrupted; one
-        // silent for 15 s (not the default 25) has failed and the call ends: nobody waits
-        // that long on a frozen picture.
+        // A connection silent for 2 s (not the default 5) is reported as interrupted,
+        // and the engine restarts ICE (call_state::RESTART_RETRY); the agent itself
+        // never gives up before the engine does (call_state::MEDIA_LOST_AFTER).
         // The controlling agent nominates the best pair that works once it has waited
         // a minimum time for its candidate types (defaults: srflx 0.5 s, prflx 1 s,
         // relay 2 s — most of setup time across NATs). A pair that works is nominated at
         // once; a relay pair after a short grace in which a direct pair may still win.
         let settings = SettingEngineBuilder::new()
             .with_ice_connection_attempts(Some(Duration::from_millis(10)), Some(140))
-            .with_ice_timeouts(None, Some(Duration::from_secs(15)), None)
+            .with_ice_timeouts(
+                Some(DISCONNECTED_AFTER),
+                Some(Duration::from_secs(60)),
+                Some(KEEPALIVE_INTERVAL),
+            )
             .with_host_acceptance_min_wait(Some(Duration::ZERO))
             .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
@@ -323,21 +302,15 @@ impl Peer {
             // first ClientHello often came in the same datagram burst as the check
             // response and was dropped: a 200 ms DTLS retransmission on relayed paths).
             .with_answering_dtls_role(RTCDtlsRole::Server)
+            // An ICE restart binds new sockets and gathers anew (the default keeps the old
+            // candidates and sends the peer none for the new generation: it never connects;
+            // after a network change they would name addresses that are gone anyway).
+            .with_discard_local_candidates_during_ice_restart(true)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(loopback)
             .build();
         let config = RTCConfigurationBuilder::new()
-            .with_ice_servers(
-                options
-                    .ice_servers
-                    .iter()
-                    .map(|s| RTCIceServer {
-                        urls: s.urls.clone(),
-                        username: s.username.clone().unwrap_or_default(),
-                        credential: s.credential.clone().unwrap_or_default(),
-                    })
-                    .collect(),
-            )
+            .with_ice_servers(rtc_ice_servers(&options.ice_servers))
             .with_ice_transport_policy(if options.relay_only {
                 RTCIceTransportPolicy::Relay
             } else {
@@ -430,6 +403,33 @@ impl Peer {
             self.tasks.spawn(handler::pump_channel(channel, events));
         }
         Ok(())
+    }
+
+    /// Restarts ICE (new credentials, sockets bound again, candidates gathered again on
+    /// whatever interfaces exist now) and returns the offer that carries it. Offerer only.
+    pub async fn restart_offer(&self) -> Result<String, PeerError> {
+        self.pc
+            .restart_ice()
+            .await
+            .map_err(|e| PeerError::CreateOffer(format!("ICE restart: {e}")))?;
+        self.nudge.restarting();
+        self.create_offer().await
+    }
+
+    /// Fresh STUN/TURN servers (credentials) for the next gathering (an ICE restart).
+    pub async fn set_ice_servers(&self, servers: &[IceServer]) {
+        let current = self.pc.get_configuration().await;
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(rtc_ice_servers(servers))
+            .with_ice_transport_policy(current.ice_transport_policy())
+            .with_bundle_policy(current.bundle_policy())
+            .with_rtcp_mux_policy(current.rtcp_mux_policy())
+            .with_certificates(current.certificates().to_vec())
+            .with_ice_candidate_pool_size(current.ice_candidate_pool_size())
+            .build();
+        if let Err(e) = self.pc.set_configuration(configuration).await {
+            tracing::debug!("new ICE servers not applied: {e}");
+        }
     }
 
     pub async fn create_offer(&self) -> Result<String, PeerError> {

@@ -5,17 +5,6 @@ use super::tests::{World, identity};
 use super::*;
 
 impl World {
-    /// Connects client `n` as device `device`.
-    fn connect_as(&mut self, n: u64, device: u64) {
-        self.hub.handle(
-            Input::Connected {
-                client: ClientId(n),
-                identity: identity(device),
-            },
-            self.now,
-        );
-    }
-
     fn join_wide(&mut self, n: u64) {
         self.say(
             n,
@@ -173,6 +162,7 @@ fn after_a_reconnect_the_last_call_can_still_be_reported_and_rated() {
     w.hub.handle(
         Input::Disconnected {
             client: ClientId(1),
+            silent: false,
         },
         w.now,
     );

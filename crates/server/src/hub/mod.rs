@@ -22,6 +22,7 @@ use recent::RecentCalls;
 
 mod moderation;
 mod recent;
+mod resume;
 
 /// Something that happened to the hub.
 #[derive(Debug)]
@@ -38,8 +39,11 @@ pub enum Input {
         client: ClientId,
         msg: ClientMessage,
     },
-    /// A client's connection ended, for whatever reason.
-    Disconnected { client: ClientId },
+    /// A client's connection ended. `silent`: it went quiet (heartbeat timeout), as when
+    /// the device lost its network, rather than being closed; only then may its call wait
+    /// for the device to resume it (a closed connection is an app that quit or crashed:
+    /// its peer should know at once).
+    Disconnected { client: ClientId, silent: bool },
     /// A report or block the hub asked to persist is durable (or failed to be).
     Persisted {
         client: ClientId,
@@ -90,6 +94,10 @@ pub struct HubConfig {
     pub online_count_interval: Duration,
     /// Reports one device may file per day (besides one per call).
     pub reports_per_device_per_day: u32,
+    /// How long a call outlives the lost connection of one of its members, waiting for
+    /// the device to come back on a new connection (`resume_call`). Zero: the peer
+    /// hears `disconnected` at once.
+    pub resume_grace: Duration,
 }
 
 impl Default for HubConfig {
@@ -98,6 +106,7 @@ impl Default for HubConfig {
             matching: MatchConfig::default(),
             online_count_interval: Duration::from_secs(2),
             reports_per_device_per_day: 20,
+            resume_grace: Duration::from_secs(15),
         }
     }
 }
@@ -139,7 +148,12 @@ enum Status {
 
 #[derive(Debug)]
 struct Call {
+    /// The connections holding the call (the offerer's first). A member that is away
+    /// keeps the id of its lost connection.
     clients: [ClientId; 2],
+    identities: [Identity; 2],
+    /// A member whose connection was lost, and until when its device may resume.
+    away: [Option<Instant>; 2],
 }
 
 /// The session and call state of the whole server.
@@ -157,6 +171,8 @@ pub struct Hub {
     reports_refused_total: u64,
     next_online_count: Option<Instant>,
     last_online_count: (u32, u32),
+    /// Calls with a member away, by deadline (the grace is constant, so in order).
+    away_deadlines: VecDeque<(Instant, CallId)>,
 }
 
 impl Hub {
@@ -173,6 +189,7 @@ impl Hub {
             reports_refused_total: 0,
             next_online_count: None,
             last_online_count: (0, 0),
+            away_deadlines: VecDeque::new(),
         }
     }
 
@@ -203,7 +220,7 @@ impl Hub {
                     self.on_message(client, msg, now);
                 }
             }
-            Input::Disconnected { client } => self.on_disconnect(client, now),
+            Input::Disconnected { client, silent } => self.on_disconnect(client, silent, now),
             Input::Persisted { client, result } => {
                 let msg = result.unwrap_or_else(|()| {
                     ServerMessage::error(ErrorCode::Internal, "could not store that; try again")
@@ -216,6 +233,21 @@ impl Hub {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((deadline, _)) = self.away_deadlines.front() {
+            if *deadline > now {
+                break;
+            }
+            let (_, call_id) = self.away_deadlines.pop_front().expect("front exists");
+            // The member may have come back (or the call ended) since.
+            let gone = self.calls.get(&call_id).and_then(|call| {
+                (0..2)
+                    .find(|&i| call.away[i].is_some_and(|d| d <= now))
+                    .map(|i| call.clients[i])
+            });
+            if let Some(client) = gone {
+                self.end_call(&call_id, client, PeerLeftReason::Disconnected, now);
+            }
+        }
         self.recent.handle_timeout(now);
         self.matchmaker.handle_timeout(now);
         self.start_matched_calls(now);
@@ -250,6 +282,7 @@ impl Hub {
             self.matchmaker.poll_timeout(),
             self.recent.poll_timeout(),
             self.next_online_count,
+            self.away_deadlines.front().map(|(d, _)| *d),
         ]
         .into_iter()
         .flatten()
@@ -360,6 +393,7 @@ impl Hub {
                 ServerMessage::error(ErrorCode::AlreadyHello, "hello was already accepted"),
             ),
             ClientMessage::Ping { nonce } => self.send(client, ServerMessage::Pong { nonce }),
+            ClientMessage::ResumeCall { call_id } => self.resume_call(client, call_id),
             // A message type added to the protocol but not yet handled here.
             #[allow(unreachable_patterns)]
             other => self.send(
@@ -443,6 +477,8 @@ impl Hub {
             call_id,
             Call {
                 clients: [offerer, answerer],
+                identities: [a, b],
+                away: [None, None],
             },
         );
         self.matches_total += 1;
@@ -487,9 +523,12 @@ impl Hub {
             .remove(call_id)
             .expect("end_call is only called for a live call");
         let [a, b] = call.clients;
-        let (ida, idb) = (self.clients[&a].identity, self.clients[&b].identity);
+        let [ida, idb] = call.identities;
         for me in [a, b] {
-            if let Some(state) = self.clients.get_mut(&me) {
+            // An away member's connection is gone; a lingering one no longer holds it.
+            if let Some(state) = self.clients.get_mut(&me)
+                && state.status == Status::InCall(call_id.clone())
+            {
                 state.status = Status::Idle;
             }
         }
@@ -504,7 +543,7 @@ impl Hub {
         );
     }
 
-    fn on_disconnect(&mut self, client: ClientId, now: Instant) {
+    fn on_disconnect(&mut self, client: ClientId, silent: bool, now: Instant) {
         let Some(state) = self.clients.get(&client) else {
             return;
         };
@@ -513,8 +552,19 @@ impl Hub {
             Status::Queued => {
                 self.matchmaker.leave(client);
             }
-            Status::InCall(call_id) => {
+            Status::InCall(call_id) if !silent || self.config.resume_grace.is_zero() => {
                 self.end_call(&call_id, client, PeerLeftReason::Disconnected, now);
+            }
+            Status::InCall(call_id) => {
+                // Media may still flow peer to peer: give the device time to come back.
+                let deadline = now + self.config.resume_grace;
+                let call = self
+                    .calls
+                    .get_mut(&call_id)
+                    .expect("a client's call exists");
+                let me = usize::from(call.clients[1] == client);
+                call.away[me] = Some(deadline);
+                self.away_deadlines.push_back((deadline, call_id));
             }
         }
         self.clients.remove(&client);

@@ -1,4 +1,5 @@
 use super::*;
+use chingu_proto::Signal;
 
 pub(super) struct World {
     pub(super) hub: Hub,
@@ -19,17 +20,33 @@ impl World {
                 },
                 online_count_interval: Duration::from_secs(2),
                 reports_per_device_per_day: 5,
+                resume_grace: Duration::ZERO,
             }),
             now: Instant::now(),
         }
     }
 
     pub(super) fn connect(&mut self, n: u64) {
-        let client = ClientId(n);
+        self.connect_as(n, n);
+    }
+
+    /// Connects client `n` as device `device` (a second connection of one device).
+    pub(super) fn connect_as(&mut self, n: u64, device: u64) {
         self.hub.handle(
             Input::Connected {
-                client,
-                identity: identity(n),
+                client: ClientId(n),
+                identity: identity(device),
+            },
+            self.now,
+        );
+    }
+
+    /// The connection went silent (the device's network is gone).
+    pub(super) fn disconnect(&mut self, n: u64) {
+        self.hub.handle(
+            Input::Disconnected {
+                client: ClientId(n),
+                silent: true,
             },
             self.now,
         );
@@ -303,6 +320,7 @@ fn a_disconnect_ends_the_call_or_leaves_the_queue() {
     w.hub.handle(
         Input::Disconnected {
             client: ClientId(1),
+            silent: false,
         },
         w.now,
     );
@@ -320,6 +338,7 @@ fn a_disconnect_ends_the_call_or_leaves_the_queue() {
     w.hub.handle(
         Input::Disconnected {
             client: ClientId(2),
+            silent: false,
         },
         w.now,
     );
@@ -334,6 +353,7 @@ fn a_disconnect_ends_the_call_or_leaves_the_queue() {
     w.hub.handle(
         Input::Disconnected {
             client: ClientId(2),
+            silent: false,
         },
         w.now,
     );
@@ -597,5 +617,272 @@ fn online_count_goes_to_the_lobby_only_when_it_changes() {
         to,
         vec![ClientId(1), ClientId(4)],
         "clients in a call are not told"
+    );
+}
+
+fn with_grace(secs: u64) -> World {
+    let mut w = World::new();
+    w.hub.config.resume_grace = Duration::from_secs(secs);
+    w
+}
+
+#[test]
+fn a_lost_connection_can_resume_its_call_on_a_new_one_within_the_grace() {
+    let mut w = with_grace(15);
+    let call = w.call(1, 2);
+    w.disconnect(1);
+    w.advance(5);
+    assert_eq!(
+        w.sent(),
+        vec![],
+        "the peer is not told while the device may come back"
+    );
+    assert_eq!(w.hub.stats().calls_active, 1);
+    // Device 1 is back on connection 11; signals flow to it both ways.
+    w.connect_as(11, 1);
+    w.say(
+        11,
+        ClientMessage::ResumeCall {
+            call_id: call.clone(),
+        },
+    );
+    assert_eq!(
+        w.sent(),
+        vec![(
+            11,
+            ServerMessage::CallResumed {
+                call_id: call.clone()
+            }
+        )]
+    );
+    w.say(
+        2,
+        ClientMessage::Signal {
+            call_id: call.clone(),
+            signal: Signal::IceRestart,
+        },
+    );
+    w.say(
+        11,
+        ClientMessage::Signal {
+            call_id: call.clone(),
+            signal: Signal::EndOfCandidates,
+        },
+    );
+    assert_eq!(
+        w.sent(),
+        vec![
+            (
+                11,
+                ServerMessage::Signal {
+                    call_id: call.clone(),
+                    signal: Signal::IceRestart
+                }
+            ),
+            (
+                2,
+                ServerMessage::Signal {
+                    call_id: call.clone(),
+                    signal: Signal::EndOfCandidates
+                }
+            ),
+        ]
+    );
+    // The grace that was running does not end the resumed call.
+    w.advance(20);
+    assert_eq!(w.sent(), vec![]);
+    w.say(
+        2,
+        ClientMessage::HangUp {
+            call_id: call.clone(),
+        },
+    );
+    assert_eq!(
+        w.sent(),
+        vec![(
+            11,
+            ServerMessage::PeerLeft {
+                call_id: call,
+                reason: PeerLeftReason::HungUp
+            }
+        )]
+    );
+}
+
+#[test]
+fn when_the_grace_runs_out_the_peer_hears_disconnected_and_a_late_resume_is_told_so() {
+    let mut w = with_grace(15);
+    let call = w.call(1, 2);
+    w.disconnect(1);
+    w.advance(14);
+    assert_eq!(w.sent(), vec![]);
+    w.advance(2);
+    let left = ServerMessage::PeerLeft {
+        call_id: call.clone(),
+        reason: PeerLeftReason::Disconnected,
+    };
+    assert_eq!(w.sent(), vec![(2, left.clone())]);
+    assert_eq!(w.hub.stats().calls_active, 0);
+    w.connect_as(11, 1);
+    w.say(11, ClientMessage::ResumeCall { call_id: call });
+    assert_eq!(w.sent(), vec![(11, left)]);
+    // Both may search again at once (the cooldown keeps them apart).
+    w.join(2, &["music"]);
+    w.join(11, &["music"]);
+    assert_eq!(w.hub.stats().calls_active, 0);
+}
+
+#[test]
+fn a_new_connection_takes_the_call_from_one_that_has_not_noticed_it_is_dead() {
+    let mut w = with_grace(15);
+    let call = w.call(1, 2);
+    // The network changed: connection 1 lingers (no close seen yet) when 11 resumes.
+    w.connect_as(11, 1);
+    w.say(
+        11,
+        ClientMessage::ResumeCall {
+            call_id: call.clone(),
+        },
+    );
+    assert_eq!(
+        w.sent(),
+        vec![(
+            11,
+            ServerMessage::CallResumed {
+                call_id: call.clone()
+            }
+        )]
+    );
+    // The old connection no longer holds the call: its messages about it are refused,
+    // and its end later ends nothing.
+    w.say(
+        1,
+        ClientMessage::HangUp {
+            call_id: call.clone(),
+        },
+    );
+    assert!(matches!(
+        w.sent()[..],
+        [(
+            1,
+            ServerMessage::Error {
+                code: ErrorCode::NotInCall,
+                ..
+            }
+        )]
+    ));
+    w.disconnect(1);
+    w.advance(30);
+    assert_eq!(w.sent(), vec![]);
+    assert_eq!(w.hub.stats().calls_active, 1);
+}
+
+#[test]
+fn only_the_calls_own_device_can_resume_it() {
+    let mut w = with_grace(15);
+    let call = w.call(1, 2);
+    w.disconnect(1);
+    w.connect(3);
+    w.say(
+        3,
+        ClientMessage::ResumeCall {
+            call_id: call.clone(),
+        },
+    );
+    assert!(matches!(
+        w.sent()[..],
+        [(
+            3,
+            ServerMessage::Error {
+                code: ErrorCode::NotInCall,
+                ..
+            }
+        )]
+    ));
+    // Nor a device already in another call.
+    let other = w.call(4, 5);
+    w.connect_as(14, 4);
+    w.say(
+        14,
+        ClientMessage::ResumeCall {
+            call_id: other.clone(),
+        },
+    );
+    w.sent();
+    w.say(14, ClientMessage::ResumeCall { call_id: call });
+    assert!(matches!(
+        w.sent()[..],
+        [(
+            14,
+            ServerMessage::Error {
+                code: ErrorCode::NotInCall,
+                ..
+            }
+        )]
+    ));
+    // Resuming twice is harmless.
+    w.say(
+        14,
+        ClientMessage::ResumeCall {
+            call_id: other.clone(),
+        },
+    );
+    assert_eq!(
+        w.sent(),
+        vec![(14, ServerMessage::CallResumed { call_id: other })]
+    );
+}
+
+#[test]
+fn both_sides_away_end_the_call_once() {
+    let mut w = with_grace(15);
+    let call = w.call(1, 2);
+    w.disconnect(1);
+    w.advance(3);
+    w.disconnect(2);
+    w.advance(30);
+    assert_eq!(w.hub.stats().calls_active, 0);
+    // Only gone connections were addressed: nothing reaches a live client.
+    assert!(w.sent().iter().all(|(c, _)| *c == 1 || *c == 2));
+    w.connect_as(12, 2);
+    w.say(
+        12,
+        ClientMessage::ResumeCall {
+            call_id: call.clone(),
+        },
+    );
+    assert_eq!(
+        w.sent(),
+        vec![(
+            12,
+            ServerMessage::PeerLeft {
+                call_id: call,
+                reason: PeerLeftReason::Disconnected
+            }
+        )]
+    );
+}
+
+#[test]
+fn a_closed_connection_ends_its_call_at_once_even_with_a_grace() {
+    let mut w = with_grace(15);
+    let call = w.call(1, 2);
+    // The app quit or crashed: its socket was closed, not lost.
+    w.hub.handle(
+        Input::Disconnected {
+            client: ClientId(1),
+            silent: false,
+        },
+        w.now,
+    );
+    assert_eq!(
+        w.sent(),
+        vec![(
+            2,
+            ServerMessage::PeerLeft {
+                call_id: call,
+                reason: PeerLeftReason::Disconnected
+            }
+        )]
     );
 }

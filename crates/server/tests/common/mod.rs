@@ -15,6 +15,9 @@ pub fn config(dir: &chingu_testkit::TempDir) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_owned(),
+        // A lost connection ends its call at once, as most tests expect; the tests of
+        // resuming set a grace.
+        call_resume_grace_ms: 0,
         ..Config::default()
     }
 }
