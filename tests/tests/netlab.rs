@@ -652,6 +652,7 @@ fn bench_lab_setup_and_recovery() {
             }
             connected.sort_unstable();
             first_frame.sort_unstable();
+            paths.sort();
             paths.dedup();
             println!(
                 "{:>14} <-> {:<14} {:<22} connected {:?} ms, first frame {:?} ms",
