@@ -70,7 +70,8 @@ impl World {
                  data_dir = \"{}\"\n\
                  cooldown_s = 0\n\
                  stun_urls = [\"stun:{services}:{TURN_PORT}\"]\n\
-                 turn_urls = [\"turn:{services}:{TURN_PORT}?transport=udp\"]\n\
+                 turn_urls = [\"turn:{services}:{TURN_PORT}?transport=udp\", \
+                 \"turn:{services}:{TURN_PORT}?transport=tcp\"]\n\
                  turn_secret = \"{secret}\"\n",
                 dir.path().join("data").display()
             ),
@@ -194,14 +195,19 @@ fn path_of(summary: &Value) -> String {
     format!("{}-{}", side("local"), side("remote"))
 }
 
-/// The relayed side's candidate is our coturn's, and a local relay was allocated over UDP.
-fn relayed_by_our_turn(summary: &Value) -> bool {
+/// The relayed side's candidate is our coturn's, and a local relay was allocated over
+/// UDP, or over TCP (through the engine's bridge) — only TCP from a UDP-blocked site.
+fn relayed_by_our_turn(summary: &Value, a: Access) -> bool {
     let path = &summary["path"];
     let local = &path["local"];
     let remote = &path["remote"];
     let services = Lab::SERVICES.to_string();
-    let local_ok = local["kind"] != "relay"
-        || (local["address"] == services.as_str() && local["relayProtocol"] == "udp");
+    let protocol_ok = match a {
+        Access::UdpBlocked => local["relayProtocol"] == "tcp",
+        _ => local["relayProtocol"] == "udp" || local["relayProtocol"] == "tcp",
+    };
+    let local_ok =
+        local["kind"] != "relay" || (local["address"] == services.as_str() && protocol_ok);
     let remote_ok = remote["kind"] != "relay" || remote["address"] == services.as_str();
     local_ok && remote_ok && (local["kind"] == "relay" || remote["kind"] == "relay")
 }
@@ -223,12 +229,14 @@ fn assert_no_private_addresses(summary: &Value, cell: &str) {
     }
 }
 
-/// What a cell must give. `None`: no path exists without TURN over TCP or TLS, which
-/// webrtc-rs 0.21.1 cannot use (docs/decisions/0008-real-networks.md).
+/// What a cell must give: whether the call is relayed (`None`: no path should exist;
+/// no cell has none since the engine bridges TURN over TCP, see
+/// docs/decisions/0008-real-networks.md).
 fn expected(a: Access, b: Access) -> Option<bool> {
     use Access::*;
     match (a, b) {
-        (UdpBlocked, _) | (_, UdpBlocked) => None,
+        // No UDP out: only TURN over TCP (the engine's bridge) gets through.
+        (UdpBlocked, _) | (_, UdpBlocked) => Some(true),
         // A symmetric NAT maps each destination to a new port: hole punching works only
         // towards a peer with a public address.
         (Symmetric, Cone | Symmetric) | (Cone, Symmetric) => Some(true),
@@ -271,10 +279,8 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
                         failures.push(format!("{cell}: no call ({})", s["ended"]));
                     } else if s["path"]["relayed"] != relayed {
                         failures.push(format!("{cell}: path {path}, expected relayed={relayed}"));
-                    } else if relayed && !relayed_by_our_turn(s) {
-                        failures.push(format!(
-                            "{cell}: relayed, but not by our TURN over UDP: {path}"
-                        ));
+                    } else if relayed && !relayed_by_our_turn(s, a) {
+                        failures.push(format!("{cell}: relayed, but not as expected: {path}"));
                     }
                 }
                 None => {
@@ -486,6 +492,25 @@ impl LiveCall {
         }
     }
 
+    /// Waits for the call's first frames, then lets it run two seconds.
+    fn settle(&mut self) -> bool {
+        let started = self
+            .wait_for(Duration::from_secs(30), |v| {
+                Self::frames_decoded(v).is_some_and(|f| f > 0)
+            })
+            .is_some();
+        std::thread::sleep(Duration::from_secs(2));
+        started
+    }
+
+    /// How long after `from` the bot said its media flows again (if it did).
+    fn restored_after(&self, from: std::time::Instant) -> Option<Duration> {
+        self.seen.iter().find_map(|(at, v)| {
+            (v["type"] == "media_interrupted" && v["interrupted"] == false && *at > from)
+                .then(|| at.duration_since(from))
+        })
+    }
+
     /// Frames decoded per stats line, for a failure message.
     fn timeline(&self, from: std::time::Instant) -> String {
         self.seen
@@ -539,11 +564,7 @@ fn a_ten_second_outage_does_not_end_the_call_and_media_comes_back() {
     let a = world.lab.site(Access::Cone).expect("site");
     let b = world.lab.site(Access::Cone).expect("site");
     let mut call = LiveCall::start(&world, &a, &b, 30);
-    call.wait_for(Duration::from_secs(30), |v| {
-        LiveCall::frames_decoded(v).is_some_and(|f| f > 0)
-    })
-    .expect("the call starts");
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(call.settle(), "the call starts");
     world.lab.set_outage(&a, true).expect("outage");
     let cut = std::time::Instant::now();
     let _ = call.wait_for(Duration::from_secs(10), |_| false);
@@ -551,10 +572,7 @@ fn a_ten_second_outage_does_not_end_the_call_and_media_comes_back() {
     let back = std::time::Instant::now();
     let resumed = call.wait_for_flow(back, Duration::from_secs(15));
     eprintln!("{}", call.timeline(cut));
-    let restored = call.seen.iter().find_map(|(at, v)| {
-        (v["type"] == "media_interrupted" && v["interrupted"] == false && *at > back)
-            .then(|| at.duration_since(back))
-    });
+    let restored = call.restored_after(back);
     let summary = call.finish();
     eprintln!(
         "outage 10 s; media restored {restored:?} and frames flowing {:?} after the network came back; ended {}",
@@ -580,20 +598,13 @@ fn an_address_change_mid_call_does_not_end_it() {
     let mut a = world.lab.site(Access::Public).expect("site");
     let b = world.lab.site(Access::Cone).expect("site");
     let mut call = LiveCall::start(&world, &a, &b, 20);
-    call.wait_for(Duration::from_secs(30), |v| {
-        LiveCall::frames_decoded(v).is_some_and(|f| f > 0)
-    })
-    .expect("the call starts");
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(call.settle(), "the call starts");
     let old = a.address;
     let new = world.lab.change_address(&mut a).expect("new address");
     let moved = std::time::Instant::now();
     let resumed = call.wait_for_flow(moved, Duration::from_secs(15));
     eprintln!("{}", call.timeline(moved));
-    let restored = call.seen.iter().find_map(|(at, v)| {
-        (v["type"] == "media_interrupted" && v["interrupted"] == false && *at > moved)
-            .then(|| at.duration_since(moved))
-    });
+    let restored = call.restored_after(moved);
     let summary = call.finish();
     eprintln!(
         "address {old} -> {new}; media restored after {restored:?}, frames again {:?}; ended {}",
@@ -681,15 +692,9 @@ fn bench_lab_setup_and_recovery() {
                 .expect("site");
             let b = world.lab.site(Access::Cone).expect("site");
             let mut live = LiveCall::start(&world, &a, &b, 25);
-            if live
-                .wait_for(Duration::from_secs(30), |v| {
-                    LiveCall::frames_decoded(v).is_some_and(|f| f > 0)
-                })
-                .is_none()
-            {
+            if !live.settle() {
                 continue;
             }
-            std::thread::sleep(Duration::from_secs(2));
             let from = if scenario == "outage-10s" {
                 world.lab.set_outage(&a, true).expect("outage");
                 std::thread::sleep(Duration::from_secs(10));
@@ -699,13 +704,15 @@ fn bench_lab_setup_and_recovery() {
                 world.lab.change_address(&mut a).expect("address");
                 std::time::Instant::now()
             };
-            let _ = live.wait_for_flow(from, Duration::from_secs(15));
-            let restored = live.seen.iter().find_map(|(at, v)| {
-                (v["type"] == "media_interrupted" && v["interrupted"] == false && *at > from)
-                    .then(|| at.duration_since(from).as_millis() as u64)
-            });
-            // An address change may not interrupt media at all (restored at once).
-            restored_ms.push(restored.unwrap_or(0));
+            let flowing = live.wait_for_flow(from, Duration::from_secs(15));
+            // Without an interruption to end, the time video was seen flowing again (to
+            // the stats line, a second's resolution).
+            let back = live
+                .restored_after(from)
+                .or_else(|| flowing.map(|t| t.duration_since(from)));
+            if let Some(back) = back {
+                restored_ms.push(back.as_millis() as u64);
+            }
             let _ = live.finish();
         }
         println!("{scenario}: media back after {restored_ms:?} ms");

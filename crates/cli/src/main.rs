@@ -177,11 +177,11 @@ fn main() -> anyhow::Result<()> {
             };
             let summary = runtime.block_on(chingu_cli::peer::bot(config, |line| {
                 if json {
-                    println!("{line}");
+                    print_line(&line);
                 }
             }))?;
             if json {
-                println!("{}", serde_json::to_string(&summary)?);
+                print_line(&serde_json::to_string(&summary)?);
             } else {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             }
@@ -191,7 +191,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Echo { peer, calls } => {
             runtime.block_on(chingu_cli::peer::echo(peer.setup(), calls, |line| {
-                println!("{line}")
+                print_line(&line)
             }))?;
         }
         Command::Bench {
@@ -268,4 +268,17 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One JSON line in one write, so that lines from processes sharing the output (tests,
+/// scripts) never interleave (a pipe keeps writes of up to 4 KiB whole); `println!`
+/// writes a long line in pieces.
+fn print_line(line: &str) {
+    use std::io::Write;
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }

@@ -57,7 +57,7 @@ fn losing_the_network_mid_call_is_reported_then_ends_the_call() {
 sleep 0.5
 '{cli}' echo --server ws://127.0.0.1:7979/v1/ws --udp 127.0.0.1:0 --nickname echo >/dev/null 2>&1 &
 (sleep 6; '{iptables}' -A INPUT -p udp -j DROP; echo '{{"type":"udp_dropped"}}') &
-'{cli}' bot --server ws://127.0.0.1:7979/v1/ws --udp 127.0.0.1:0 --duration 60 --wait 30 --json 2>/dev/null || true
+RUST_LOG=info '{cli}' bot --server ws://127.0.0.1:7979/v1/ws --udp 127.0.0.1:0 --duration 60 --wait 30 --json 2>'{data}/bot.log' || echo '{{"type":"bot_failed"}}'
 kill $(jobs -p) 2>/dev/null || true
 "#,
         ip = ip.display(),
@@ -86,8 +86,9 @@ kill $(jobs -p) 2>/dev/null || true
     let dropped = position(&|l| l["type"] == "udp_dropped");
     let interrupted = position(&|l| l["type"] == "media_interrupted" && l["interrupted"] == true);
     let summary = position(&|l| l["type"] == "summary");
+    let bot_log = std::fs::read_to_string(data.path().join("bot.log")).unwrap_or_default();
     let context = format!(
-        "stdout:\n{stdout}\nstderr:\n{}",
+        "stdout:\n{stdout}\nstderr:\n{}\nthe bot's log:\n{bot_log}",
         String::from_utf8_lossy(&out.stderr)
     );
     let (Some(dropped), Some(interrupted), Some(summary)) = (dropped, interrupted, summary) else {

@@ -545,19 +545,12 @@ impl Actor {
                 self.step(Input::MediaConnected { call_id }).await;
             }
             PeerEvent::Failed(why) => self.step(Input::MediaFailed { call_id, why }).await,
-            PeerEvent::Interrupted => {
-                self.emit(EngineEvent::MediaInterrupted(true));
+            PeerEvent::Interrupted | PeerEvent::Restored => {
+                let interrupted = matches!(event, PeerEvent::Interrupted);
+                self.emit(EngineEvent::MediaInterrupted(interrupted));
                 self.step(Input::MediaInterrupted {
                     call_id,
-                    interrupted: true,
-                })
-                .await
-            }
-            PeerEvent::Restored => {
-                self.emit(EngineEvent::MediaInterrupted(false));
-                self.step(Input::MediaInterrupted {
-                    call_id,
-                    interrupted: false,
+                    interrupted,
                 })
                 .await
             }

@@ -18,6 +18,7 @@ mod keyframe;
 mod net_stats;
 mod nudge;
 pub mod privacy;
+mod tcp_turn;
 mod tracks;
 
 use std::future::Future;
@@ -82,6 +83,73 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
     addresses.sort();
     addresses.dedup();
     addresses
+}
+
+/// `turn:HOST:PORT?transport=tcp` → the server's address (resolved), for bridging.
+async fn tcp_turn_server(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("turn:")?;
+    let (hostport, query) = rest.split_once('?')?;
+    if !query
+        .split('&')
+        .any(|p| p.eq_ignore_ascii_case("transport=tcp"))
+    {
+        return None;
+    }
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (hostport, 3478),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
+}
+
+/// The ICE servers as webrtc-rs will use them: each `turn:…?transport=tcp` (which it would
+/// skip) also becomes a loopback `turn:` over UDP bridged to the server over TCP
+/// ([`tcp_turn`]), with the same credentials. The bridges run in `tasks`.
+/// Bridges already running are reused (`bridges`: server URL → loopback address), so
+/// fresh credentials reach the same bridge.
+async fn bridge_tcp_turn(
+    servers: &[IceServer],
+    tasks: &PeerTasks,
+    bridges: &std::sync::Mutex<Vec<(String, SocketAddr)>>,
+) -> Vec<IceServer> {
+    let mut out = servers.to_vec();
+    for server in servers {
+        for url in &server.urls {
+            let known = lock(bridges)
+                .iter()
+                .find(|(u, _)| u == url)
+                .map(|(_, a)| *a);
+            let local = match known {
+                Some(local) => local,
+                None => {
+                    let Some(target) = tcp_turn_server(url).await else {
+                        continue;
+                    };
+                    match tcp_turn::TcpTurnBridge::start(target, |f| tasks.spawn(f)).await {
+                        Ok(bridge) => {
+                            lock(bridges).push((url.clone(), bridge.local));
+                            bridge.local
+                        }
+                        Err(e) => {
+                            tracing::info!(url, "no TURN/TCP bridge: {e}");
+                            continue;
+                        }
+                    }
+                }
+            };
+            out.push(IceServer {
+                urls: vec![format!("turn:{local}?transport=udp")],
+                username: server.username.clone(),
+                credential: server.credential.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn rtc_ice_servers(servers: &[IceServer]) -> Vec<RTCIceServer> {
@@ -229,6 +297,8 @@ pub struct Peer {
     /// What of our addresses may be sent to the peer.
     policy: CandidatePolicy,
     nudge: Arc<NudgeState>,
+    /// TURN/TCP bridges: the server URL each serves, and its loopback address.
+    bridges: std::sync::Mutex<Vec<(String, SocketAddr)>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -309,8 +379,11 @@ impl Peer {
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(loopback)
             .build();
+        let tasks = Arc::new(PeerTasks::new());
+        let bridges = std::sync::Mutex::new(Vec::new());
+        let ice_servers = bridge_tcp_turn(&options.ice_servers, &tasks, &bridges).await;
         let config = RTCConfigurationBuilder::new()
-            .with_ice_servers(rtc_ice_servers(&options.ice_servers))
+            .with_ice_servers(rtc_ice_servers(&ice_servers))
             .with_ice_transport_policy(if options.relay_only {
                 RTCIceTransportPolicy::Relay
             } else {
@@ -320,7 +393,6 @@ impl Peer {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let channel = Arc::new(Mutex::new(None));
         let closing = Arc::new(AtomicBool::new(false));
-        let tasks = Arc::new(PeerTasks::new());
         let nudge = Arc::new(NudgeState::default());
         let handler = Arc::new(Handler {
             events: events_tx.clone(),
@@ -357,6 +429,7 @@ impl Peer {
             tasks,
             policy,
             nudge,
+            bridges,
         };
         if let Err(e) = peer.setup(offerer, events_tx).await {
             peer.close().await;
@@ -418,9 +491,10 @@ impl Peer {
 
     /// Fresh STUN/TURN servers (credentials) for the next gathering (an ICE restart).
     pub async fn set_ice_servers(&self, servers: &[IceServer]) {
+        let servers = bridge_tcp_turn(servers, &self.tasks, &self.bridges).await;
         let current = self.pc.get_configuration().await;
         let configuration = RTCConfigurationBuilder::new()
-            .with_ice_servers(rtc_ice_servers(servers))
+            .with_ice_servers(rtc_ice_servers(&servers))
             .with_ice_transport_policy(current.ice_transport_policy())
             .with_bundle_policy(current.bundle_policy())
             .with_rtcp_mux_policy(current.rtcp_mux_policy())
@@ -567,7 +641,12 @@ impl Peer {
     /// The transport's view of the call, in our own types.
     pub async fn net_stats(&self) -> NetStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        let stats = net_stats::net_stats(&report, self.tracks.frames_sent.load(Ordering::Relaxed));
+        let bridged: Vec<SocketAddr> = lock(&self.bridges).iter().map(|(_, a)| *a).collect();
+        let stats = net_stats::net_stats(
+            &report,
+            self.tracks.frames_sent.load(Ordering::Relaxed),
+            &bridged,
+        );
         let local_relay = stats
             .path
             .as_ref()

@@ -7,7 +7,13 @@ use webrtc::peer_connection::{RTCStatsReport, RTCStatsReportEntry as E};
 
 use crate::stats::{CallPath, CandidateKind, NetStats, PathCandidate};
 
-pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetStats {
+/// `tcp_bridges`: the loopback addresses of TURN/TCP bridges (a relay allocated through
+/// one is TURN over TCP).
+pub(super) fn net_stats(
+    report: &RTCStatsReport,
+    video_frames_sent: u64,
+    tcp_bridges: &[std::net::SocketAddr],
+) -> NetStats {
     let mut n = NetStats {
         video_frames_sent,
         ..NetStats::default()
@@ -58,7 +64,10 @@ pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetS
             E::Transport(t) if !t.selected_candidate_pair_id.is_empty() => {
                 selected_pair_id = Some(t.selected_candidate_pair_id.as_str());
             }
-            E::RemoteCandidate(c) => n.remote_candidates.push(path_candidate(c, false)),
+            E::RemoteCandidate(c) => {
+                n.remote_candidates
+                    .push(path_candidate(c, false, tcp_bridges))
+            }
             E::IceCandidatePair(p) if p.nominated => {
                 nominated_pair = Some(p);
                 n.bytes_sent = p.bytes_sent;
@@ -89,8 +98,8 @@ pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetS
             .get(&format!("{prefix}{id}"))
             .or_else(|| report.get(id))
         {
-            Some(E::LocalCandidate(c)) => Some(path_candidate(c, true)),
-            Some(E::RemoteCandidate(c)) => Some(path_candidate(c, false)),
+            Some(E::LocalCandidate(c)) => Some(path_candidate(c, true, tcp_bridges)),
+            Some(E::RemoteCandidate(c)) => Some(path_candidate(c, false, tcp_bridges)),
             _ => None,
         };
         let local = candidate("RTCLocalIceCandidate_", &p.local_candidate_id)?;
@@ -108,7 +117,11 @@ pub(super) fn net_stats(report: &RTCStatsReport, video_frames_sent: u64) -> NetS
     n
 }
 
-fn path_candidate(c: &RTCIceCandidateStats, local: bool) -> PathCandidate {
+fn path_candidate(
+    c: &RTCIceCandidateStats,
+    local: bool,
+    tcp_bridges: &[std::net::SocketAddr],
+) -> PathCandidate {
     PathCandidate {
         kind: match c.candidate_type {
             RTCIceCandidateType::Srflx => CandidateKind::Srflx,
@@ -120,12 +133,20 @@ fn path_candidate(c: &RTCIceCandidateStats, local: bool) -> PathCandidate {
         port: c.port,
         protocol: c.protocol.clone(),
         relay_protocol: match c.relay_protocol {
+            // Allocated through one of our TURN/TCP bridges (tcp_turn.rs): webrtc-rs
+            // spoke UDP to the bridge, the bridge TCP to the server.
+            _ if local
+                && c.candidate_type == RTCIceCandidateType::Relay
+                && tcp_bridges.iter().any(|b| c.url.contains(&b.to_string())) =>
+            {
+                Some("tcp".into())
+            }
             RTCIceServerTransportProtocol::Udp => Some("udp".into()),
             RTCIceServerTransportProtocol::Tcp => Some("tcp".into()),
             RTCIceServerTransportProtocol::Tls => Some("tls".into()),
             // webrtc-rs 0.21.1 leaves this unset, but it allocates relays only over UDP
             // (its TURN relayer skips `turn:?transport=tcp` and `turns:`; see
-            // docs/decisions/0008-real-networks.md), so a local relay is TURN/UDP.
+            // docs/decisions/0008-real-networks.md), so any other local relay is TURN/UDP.
             _ if local && c.candidate_type == RTCIceCandidateType::Relay => Some("udp".into()),
             _ => None,
         },

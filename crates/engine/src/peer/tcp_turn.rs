@@ -1,0 +1,218 @@
+//! TURN over TCP for webrtc-rs, which relays only over UDP (docs/decisions/
+//! 0008-real-networks.md): a loopback UDP socket that webrtc-rs is told is a
+//! `turn:…?transport=udp` server, bridged to the real server over TCP. Each local source
+//! (webrtc-rs's socket) gets its own TCP connection, so coturn sees one client per
+//! allocation. TURN over TCP carries the same messages as over UDP, back to back (RFC 8656
+//! §12): STUN messages are self-delimiting, ChannelData messages are padded to a multiple
+//! of four bytes on a stream. Users behind firewalls that drop UDP can call this way.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+/// The most bytes one message may take (a STUN or ChannelData header's 16-bit length).
+const MAX_MESSAGE: usize = 4 + 65_535 + 3;
+/// Datagrams queued for one TCP connection; beyond this they are dropped (like UDP).
+const QUEUE: usize = 256;
+/// How long connecting to the TURN server may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where one message ends in `buf`, if it is all there: `(message length, bytes to
+/// consume)`, the difference being a ChannelData message's padding on a stream.
+/// `Err` for bytes that are neither STUN nor ChannelData.
+pub(crate) fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, &'static str> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    let (message, consumed) = match buf[0] {
+        // STUN: the two top bits are zero; 20-byte header, length a multiple of four.
+        0x00..=0x3f => (20 + length, 20 + length),
+        // ChannelData: channel numbers 0x4000-0x7fff.
+        0x40..=0x7f => (4 + length, (4 + length + 3) & !3),
+        _ => return Err("neither STUN nor ChannelData"),
+    };
+    Ok((buf.len() >= consumed).then_some((message, consumed)))
+}
+
+/// A running bridge; its address goes into a `turn:` URL for webrtc-rs.
+#[derive(Debug)]
+pub(crate) struct TcpTurnBridge {
+    pub(crate) local: SocketAddr,
+}
+
+impl TcpTurnBridge {
+    /// Binds the loopback socket; `spawn` runs the bridge (the peer's task set, so it ends
+    /// with the call).
+    pub(crate) async fn start(
+        server: SocketAddr,
+        spawn: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+    ) -> std::io::Result<Self> {
+        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let local = udp.local_addr()?;
+        spawn(Box::pin(run(udp, server)));
+        Ok(Self { local })
+    }
+}
+
+async fn run(udp: Arc<UdpSocket>, server: SocketAddr) {
+    let mut connections: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = match udp.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::debug!("TURN/TCP bridge: {e}");
+                continue;
+            }
+        };
+        if connections.get(&from).is_none_or(|tx| tx.is_closed()) {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            connections.insert(from, tx);
+            tasks.spawn(connection(Arc::clone(&udp), from, server, rx));
+        }
+        if let Some(tx) = connections.get(&from)
+            && tx.try_send(buf[..n].to_vec()).is_err()
+        {
+            tracing::debug!("TURN/TCP bridge: queue full or connection gone; datagram dropped");
+        }
+    }
+}
+
+/// One local source's TCP connection to the TURN server, both ways, until either ends.
+async fn connection(
+    udp: Arc<UdpSocket>,
+    local: SocketAddr,
+    server: SocketAddr,
+    mut datagrams: mpsc::Receiver<Vec<u8>>,
+) {
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            tracing::info!(%server, "TURN over TCP: cannot connect: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%server, "TURN over TCP: connecting timed out");
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let (mut reader, mut writer) = tcp.into_split();
+    let upstream = async move {
+        while let Some(datagram) = datagrams.recv().await {
+            let padding = match datagram.first() {
+                Some(0x40..=0x7f) => (4 - datagram.len() % 4) % 4,
+                _ => 0,
+            };
+            if writer.write_all(&datagram).await.is_err()
+                || writer.write_all(&[0u8; 3][..padding]).await.is_err()
+            {
+                return;
+            }
+        }
+    };
+    let downstream = async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            match frame(&buf) {
+                Ok(Some((message, consumed))) => {
+                    let _ = udp.send_to(&buf[..message], local).await;
+                    buf.drain(..consumed);
+                    continue;
+                }
+                Ok(None) if buf.len() < MAX_MESSAGE => {}
+                Ok(None) | Err(_) => {
+                    tracing::info!(%server, "TURN over TCP: the server sent something unreadable");
+                    return;
+                }
+            }
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::select! {
+        () = upstream => {}
+        () = downstream => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_where_they_end_and_channel_data_padding_is_skipped() {
+        // A STUN binding request: 20-byte header, 8 bytes of attributes.
+        let mut stun = vec![0x00, 0x01, 0x00, 0x08];
+        stun.extend_from_slice(&[0u8; 24]);
+        assert_eq!(frame(&stun), Ok(Some((28, 28))));
+        assert_eq!(frame(&stun[..27]), Ok(None), "not all there yet");
+        // ChannelData with 5 bytes of data: 9 bytes, padded to 12 on a stream.
+        let channel = [0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0];
+        assert_eq!(frame(&channel), Ok(Some((9, 12))));
+        assert_eq!(
+            frame(&channel[..10]),
+            Ok(None),
+            "the padding is awaited too"
+        );
+        assert_eq!(frame(&[0x40, 0x01]), Ok(None));
+        assert!(
+            frame(&[0x80, 0, 0, 0]).is_err(),
+            "RTP-like bytes are not TURN"
+        );
+    }
+
+    #[tokio::test]
+    async fn datagrams_cross_to_a_stream_and_back_as_datagrams() {
+        // A stand-in TURN server that echoes the stream it receives, in odd-sized pieces.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 7];
+            while got.len() < 28 + 12 {
+                let n = tcp.read(&mut chunk).await.unwrap();
+                got.extend_from_slice(&chunk[..n]);
+            }
+            for piece in got.chunks(5) {
+                tcp.write_all(piece).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        let bridge = TcpTurnBridge::start(server, |f| {
+            tasks.spawn(f);
+        })
+        .await
+        .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut stun = vec![0x00, 0x01, 0x00, 0x08];
+        stun.extend_from_slice(&[7u8; 24]);
+        let channel = [0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5];
+        client.send_to(&stun, bridge.local).await.unwrap();
+        client.send_to(&channel, bridge.local).await.unwrap();
+        let mut buf = [0u8; 100];
+        let wait = std::time::Duration::from_secs(5);
+        let (n, _) = tokio::time::timeout(wait, client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], &stun[..]);
+        let (n, _) = tokio::time::timeout(wait, client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], &channel[..], "the padding stays on the stream");
+        tasks.abort_all();
+    }
+}
