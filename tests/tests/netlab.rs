@@ -123,6 +123,8 @@ fn server_url() -> String {
 #[derive(Debug)]
 struct CallResult {
     summary: Value,
+    /// The path as the echo saw it (its own side; `null` if it never said).
+    echo_path: Value,
     stderr: String,
 }
 
@@ -141,10 +143,12 @@ fn call(world: &World, a: &Site, b: &Site, bot_args: &[&str], echo_args: &[&str]
                 "echo",
             ])
             .args(echo_args)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null()),
     )
     .expect("echo starts");
+    let mut echo = echo;
+    let echo_lines = json_lines(echo.child().stdout.take().expect("echo stdout"));
     let out = Owned::spawn(
         world
             .cli(a)
@@ -166,6 +170,19 @@ fn call(world: &World, a: &Site, b: &Site, bot_args: &[&str], echo_args: &[&str]
     .expect("bot starts")
     .output()
     .expect("bot output");
+    // The echo's call ends with the bot's; it says which path it saw as it does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut echo_path = Value::Null;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match echo_lines.recv_timeout(left) {
+            Ok((_, v)) if v["type"] == "ended" => {
+                echo_path = v["path"].clone();
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
     drop(echo);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary = stdout
@@ -175,6 +192,7 @@ fn call(world: &World, a: &Site, b: &Site, bot_args: &[&str], echo_args: &[&str]
         .unwrap_or(Value::Null);
     CallResult {
         summary,
+        echo_path,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
@@ -195,21 +213,34 @@ fn path_of(summary: &Value) -> String {
     format!("{}-{}", side("local"), side("remote"))
 }
 
-/// The relayed side's candidate is our coturn's, and a local relay was allocated over
-/// UDP, or over TCP (through the engine's bridge) — only TCP from a UDP-blocked site.
-fn relayed_by_our_turn(summary: &Value, a: Access) -> bool {
-    let path = &summary["path"];
-    let local = &path["local"];
-    let remote = &path["remote"];
+/// Whether the call went through a relay, seen from either side (a side may see its
+/// peer's relay only as a peer-reflexive candidate, learnt from a check before the
+/// candidate itself arrived).
+fn relayed(bot_path: &Value, echo_path: &Value) -> bool {
+    bot_path["relayed"] == true || echo_path["relayed"] == true
+}
+
+/// Every relay on the path is our coturn's; a side's own relay was allocated over UDP or
+/// TCP (the engine's bridge), and over TCP from a UDP-blocked site.
+fn relayed_by_our_turn(bot_path: &Value, echo_path: &Value, a: Access, b: Access) -> bool {
     let services = Lab::SERVICES.to_string();
-    let protocol_ok = match a {
-        Access::UdpBlocked => local["relayProtocol"] == "tcp",
-        _ => local["relayProtocol"] == "udp" || local["relayProtocol"] == "tcp",
+    let side_ok = |path: &Value, access: Access| {
+        if path.is_null() {
+            return true; // that side did not say
+        }
+        let (local, remote) = (&path["local"], &path["remote"]);
+        let protocol_ok = match access {
+            Access::UdpBlocked => local["relayProtocol"] == "tcp",
+            _ => local["relayProtocol"] == "udp" || local["relayProtocol"] == "tcp",
+        };
+        let local_ok =
+            local["kind"] != "relay" || (local["address"] == services.as_str() && protocol_ok);
+        let remote_ok = remote["kind"] != "relay" || remote["address"] == services.as_str();
+        // A UDP-blocked side can only send through its relay.
+        let blocked_ok = access != Access::UdpBlocked || local["kind"] == "relay";
+        local_ok && remote_ok && blocked_ok
     };
-    let local_ok =
-        local["kind"] != "relay" || (local["address"] == services.as_str() && protocol_ok);
-    let remote_ok = remote["kind"] != "relay" || remote["address"] == services.as_str();
-    local_ok && remote_ok && (local["kind"] == "relay" || remote["kind"] == "relay")
+    side_ok(bot_path, a) && side_ok(echo_path, b)
 }
 
 /// No address the peer revealed is private (its LAN stays its own).
@@ -268,8 +299,9 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
                 r.stderr
             );
             let path = path_of(s);
+            let echo_view = path_of(&serde_json::json!({ "path": r.echo_path }));
             eprintln!(
-                "{cell:32} path {path:24} connected {:>5} ms, first frame {:>5} ms, ended {}",
+                "{cell:32} path {path:22} (echo: {echo_view:22}) connected {:>5} ms, first frame {:>5} ms, ended {}",
                 s["connected_ms"], s["setup_ms"], s["ended"]
             );
             assert_no_private_addresses(s, &cell);
@@ -277,10 +309,16 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
                 Some(relayed) => {
                     if s["ok"] != true {
                         failures.push(format!("{cell}: no call ({})", s["ended"]));
-                    } else if s["path"]["relayed"] != relayed {
-                        failures.push(format!("{cell}: path {path}, expected relayed={relayed}"));
-                    } else if relayed && !relayed_by_our_turn(s, a) {
-                        failures.push(format!("{cell}: relayed, but not as expected: {path}"));
+                    } else if self::relayed(&s["path"], &r.echo_path) != relayed {
+                        failures.push(format!(
+                            "{cell}: path {path} (the echo's: {}), expected relayed={relayed}",
+                            r.echo_path
+                        ));
+                    } else if relayed && !relayed_by_our_turn(&s["path"], &r.echo_path, a, b) {
+                        failures.push(format!(
+                            "{cell}: relayed, but not as expected: {path} (the echo's: {})",
+                            r.echo_path
+                        ));
                     }
                 }
                 None => {
@@ -293,7 +331,7 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
                 }
             }
             figures.push(serde_json::json!({
-                "a": a.name(), "b": b.name(), "path": path,
+                "a": a.name(), "b": b.name(), "path": path, "echo_path": echo_view,
                 "connected_ms": s["connected_ms"], "first_frame_ms": s["setup_ms"],
             }));
         }
@@ -364,6 +402,25 @@ fn hide_my_ip_reveals_only_the_relay_and_chat_crosses_it() {
     );
 }
 
+/// Each JSON line `pipe` gives, with the time it arrived, as it arrives.
+fn json_lines(
+    pipe: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<(std::time::Instant, Value)> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && tx.send((std::time::Instant::now(), v)).is_err()
+            {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// The peers' logs: shown (on stderr) only when `CHINGU_LAB_LOG` sets their filter, e.g.
 /// `CHINGU_LAB_LOG=warn,chingu_engine=debug`.
 fn lab_log() -> Stdio {
@@ -420,19 +477,7 @@ impl LiveCall {
                 .stderr(lab_log()),
         )
         .expect("bot starts");
-        let stdout = bot.child().stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send((std::time::Instant::now(), v)).is_err()
-                {
-                    break;
-                }
-            }
-        });
+        let lines = json_lines(bot.child().stdout.take().expect("stdout"));
         Self {
             _echo: echo,
             bot,
@@ -648,9 +693,11 @@ fn bench_lab_setup_and_recovery() {
                 continue;
             }
             let (mut connected, mut first_frame, mut paths) = (Vec::new(), Vec::new(), Vec::new());
+            // One pair of sites per cell (a lab holds 99 sites at most); each run is a new
+            // pair of processes, so new sockets and NAT mappings.
+            let site_a = world.lab.site(a).expect("site");
+            let site_b = world.lab.site(b).expect("site");
             for _ in 0..runs {
-                let site_a = world.lab.site(a).expect("site");
-                let site_b = world.lab.site(b).expect("site");
                 let r = call(&world, &site_a, &site_b, &[], &[]);
                 if let (Some(c), Some(f)) = (
                     r.summary["connected_ms"].as_u64(),

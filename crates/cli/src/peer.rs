@@ -307,18 +307,23 @@ pub async fn echo(
     let (engine, mut events, task) = Engine::start(setup.engine_config("echo", media, true));
     engine.send(Command::Search(setup.prefs())).await?;
     let mut done = 0u64;
+    // The call's path as last seen, told when it ends (the bot sees only its own side).
+    let mut path = None;
     while let Some(event) = events.recv().await {
         match event {
             EngineEvent::State(CallView::InCall { peer }) => {
+                path = None;
                 line(serde_json::json!({"type": "call", "peer": peer.nickname}).to_string());
             }
+            EngineEvent::Stats(stats) if stats.path.is_some() => path = stats.path,
             EngineEvent::Chat(text) => {
                 line(serde_json::json!({"type": "chat", "text": text}).to_string());
                 engine.send(Command::SendChat(text)).await?;
             }
             EngineEvent::State(CallView::Ended { reason }) => {
                 line(
-                    serde_json::json!({"type": "ended", "reason": reason.to_string()}).to_string(),
+                    serde_json::json!({"type": "ended", "reason": reason.to_string(), "path": path})
+                        .to_string(),
                 );
                 done += 1;
                 if calls.is_some_and(|n| done >= n) {
