@@ -14,6 +14,7 @@
 
 pub mod depacketize;
 mod handler;
+mod ice;
 mod keyframe;
 mod net_stats;
 mod nudge;
@@ -37,13 +38,15 @@ use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceServer, RTCIceTransportPolicy, RTCSessionDescription, Registry,
+    RTCIceCandidateInit, RTCIceTransportPolicy, RTCSessionDescription, Registry,
     SettingEngineBuilder, StatsSelector, register_default_interceptors,
 };
 
 use crate::packets::{InboundSinks, OutboundMedia};
 use crate::stats::NetStats;
 use handler::Handler;
+pub use ice::local_addresses;
+use ice::{lock, rtc_ice_servers};
 use keyframe::KeyframeRequestForwarder;
 pub(crate) use nudge::NudgeState;
 use nudge::nudge_driver;
@@ -69,99 +72,6 @@ const DISCONNECTED_AFTER: Duration = Duration::from_secs(2);
 /// media), so several must fit in [`DISCONNECTED_AFTER`]: with the default 2 s the
 /// connection flapped to disconnected and back in quiet moments.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// The device's non-loopback IP addresses, sorted: when this changes during a call the
-/// network changed (Wi-Fi to cellular, a new DHCP lease) and ICE must restart. Empty if
-/// they cannot be listed.
-pub fn local_addresses() -> Vec<std::net::IpAddr> {
-    let mut addresses: Vec<std::net::IpAddr> = rtc::shared::ifaces::ifaces()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|i| i.addr.map(|a| a.ip()))
-        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
-        .collect();
-    addresses.sort();
-    addresses.dedup();
-    addresses
-}
-
-/// `turn:HOST:PORT?transport=tcp` → the server's address (resolved), for bridging.
-async fn tcp_turn_server(url: &str) -> Option<SocketAddr> {
-    let rest = url.strip_prefix("turn:")?;
-    let (hostport, query) = rest.split_once('?')?;
-    if !query
-        .split('&')
-        .any(|p| p.eq_ignore_ascii_case("transport=tcp"))
-    {
-        return None;
-    }
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().ok()?),
-        None => (hostport, 3478),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    tokio::net::lookup_host((host, port)).await.ok()?.next()
-}
-
-/// The ICE servers as webrtc-rs will use them: each `turn:…?transport=tcp` (which it would
-/// skip) also becomes a loopback `turn:` over UDP bridged to the server over TCP
-/// ([`tcp_turn`]), with the same credentials. The bridges run in `tasks`.
-/// Bridges already running are reused (`bridges`: server URL → loopback address), so
-/// fresh credentials reach the same bridge.
-async fn bridge_tcp_turn(
-    servers: &[IceServer],
-    tasks: &PeerTasks,
-    bridges: &std::sync::Mutex<Vec<(String, SocketAddr)>>,
-) -> Vec<IceServer> {
-    let mut out = servers.to_vec();
-    for server in servers {
-        for url in &server.urls {
-            let known = lock(bridges)
-                .iter()
-                .find(|(u, _)| u == url)
-                .map(|(_, a)| *a);
-            let local = match known {
-                Some(local) => local,
-                None => {
-                    let Some(target) = tcp_turn_server(url).await else {
-                        continue;
-                    };
-                    match tcp_turn::TcpTurnBridge::start(target, |f| tasks.spawn(f)).await {
-                        Ok(bridge) => {
-                            lock(bridges).push((url.clone(), bridge.local));
-                            bridge.local
-                        }
-                        Err(e) => {
-                            tracing::info!(url, "no TURN/TCP bridge: {e}");
-                            continue;
-                        }
-                    }
-                }
-            };
-            out.push(IceServer {
-                urls: vec![format!("turn:{local}?transport=udp")],
-                username: server.username.clone(),
-                credential: server.credential.clone(),
-            });
-        }
-    }
-    out
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn rtc_ice_servers(servers: &[IceServer]) -> Vec<RTCIceServer> {
-    servers
-        .iter()
-        .map(|s| RTCIceServer {
-            urls: s.urls.clone(),
-            username: s.username.clone().unwrap_or_default(),
-            credential: s.credential.clone().unwrap_or_default(),
-        })
-        .collect()
-}
 
 /// What can go wrong with a peer connection, one variant per step that can fail.
 #[derive(Debug, thiserror::Error)]
@@ -381,7 +291,7 @@ impl Peer {
             .build();
         let tasks = Arc::new(PeerTasks::new());
         let bridges = std::sync::Mutex::new(Vec::new());
-        let ice_servers = bridge_tcp_turn(&options.ice_servers, &tasks, &bridges).await;
+        let ice_servers = tcp_turn::bridged(&options.ice_servers, &tasks, &bridges).await;
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(rtc_ice_servers(&ice_servers))
             .with_ice_transport_policy(if options.relay_only {
@@ -491,7 +401,7 @@ impl Peer {
 
     /// Fresh STUN/TURN servers (credentials) for the next gathering (an ICE restart).
     pub async fn set_ice_servers(&self, servers: &[IceServer]) {
-        let servers = bridge_tcp_turn(servers, &self.tasks, &self.bridges).await;
+        let servers = tcp_turn::bridged(servers, &self.tasks, &self.bridges).await;
         let current = self.pc.get_configuration().await;
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(rtc_ice_servers(&servers))

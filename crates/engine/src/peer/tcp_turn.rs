@@ -10,9 +10,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use chingu_proto::IceServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+
+use super::PeerTasks;
+use super::ice::lock;
 
 /// The most bytes one message may take (a STUN or ChannelData header's 16-bit length).
 const MAX_MESSAGE: usize = 4 + 65_535 + 3;
@@ -37,6 +41,88 @@ pub(crate) fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, &'static str> 
         _ => return Err("neither STUN nor ChannelData"),
     };
     Ok((buf.len() >= consumed).then_some((message, consumed)))
+}
+
+/// `turn:HOST:PORT?transport=tcp` → the server's address (resolved), for bridging.
+pub(crate) async fn server_of(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("turn:")?;
+    let (hostport, query) = rest.split_once('?')?;
+    if !query
+        .split('&')
+        .any(|p| p.eq_ignore_ascii_case("transport=tcp"))
+    {
+        return None;
+    }
+    // HOST, HOST:PORT, [IPv6] or [IPv6]:PORT; 3478 when no port is given.
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (host, rest) = v6.split_once(']')?;
+            match rest.strip_prefix(':') {
+                Some(port) => (host, port.parse().ok()?),
+                None if rest.is_empty() => (host, 3478),
+                None => return None,
+            }
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (hostport, 3478),
+        },
+    };
+    // A name that does not resolve quickly must not hold up the call: the bridge is a
+    // fallback for networks that block UDP.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::lookup_host((host, port)),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .next()
+}
+
+/// The ICE servers as webrtc-rs will use them: each `turn:…?transport=tcp` (which it would
+/// skip) also becomes a loopback `turn:` over UDP bridged to the server over TCP
+/// (this module), with the same credentials. The bridges run in `tasks`.
+/// Bridges already running are reused (`bridges`: server URL → loopback address), so
+/// fresh credentials reach the same bridge.
+pub(crate) async fn bridged(
+    servers: &[IceServer],
+    tasks: &PeerTasks,
+    bridges: &std::sync::Mutex<Vec<(String, SocketAddr)>>,
+) -> Vec<IceServer> {
+    let mut out = servers.to_vec();
+    for server in servers {
+        for url in &server.urls {
+            let known = lock(bridges)
+                .iter()
+                .find(|(u, _)| u == url)
+                .map(|(_, a)| *a);
+            let local = match known {
+                Some(local) => local,
+                None => {
+                    let Some(target) = server_of(url).await else {
+                        continue;
+                    };
+                    match TcpTurnBridge::start(target, |f| tasks.spawn(f)).await {
+                        Ok(bridge) => {
+                            lock(bridges).push((url.clone(), bridge.local));
+                            bridge.local
+                        }
+                        Err(e) => {
+                            tracing::info!(url, "no TURN/TCP bridge: {e}");
+                            continue;
+                        }
+                    }
+                }
+            };
+            out.push(IceServer {
+                urls: vec![format!("turn:{local}?transport=udp")],
+                username: server.username.clone(),
+                credential: server.credential.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// A running bridge; its address goes into a `turn:` URL for webrtc-rs.
@@ -169,6 +255,36 @@ mod tests {
             frame(&[0x80, 0, 0, 0]).is_err(),
             "RTP-like bytes are not TURN"
         );
+    }
+
+    #[tokio::test]
+    async fn only_turn_over_tcp_urls_are_bridged() {
+        let addr = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            server_of("turn:203.0.113.1:3478?transport=tcp").await,
+            addr("203.0.113.1:3478")
+        );
+        assert_eq!(
+            server_of("turn:203.0.113.1?transport=tcp").await,
+            addr("203.0.113.1:3478")
+        );
+        assert_eq!(
+            server_of("turn:[2001:db8::1]:5000?transport=tcp").await,
+            addr("[2001:db8::1]:5000")
+        );
+        assert_eq!(
+            server_of("turn:[2001:db8::1]?transport=tcp").await,
+            addr("[2001:db8::1]:3478")
+        );
+        for other in [
+            "turn:203.0.113.1:3478?transport=udp",
+            "turn:203.0.113.1:3478",
+            "turns:203.0.113.1:5349?transport=tcp",
+            "stun:203.0.113.1:3478",
+            "turn:203.0.113.1:notaport?transport=tcp",
+        ] {
+            assert_eq!(server_of(other).await, None, "{other}");
+        }
     }
 
     #[tokio::test]
