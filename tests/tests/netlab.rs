@@ -21,6 +21,7 @@ use serde_json::Value;
 
 const SERVER_PORT: u16 = 7878;
 const TURN_PORT: u16 = 3478;
+const TURNS_PORT: u16 = 5349;
 
 /// Where chingu-server and chingu-cli are: CHINGU_BIN_DIR, else the profile directory
 /// this test binary was built in.
@@ -42,11 +43,42 @@ struct World {
     coturn: Coturn,
     _dir: chingu_testkit::TempDir,
     bins: PathBuf,
+    /// The certificate the peers trust (`SSL_CERT_FILE`) when coturn speaks TLS.
+    trusted: Option<PathBuf>,
     lab: Lab,
+}
+
+/// A certificate for coturn's TLS listener at `ip` (written to `dir`), or why not.
+fn certificate(dir: &Path, ip: std::net::Ipv4Addr) -> Result<(PathBuf, PathBuf), String> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=turn.chingu.test"])
+        .args(["-addext", &format!("subjectAltName=IP:{ip}")])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some((cert, key))
+        .ok_or_else(|| "openssl cannot make a certificate here".to_owned())
 }
 
 impl World {
     fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// `tls_only`: coturn also listens for TLS, and the server hands out nothing but
+    /// `turns:` (every relayed call must go over TLS).
+    fn start_with(tls_only: bool) -> Result<Self, String> {
         let bins = bin_dir().ok_or(
             "chingu-server and chingu-cli are not built next to the tests (run `cargo xtask test`, \
              or set CHINGU_BIN_DIR)",
@@ -55,13 +87,33 @@ impl World {
         let lab = Lab::new().map_err(|e| format!("the network lab needs namespaces: {e:#}"))?;
         let services = Lab::SERVICES;
         let secret = coturn::fresh_secret();
+        let dir = chingu_testkit::tempdir().map_err(|e| e.to_string())?;
+        let mut coturn_config =
+            coturn::lab_config(&services.to_string(), TURN_PORT, &secret, false);
+        let mut turn_urls = format!(
+            "[\"turn:{services}:{TURN_PORT}?transport=udp\", \
+             \"turn:{services}:{TURN_PORT}?transport=tcp\"]"
+        );
+        let mut stun_urls = format!("[\"stun:{services}:{TURN_PORT}\"]");
+        let mut trusted = None;
+        if tls_only {
+            let (cert, key) = certificate(dir.path(), services)?;
+            coturn_config = coturn_config.replace("no-tls\n", "")
+                + &format!(
+                    "tls-listening-port={TURNS_PORT}\ncert={}\npkey={}\n",
+                    cert.display(),
+                    key.display()
+                );
+            turn_urls = format!("[\"turns:{services}:{TURNS_PORT}?transport=tcp\"]");
+            stun_urls = "[]".into();
+            trusted = Some(cert);
+        }
         let coturn = Coturn::start(
             lab.command(lab.internet(), coturn::TURNSERVER),
-            &coturn::lab_config(&services.to_string(), TURN_PORT, &secret, false),
+            &coturn_config,
             &secret,
         )
         .map_err(|e| e.to_string())?;
-        let dir = chingu_testkit::tempdir().map_err(|e| e.to_string())?;
         let config = dir.path().join("server.toml");
         std::fs::write(
             &config,
@@ -69,9 +121,8 @@ impl World {
                 "listen = \"{services}:{SERVER_PORT}\"\n\
                  data_dir = \"{}\"\n\
                  cooldown_s = 0\n\
-                 stun_urls = [\"stun:{services}:{TURN_PORT}\"]\n\
-                 turn_urls = [\"turn:{services}:{TURN_PORT}?transport=udp\", \
-                 \"turn:{services}:{TURN_PORT}?transport=tcp\"]\n\
+                 stun_urls = {stun_urls}\n\
+                 turn_urls = {turn_urls}\n\
                  turn_secret = \"{secret}\"\n",
                 dir.path().join("data").display()
             ),
@@ -97,11 +148,20 @@ impl World {
             wait,
         )
         .map_err(|e| format!("{e}\n{}", coturn.log_tail()))?;
+        if tls_only {
+            lab.wait_for_tcp(
+                lab.internet(),
+                SocketAddr::from((services, TURNS_PORT)),
+                wait,
+            )
+            .map_err(|e| format!("{e}\n{}", coturn.log_tail()))?;
+        }
         Ok(Self {
             _server: server,
             coturn,
             _dir: dir,
             bins,
+            trusted,
             lab,
         })
     }
@@ -111,6 +171,9 @@ impl World {
             .lab
             .command(&site.namespace, self.bins.join("chingu-cli"));
         cmd.env("RUST_LOG", "warn");
+        if let Some(cert) = &self.trusted {
+            cmd.env("SSL_CERT_FILE", cert);
+        }
         cmd
     }
 }
@@ -350,6 +413,44 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
         failures.join("\n"),
         world.coturn.log_tail()
     );
+}
+
+#[test]
+fn with_only_turn_over_tls_handed_out_calls_relay_over_tls() {
+    let mut world = match World::start_with(true) {
+        Ok(w) => w,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    // Both hide their address: a relay is the only path, and TLS the only way to one.
+    let a = world.lab.site(Access::UdpBlocked).expect("site");
+    let b = world.lab.site(Access::Public).expect("site");
+    let r = call(
+        &world,
+        &a,
+        &b,
+        &["--relay-only", "--chat", "over TLS"],
+        &["--relay-only"],
+    );
+    let s = &r.summary;
+    assert_eq!(
+        s["ok"],
+        true,
+        "{s}\n{}\n{}",
+        r.stderr,
+        world.coturn.log_tail()
+    );
+    let bot_local = &s["path"]["local"];
+    assert_eq!(bot_local["kind"], "relay", "{s}");
+    assert_eq!(bot_local["relayProtocol"], "tls", "{s}");
+    assert_eq!(
+        r.echo_path["local"]["relayProtocol"], "tls",
+        "{}",
+        r.echo_path
+    );
+    assert_eq!(s["chat_received"], serde_json::json!(["over TLS"]), "{s}");
 }
 
 #[test]

@@ -551,7 +551,7 @@ impl Peer {
     /// The transport's view of the call, in our own types.
     pub async fn net_stats(&self) -> NetStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        let bridged: Vec<SocketAddr> = lock(&self.bridges).iter().map(|(_, a)| *a).collect();
+        let bridged = lock(&self.bridges).clone();
         let stats = net_stats::net_stats(
             &report,
             self.tracks.frames_sent.load(Ordering::Relaxed),

@@ -7,12 +7,12 @@ use webrtc::peer_connection::{RTCStatsReport, RTCStatsReportEntry as E};
 
 use crate::stats::{CallPath, CandidateKind, NetStats, PathCandidate};
 
-/// `tcp_bridges`: the loopback addresses of TURN/TCP bridges (a relay allocated through
-/// one is TURN over TCP).
+/// `tcp_bridges`: the TURN bridges, by server URL and loopback address (a relay allocated
+/// through one is TURN over TCP, or TLS for a `turns:` server).
 pub(super) fn net_stats(
     report: &RTCStatsReport,
     video_frames_sent: u64,
-    tcp_bridges: &[std::net::SocketAddr],
+    tcp_bridges: &[(String, std::net::SocketAddr)],
 ) -> NetStats {
     let mut n = NetStats {
         video_frames_sent,
@@ -120,8 +120,11 @@ pub(super) fn net_stats(
 fn path_candidate(
     c: &RTCIceCandidateStats,
     local: bool,
-    tcp_bridges: &[std::net::SocketAddr],
+    tcp_bridges: &[(String, std::net::SocketAddr)],
 ) -> PathCandidate {
+    let bridge = tcp_bridges
+        .iter()
+        .find(|(_, local)| c.url.contains(&local.to_string()));
     PathCandidate {
         kind: match c.candidate_type {
             RTCIceCandidateType::Srflx => CandidateKind::Srflx,
@@ -135,11 +138,9 @@ fn path_candidate(
         relay_protocol: match c.relay_protocol {
             // Allocated through one of our TURN/TCP bridges (tcp_turn.rs): webrtc-rs
             // spoke UDP to the bridge, the bridge TCP to the server.
-            _ if local
-                && c.candidate_type == RTCIceCandidateType::Relay
-                && tcp_bridges.iter().any(|b| c.url.contains(&b.to_string())) =>
-            {
-                Some("tcp".into())
+            _ if local && c.candidate_type == RTCIceCandidateType::Relay && bridge.is_some() => {
+                let tls = bridge.is_some_and(|(url, _)| url.starts_with("turns:"));
+                Some(if tls { "tls" } else { "tcp" }.into())
             }
             RTCIceServerTransportProtocol::Udp => Some("udp".into()),
             RTCIceServerTransportProtocol::Tcp => Some("tcp".into()),

@@ -5,6 +5,8 @@
 //! allocation. TURN over TCP carries the same messages as over UDP, back to back (RFC 8656
 //! §12): STUN messages are self-delimiting, ChannelData messages are padded to a multiple
 //! of four bytes on a stream. Users behind firewalls that drop UDP can call this way.
+//! `turns:` servers are bridged the same way over TLS (rustls with the system's
+//! certificates), for networks that let only TLS out.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,41 +45,85 @@ pub(crate) fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, &'static str> 
     Ok((buf.len() >= consumed).then_some((message, consumed)))
 }
 
-/// `turn:HOST:PORT?transport=tcp` → the server's address (resolved), for bridging.
-pub(crate) async fn server_of(url: &str) -> Option<SocketAddr> {
-    let rest = url.strip_prefix("turn:")?;
-    let (hostport, query) = rest.split_once('?')?;
-    if !query
+/// Where a bridge connects: the server's address, and for TLS the name its certificate
+/// must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) address: SocketAddr,
+    pub(crate) tls_name: Option<String>,
+}
+
+/// `turn:HOST[:PORT]?transport=tcp` (port 3478) or `turns:HOST[:PORT][?transport=tcp]`
+/// (port 5349) → where to connect (resolved), for bridging; anything else → `None`.
+pub(crate) async fn server_of(url: &str) -> Option<Target> {
+    let (tls, rest) = match (url.strip_prefix("turns:"), url.strip_prefix("turn:")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return None,
+    };
+    let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let tcp = query
         .split('&')
-        .any(|p| p.eq_ignore_ascii_case("transport=tcp"))
-    {
+        .any(|p| p.eq_ignore_ascii_case("transport=tcp"));
+    // TCP, or TLS (which runs over TCP, said or not).
+    if !(tcp || tls && query.is_empty()) {
         return None;
     }
-    // HOST, HOST:PORT, [IPv6] or [IPv6]:PORT; 3478 when no port is given.
+    let default_port = if tls { 5349 } else { 3478 };
+    // HOST, HOST:PORT, [IPv6] or [IPv6]:PORT.
     let (host, port) = match hostport.strip_prefix('[') {
         Some(v6) => {
             let (host, rest) = v6.split_once(']')?;
             match rest.strip_prefix(':') {
                 Some(port) => (host, port.parse().ok()?),
-                None if rest.is_empty() => (host, 3478),
+                None if rest.is_empty() => (host, default_port),
                 None => return None,
             }
         }
         None => match hostport.rsplit_once(':') {
             Some((host, port)) => (host, port.parse().ok()?),
-            None => (hostport, 3478),
+            None => (hostport, default_port),
         },
     };
     // A name that does not resolve quickly must not hold up the call: the bridge is a
     // fallback for networks that block UDP.
-    tokio::time::timeout(
+    let address = tokio::time::timeout(
         std::time::Duration::from_secs(2),
         tokio::net::lookup_host((host, port)),
     )
     .await
     .ok()?
     .ok()?
-    .next()
+    .next()?;
+    Some(Target {
+        address,
+        tls_name: tls.then(|| host.to_owned()),
+    })
+}
+
+/// The TLS client configuration: the system's certificate store (and `SSL_CERT_FILE`);
+/// `None` if rustls cannot be set up (then TLS bridges say so and do not connect).
+fn tls_config() -> Option<Arc<rustls::ClientConfig>> {
+    static CONFIG: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::debug!("a system certificate could not be read: {error}");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "TLS roots for TURN over TLS");
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
+            .map_err(|e| tracing::warn!("TURN over TLS unavailable: {e}"))
+            .ok()
+        })
+        .clone()
 }
 
 /// The ICE servers as webrtc-rs will use them: each `turn:…?transport=tcp` (which it would
@@ -135,7 +181,7 @@ impl TcpTurnBridge {
     /// Binds the loopback socket; `spawn` runs the bridge (the peer's task set, so it ends
     /// with the call).
     pub(crate) async fn start(
-        server: SocketAddr,
+        server: Target,
         spawn: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
     ) -> std::io::Result<Self> {
         let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
@@ -145,7 +191,7 @@ impl TcpTurnBridge {
     }
 }
 
-async fn run(udp: Arc<UdpSocket>, server: SocketAddr) {
+async fn run(udp: Arc<UdpSocket>, server: Target) {
     let mut connections: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut buf = vec![0u8; 65_536];
@@ -160,7 +206,7 @@ async fn run(udp: Arc<UdpSocket>, server: SocketAddr) {
         if connections.get(&from).is_none_or(|tx| tx.is_closed()) {
             let (tx, rx) = mpsc::channel(QUEUE);
             connections.insert(from, tx);
-            tasks.spawn(connection(Arc::clone(&udp), from, server, rx));
+            tasks.spawn(connection(Arc::clone(&udp), from, server.clone(), rx));
         }
         if let Some(tx) = connections.get(&from)
             && tx.try_send(buf[..n].to_vec()).is_err()
@@ -170,35 +216,69 @@ async fn run(udp: Arc<UdpSocket>, server: SocketAddr) {
     }
 }
 
-/// One local source's TCP connection to the TURN server, both ways, until either ends.
+/// One local source's TCP (or TLS) connection to the TURN server, both ways, until
+/// either ends.
 async fn connection(
     udp: Arc<UdpSocket>,
     local: SocketAddr,
-    server: SocketAddr,
-    mut datagrams: mpsc::Receiver<Vec<u8>>,
+    server: Target,
+    datagrams: mpsc::Receiver<Vec<u8>>,
 ) {
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
+    let address = server.address;
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
-            tracing::info!(%server, "TURN over TCP: cannot connect: {e}");
+            tracing::info!(%address, "TURN over TCP: cannot connect: {e}");
             return;
         }
         Err(_) => {
-            tracing::info!(%server, "TURN over TCP: connecting timed out");
+            tracing::info!(%address, "TURN over TCP: connecting timed out");
             return;
         }
     };
     let _ = tcp.set_nodelay(true);
-    let (mut reader, mut writer) = tcp.into_split();
+    let Some(name) = server.tls_name else {
+        let (reader, writer) = tcp.into_split();
+        return pump(udp, local, address, datagrams, reader, writer).await;
+    };
+    let Some(config) = tls_config() else { return };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(name.clone()) else {
+        tracing::info!(name, "TURN over TLS: not a server name");
+        return;
+    };
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+    let tls = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%address, "TURN over TLS: handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%address, "TURN over TLS: handshake timed out");
+            return;
+        }
+    };
+    let (reader, writer) = tokio::io::split(tls);
+    pump(udp, local, address, datagrams, reader, writer).await
+}
+
+/// Datagrams from webrtc-rs onto the stream, messages from the stream back as datagrams.
+async fn pump(
+    udp: Arc<UdpSocket>,
+    local: SocketAddr,
+    server: SocketAddr,
+    mut datagrams: mpsc::Receiver<Vec<u8>>,
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    mut writer: impl tokio::io::AsyncWrite + Unpin,
+) {
     let upstream = async move {
-        while let Some(datagram) = datagrams.recv().await {
-            let padding = match datagram.first() {
-                Some(0x40..=0x7f) => (4 - datagram.len() % 4) % 4,
-                _ => 0,
-            };
-            if writer.write_all(&datagram).await.is_err()
-                || writer.write_all(&[0u8; 3][..padding]).await.is_err()
-            {
+        while let Some(mut message) = datagrams.recv().await {
+            if let Some(0x40..=0x7f) = message.first() {
+                // ChannelData on a stream is padded to a multiple of four bytes.
+                message.resize(message.len().div_ceil(4) * 4, 0);
+            }
+            // One write and a flush per message: over TLS, one record each, sent at once.
+            if writer.write_all(&message).await.is_err() || writer.flush().await.is_err() {
                 return;
             }
         }
@@ -215,7 +295,7 @@ async fn connection(
                 }
                 Ok(None) if buf.len() < MAX_MESSAGE => {}
                 Ok(None) | Err(_) => {
-                    tracing::info!(%server, "TURN over TCP: the server sent something unreadable");
+                    tracing::info!(%server, "TURN bridge: the server sent something unreadable");
                     return;
                 }
             }
@@ -258,8 +338,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_turn_over_tcp_urls_are_bridged() {
-        let addr = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+    async fn only_turn_over_tcp_and_tls_urls_are_bridged() {
+        let addr = |s: &str| {
+            Some(Target {
+                address: s.parse().unwrap(),
+                tls_name: None,
+            })
+        };
+        let tls = |s: &str, name: &str| {
+            Some(Target {
+                address: s.parse().unwrap(),
+                tls_name: Some(name.into()),
+            })
+        };
+        assert_eq!(
+            server_of("turns:203.0.113.1?transport=tcp").await,
+            tls("203.0.113.1:5349", "203.0.113.1")
+        );
+        assert_eq!(
+            server_of("turns:127.0.0.1:443").await,
+            tls("127.0.0.1:443", "127.0.0.1")
+        );
         assert_eq!(
             server_of("turn:203.0.113.1:3478?transport=tcp").await,
             addr("203.0.113.1:3478")
@@ -279,7 +378,7 @@ mod tests {
         for other in [
             "turn:203.0.113.1:3478?transport=udp",
             "turn:203.0.113.1:3478",
-            "turns:203.0.113.1:5349?transport=tcp",
+            "turns:203.0.113.1:5349?transport=udp",
             "stun:203.0.113.1:3478",
             "turn:203.0.113.1:notaport?transport=tcp",
         ] {
@@ -306,7 +405,11 @@ mod tests {
             }
         });
         let mut tasks = tokio::task::JoinSet::new();
-        let bridge = TcpTurnBridge::start(server, |f| {
+        let target = Target {
+            address: server,
+            tls_name: None,
+        };
+        let bridge = TcpTurnBridge::start(target, |f| {
             tasks.spawn(f);
         })
         .await
