@@ -30,8 +30,8 @@ const COMMAND_QUEUE: usize = 64;
 const EVENT_QUEUE: usize = 256;
 /// How often the device's addresses are looked at during a call.
 const NETWORK_CHECK: Duration = Duration::from_millis(500);
-/// An offerer asked to restart ICE again within this time of its last restart ignores
-/// the request (the restart in flight answers it).
+/// An offerer restarts ICE at most once in this time (asked by the peer or by its own
+/// call machine): the restart in flight answers both.
 const RESTART_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Handle to a running engine. Dropping every clone stops the engine: it hangs up or
@@ -283,11 +283,12 @@ impl Actor {
             }
             return;
         }
+        // A restart in flight answers a request, and the interruption our own restart
+        // reports (the connection goes back to connecting) needs no second one.
         let now = Instant::now();
-        if !ours
-            && call
-                .last_restart
-                .is_some_and(|t| now - t < RESTART_MIN_INTERVAL)
+        if call
+            .last_restart
+            .is_some_and(|t| now - t < RESTART_MIN_INTERVAL)
         {
             return;
         }

@@ -26,6 +26,8 @@ pub(super) struct Handler {
     pub(super) sinks: InboundSinks,
     pub(super) channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
     pub(super) connected: AtomicBool,
+    /// Media is interrupted (told once, until it is restored).
+    pub(super) interrupted: AtomicBool,
     pub(super) closing: Arc<AtomicBool>,
     pub(super) tasks: Arc<PeerTasks>,
     pub(super) nudge: Arc<NudgeState>,
@@ -66,13 +68,21 @@ impl PeerConnectionEventHandler for Handler {
         match state {
             RTCPeerConnectionState::Connected => {
                 self.nudge.connected();
-                if self.connected.swap(true, Ordering::SeqCst) {
-                    self.emit(PeerEvent::Restored);
-                } else {
+                if !self.connected.swap(true, Ordering::SeqCst) {
                     self.emit(PeerEvent::Connected);
+                } else if self.interrupted.swap(false, Ordering::SeqCst) {
+                    self.emit(PeerEvent::Restored);
                 }
             }
-            RTCPeerConnectionState::Disconnected => self.emit(PeerEvent::Interrupted),
+            // Media stopped: ICE found the path silent, or (after connecting) an ICE restart
+            // is under way, perhaps started by the peer before our own checks noticed.
+            RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Connecting
+                if self.connected.load(Ordering::SeqCst) =>
+            {
+                if !self.interrupted.swap(true, Ordering::SeqCst) {
+                    self.emit(PeerEvent::Interrupted);
+                }
+            }
             RTCPeerConnectionState::Failed => {
                 self.emit(PeerEvent::Failed("ICE/DTLS connection failed".into()))
             }

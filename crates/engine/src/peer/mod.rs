@@ -310,6 +310,7 @@ impl Peer {
             sinks,
             channel: Arc::clone(&channel),
             connected: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
             closing: Arc::clone(&closing),
             tasks: Arc::clone(&tasks),
             nudge: Arc::clone(&nudge),
