@@ -77,11 +77,10 @@ impl PeerConnectionEventHandler for Handler {
             // Media stopped: ICE found the path silent, or (after connecting) an ICE restart
             // is under way, perhaps started by the peer before our own checks noticed.
             RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Connecting
-                if self.connected.load(Ordering::SeqCst) =>
+                if self.connected.load(Ordering::SeqCst)
+                    && !self.interrupted.swap(true, Ordering::SeqCst) =>
             {
-                if !self.interrupted.swap(true, Ordering::SeqCst) {
-                    self.emit(PeerEvent::Interrupted);
-                }
+                self.emit(PeerEvent::Interrupted)
             }
             RTCPeerConnectionState::Failed => {
                 self.emit(PeerEvent::Failed("ICE/DTLS connection failed".into()))
