@@ -30,9 +30,9 @@ const COMMAND_QUEUE: usize = 64;
 const EVENT_QUEUE: usize = 256;
 /// How often the device's addresses are looked at during a call.
 const NETWORK_CHECK: Duration = Duration::from_millis(500);
-/// An offerer restarts ICE at most once in this time (asked by the peer or by its own
-/// call machine): the restart in flight answers both.
-const RESTART_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an offerer waits for the answer to its ICE-restart offer before it may make
+/// another (the offer may have gone to a server connection of the peer's that was dead).
+const RESTART_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// Handle to a running engine. Dropping every clone stops the engine: it hangs up or
 /// leaves the queue, sends what is queued, and ends.
@@ -78,8 +78,12 @@ struct ActiveCall {
     connected_at: Option<Instant>,
     /// Whether we made the first offer: only the offerer ever offers (ICE restarts too).
     offerer: bool,
-    /// When we last restarted ICE (the offerer), to ignore a burst of requests.
-    last_restart: Option<Instant>,
+    /// The offerer's ICE restart awaiting its answer: when its offer went out. One restart
+    /// at a time: a second offer before the first's answer would make that answer apply
+    /// to the wrong offer.
+    restart_sent: Option<Instant>,
+    /// A restart was asked for while one was in flight: do it when the answer comes.
+    restart_wanted: bool,
 }
 
 struct Actor {
@@ -261,6 +265,7 @@ impl Actor {
             Effect::RestartIce(call_id) => self.restart_ice(call_id, true).await,
             Effect::ResumeCall(call_id) => self.send(ClientMessage::ResumeCall { call_id }).await,
             Effect::ReconnectServer => self.signaling.reconnect(),
+            Effect::ProbeServer => self.signaling.probe(),
         }
         None
     }
@@ -283,16 +288,16 @@ impl Actor {
             }
             return;
         }
-        // A restart in flight answers a request, and the interruption our own restart
-        // reports (the connection goes back to connecting) needs no second one.
         let now = Instant::now();
         if call
-            .last_restart
-            .is_some_and(|t| now - t < RESTART_MIN_INTERVAL)
+            .restart_sent
+            .is_some_and(|t| now - t < RESTART_ANSWER_WAIT)
         {
+            call.restart_wanted = true;
             return;
         }
-        call.last_restart = Some(now);
+        call.restart_sent = Some(now);
+        call.restart_wanted = false;
         tracing::info!(%call_id, "restarting ICE");
         match call.peer.restart_offer().await {
             Ok(sdp) => {
@@ -353,7 +358,8 @@ impl Actor {
             matched_at: Instant::now(),
             connected_at: None,
             offerer,
-            last_restart: None,
+            restart_sent: None,
+            restart_wanted: false,
         });
         if let Some(sdp) = offer {
             self.send(ClientMessage::Signal {
@@ -485,7 +491,29 @@ impl Actor {
                 }
                 Err(e) => Err(e),
             },
-            Signal::Answer { sdp } => call.peer.accept_answer(sdp).await,
+            Signal::Answer { sdp } => {
+                let restarting = call.restart_sent.is_some();
+                let result = call.peer.accept_answer(sdp).await;
+                if let Some(call) = &mut self.call {
+                    call.restart_sent = None;
+                    if restarting && result.is_err() {
+                        // An answer to an offer that was superseded (or lost its way):
+                        // the restart is simply tried again.
+                        call.restart_wanted = true;
+                    }
+                    if std::mem::take(&mut call.restart_wanted) {
+                        self.restart_ice(call_id, false).await;
+                        return;
+                    }
+                }
+                if restarting {
+                    if let Err(e) = result {
+                        tracing::info!(%call_id, "ICE restart answer not applied: {e}");
+                    }
+                    return;
+                }
+                result
+            }
             Signal::IceRestart => {
                 self.restart_ice(call_id, false).await;
                 return;

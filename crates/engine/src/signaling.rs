@@ -55,6 +55,8 @@ pub enum SignalingError {
 
 /// How long connecting (TCP, TLS, WebSocket upgrade) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a probed connection may stay silent before it is abandoned.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an abandoned connection is kept open (longer than the server's resume grace).
 const LINGER: Duration = Duration::from_secs(20);
 /// How long the server may say nothing before `welcome` tells its heartbeat interval.
@@ -68,6 +70,7 @@ pub struct SignalingClient {
     connected: tokio::sync::watch::Receiver<bool>,
     stop: CancellationToken,
     reconnect: Arc<tokio::sync::Notify>,
+    probe: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,6 +82,7 @@ impl SignalingClient {
         let (connected_tx, connected) = tokio::sync::watch::channel(false);
         let stop = CancellationToken::new();
         let reconnect = Arc::new(tokio::sync::Notify::new());
+        let probe = Arc::new(tokio::sync::Notify::new());
         let task = tokio::spawn(run(
             config,
             outbox_rx,
@@ -86,6 +90,7 @@ impl SignalingClient {
             connected_tx,
             stop.clone(),
             Arc::clone(&reconnect),
+            Arc::clone(&probe),
         ));
         Self {
             outbox,
@@ -93,6 +98,7 @@ impl SignalingClient {
             connected,
             stop,
             reconnect,
+            probe,
             task,
         }
     }
@@ -124,6 +130,13 @@ impl SignalingClient {
         self.reconnect.notify_one();
     }
 
+    /// Checks that the connection is alive: sends a `ping`, and reconnects at once if
+    /// nothing at all comes back within [`PROBE_TIMEOUT`] (after an outage TCP may hold
+    /// on to a dead connection, or only deliver after its retransmission backoff).
+    pub fn probe(&self) {
+        self.probe.notify_one();
+    }
+
     /// Sends what is already queued (a last hang-up, say), closes the connection and
     /// waits for the task to end; gives up on the queue after a second.
     pub async fn stop(self) {
@@ -153,6 +166,7 @@ async fn run(
     connected: tokio::sync::watch::Sender<bool>,
     stop: CancellationToken,
     reconnect: Arc<tokio::sync::Notify>,
+    probe: Arc<tokio::sync::Notify>,
 ) {
     let seed = config
         .device_id
@@ -163,7 +177,7 @@ async fn run(
     loop {
         let outcome = tokio::select! {
             () = stop.cancelled() => return,
-            outcome = session(&config, &mut outbox, &events, &connected, &mut backoff, &reconnect) => outcome,
+            outcome = session(&config, &mut outbox, &events, &connected, &mut backoff, &reconnect, &probe) => outcome,
         };
         connected.send_replace(false);
         match outcome {
@@ -250,6 +264,7 @@ async fn session(
     connected: &tokio::sync::watch::Sender<bool>,
     backoff: &mut Backoff,
     reconnect: &tokio::sync::Notify,
+    probe: &tokio::sync::Notify,
 ) -> Outcome {
     let connect = tokio::time::timeout(
         CONNECT_TIMEOUT,
@@ -282,8 +297,26 @@ async fn session(
     // for three intervals is dead, whatever TCP thinks.
     let mut silence = SILENCE_BEFORE_WELCOME;
     let mut heard = tokio::time::Instant::now();
+    // A probe's deadline: something must arrive before it.
+    let mut probing: Option<tokio::time::Instant> = None;
+    let mut nonce = 0u64;
     loop {
+        let probe_deadline = probing.unwrap_or_else(|| heard + silence);
         tokio::select! {
+            () = tokio::time::sleep_until(probe_deadline), if probing.is_some() => {
+                return Outcome::Abandoned(
+                    Box::new(ws),
+                    format!("the server did not answer a ping within {} s", PROBE_TIMEOUT.as_secs()),
+                );
+            }
+            () = probe.notified() => {
+                nonce += 1;
+                let ping = ClientMessage::Ping { nonce };
+                if let Err(err) = ws.send(Message::Text(encode(&ping).into())).await {
+                    return Outcome::Lost(format!("send failed: {err}"));
+                }
+                probing.get_or_insert(tokio::time::Instant::now() + PROBE_TIMEOUT);
+            }
             () = tokio::time::sleep_until(heard + silence) => {
                 return Outcome::Abandoned(
                     Box::new(ws),
@@ -301,6 +334,7 @@ async fn session(
             }
             frame = ws.next() => {
                 heard = tokio::time::Instant::now();
+                probing = None;
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(frame))) => {

@@ -224,8 +224,12 @@ pub enum Effect {
     /// Take our call over on this (new) server connection.
     ResumeCall(CallId),
     /// Drop the server connection and connect again at once (the old one is probably
-    /// dead: the network changed, or media and the server went silent together).
+    /// dead: the network changed).
     ReconnectServer,
+    /// Check that the server connection is alive (a ping that must be answered within a
+    /// second), and reconnect at once if it is not: media and the server may have gone
+    /// silent together (an outage).
+    ProbeServer,
 }
 
 /// The engine's call state plus what it remembers between calls.
@@ -449,10 +453,10 @@ pub fn step(machine: &CallMachine, input: Input, now: Instant) -> (CallMachine, 
                     effects
                 } else if machine.restart_due.is_some_and(|t| now >= t) {
                     // Still interrupted after a restart: the server connection may be as
-                    // dead as the path (a total outage). A fresh one resumes the call,
-                    // which restarts ICE again.
+                    // dead as the path (a total outage); if so a fresh one resumes the
+                    // call, which restarts ICE again.
                     let mut effects = restart(machine, &mut next, call_id.clone(), now);
-                    effects.insert(0, Effect::ReconnectServer);
+                    effects.insert(0, Effect::ProbeServer);
                     effects
                 } else {
                     Vec::new()

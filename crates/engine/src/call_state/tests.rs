@@ -685,11 +685,11 @@ fn an_interruption_restarts_ice_at_once_and_again_while_it_lasts() {
     );
     // A second report of the same interruption changes nothing.
     assert_eq!(w.at(6, interrupted(call(1), true)), vec![]);
-    // Still interrupted when the retry is due: restart again, over a fresh server
-    // connection (the old one may be as dead as the path).
+    // Still interrupted when the retry is due: restart again, and check the server
+    // connection (it may be as dead as the path).
     assert_eq!(
         w.at(7, Input::Tick),
-        vec![Effect::ReconnectServer, Effect::RestartIce(call(1))]
+        vec![Effect::ProbeServer, Effect::RestartIce(call(1))]
     );
     // Media back: no more restarts, no deadline.
     assert_eq!(w.at(8, interrupted(call(1), false)), vec![]);
