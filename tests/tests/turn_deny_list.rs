@@ -9,7 +9,6 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -34,25 +33,7 @@ fn deploy_config(dir: &Path, secret: &str) -> anyhow::Result<String> {
             path.display()
         );
     }
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-        ])
-        .arg(format!("/CN={TURN_DOMAIN}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("openssl: {e}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = chingu_testkit::tls::certificate(dir, &format!("DNS:{TURN_DOMAIN}"))?;
     let lines: Vec<String> = text
         .lines()
         .map(|line| {

@@ -8,7 +8,7 @@
 //! (`cargo xtask test`, or CHINGU_BIN_DIR); skips with a message otherwise.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -25,31 +25,6 @@ fn cli() -> Option<PathBuf> {
     };
     let cli = dir.join("chingu-cli");
     cli.is_file().then_some(cli)
-}
-
-fn certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some((cert, key))
 }
 
 /// Accepts TLS on `listener`; for each connection, opens one to `server`, writes a
@@ -89,9 +64,12 @@ async fn two_clients_call_through_wss_behind_a_proxy_that_names_them() {
         return;
     };
     let dir = chingu_testkit::tempdir().expect("temp dir");
-    let Some((cert, key)) = certificate(dir.path()) else {
-        eprintln!("SKIPPED: openssl cannot make a certificate here");
-        return;
+    let (cert, key) = match chingu_testkit::tls::certificate(dir.path(), "DNS:localhost") {
+        Ok(files) => files,
+        Err(why) => {
+            eprintln!("SKIPPED: no certificate for the proxy: {why:#}");
+            return;
+        }
     };
     let server = chingu_server::start(chingu_server::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),

@@ -9,6 +9,7 @@ pub mod netlab;
 pub mod process;
 pub mod pulse;
 pub mod tempdir;
+pub mod tls;
 pub mod webdriver;
 pub mod xvfb;
 
