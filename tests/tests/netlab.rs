@@ -49,8 +49,11 @@ struct World {
 }
 
 impl World {
-    fn start() -> Result<Self, String> {
-        Self::start_with(false)
+    /// The lab, or `None` after saying why it cannot run here (no root, no coturn...).
+    fn or_skip(tls_only: bool) -> Option<Self> {
+        Self::start_with(tls_only)
+            .map_err(|why| eprintln!("SKIPPED: {why}"))
+            .ok()
     }
 
     /// `tls_only`: coturn also listens for TLS, and the server hands out nothing but
@@ -319,12 +322,8 @@ fn expected(a: Access, b: Access) -> Option<bool> {
 
 #[test]
 fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one() {
-    let mut world = match World::start() {
-        Ok(w) => w,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(mut world) = World::or_skip(false) else {
+        return;
     };
     let mut failures = Vec::new();
     let mut figures = Vec::new();
@@ -396,12 +395,8 @@ fn every_pair_of_networks_connects_where_a_path_exists_and_over_the_expected_one
 
 #[test]
 fn with_only_turn_over_tls_handed_out_calls_relay_over_tls() {
-    let mut world = match World::start_with(true) {
-        Ok(w) => w,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(mut world) = World::or_skip(true) else {
+        return;
     };
     // Both hide their address: a relay is the only path, and TLS the only way to one.
     let a = world.lab.site(Access::UdpBlocked).expect("site");
@@ -434,12 +429,8 @@ fn with_only_turn_over_tls_handed_out_calls_relay_over_tls() {
 
 #[test]
 fn hide_my_ip_reveals_only_the_relay_and_chat_crosses_it() {
-    let mut world = match World::start() {
-        Ok(w) => w,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(mut world) = World::or_skip(false) else {
+        return;
     };
     // Both on public addresses: without "Hide my IP" they would meet directly.
     let bot = world.lab.site(Access::Public).expect("site");
@@ -685,12 +676,8 @@ impl LiveCall {
 
 #[test]
 fn a_ten_second_outage_does_not_end_the_call_and_media_comes_back() {
-    let mut world = match World::start() {
-        Ok(w) => w,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(mut world) = World::or_skip(false) else {
+        return;
     };
     let a = world.lab.site(Access::Cone).expect("site");
     let b = world.lab.site(Access::Cone).expect("site");
@@ -719,12 +706,8 @@ fn a_ten_second_outage_does_not_end_the_call_and_media_comes_back() {
 
 #[test]
 fn an_address_change_mid_call_does_not_end_it() {
-    let mut world = match World::start() {
-        Ok(w) => w,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(mut world) = World::or_skip(false) else {
+        return;
     };
     let mut a = world.lab.site(Access::Public).expect("site");
     let b = world.lab.site(Access::Cone).expect("site");
@@ -761,12 +744,8 @@ fn an_address_change_mid_call_does_not_end_it() {
 #[test]
 #[ignore = "a benchmark: `cargo xtask bench` runs it"]
 fn bench_lab_setup_and_recovery() {
-    let mut world = match World::start() {
-        Ok(w) => w,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(mut world) = World::or_skip(false) else {
+        return;
     };
     let runs: usize = std::env::var("CHINGU_LAB_RUNS")
         .ok()

@@ -230,13 +230,7 @@ impl Lab {
     /// the peer is dropped, as when Wi-Fi goes away; its address stays.
     pub fn set_outage(&self, site: &Site, out: bool) -> anyhow::Result<()> {
         let op = if out { "-I" } else { "-D" };
-        for chain in ["INPUT", "OUTPUT"] {
-            self.sh(
-                &site.namespace,
-                &format!("iptables {op} {chain} 1 -i lo -j ACCEPT"),
-            )
-            .ok();
-            let dir = if chain == "INPUT" { "-i" } else { "-o" };
+        for (chain, dir) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
             self.sh(
                 &site.namespace,
                 &format!("iptables {op} {chain} {dir} {} -j DROP", site.interface),
