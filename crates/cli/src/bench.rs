@@ -2,6 +2,10 @@
 //! each other over loopback with moving synthetic video, at each frame size. Latency comes
 //! from the barcode every frame carries (frame number and capture time), read after
 //! decoding; CPU from /proc for the whole process (both peers and the idle server).
+//!
+//! With `--net SCENARIO`, peer A's packets cross the network simulator ([`crate::netsim`]):
+//! `up` is A to B (through the scenario's `up` link), `down` is B to A; each direction is
+//! reported on its own.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,7 @@ use chingu_engine::{CallView, Command, Engine, EngineEvent};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::netsim::{NetCounts, NetSim, Scenario};
 use crate::peer::{PeerSetup, Probe, bitrate_for, percentile_ms};
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +63,39 @@ pub struct BenchResult {
     pub cpu_pct_one_core: f64,
     /// Video bitrate per direction, kbit/s.
     pub kbps: f64,
+    /// The network scenario (`None`: plain loopback).
+    pub net: Option<String>,
+    /// A to B.
+    pub up: DirectionResult,
+    /// B to A.
+    pub down: DirectionResult,
+    /// What the simulator did over the whole run (with `--net`).
+    pub link: Option<NetCounts>,
+}
+
+/// One direction's figures, over the measured window.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectionResult {
+    /// Capture on the sender to decoded on the receiver, from the barcodes.
+    pub capture_to_render_ms: Percentiles,
+    pub frames_sent: u64,
+    pub frames_decoded: u64,
+    /// W3C freezes (a frame later than max(3 x the average gap, gap + 150 ms)).
+    pub freeze_count: u64,
+    /// Seconds frozen in all.
+    pub total_freezes_duration: f64,
+    /// Received video, kbit/s.
+    pub video_kbps: f64,
+    /// The sender's congestion-control estimate at the end, kbit/s.
+    pub estimate_kbps: Option<f64>,
+    /// What the receiver decoded last.
+    pub frame_width: u32,
+    pub frame_height: u32,
+    /// Audio samples concealed by the receiver, % of those played.
+    pub audio_concealed_pct: f64,
+    pub pli_count: u64,
+    pub nack_count: u32,
 }
 
 /// User plus system CPU seconds of this process, from /proc/self/stat.
@@ -89,7 +127,14 @@ struct Side {
     stats: Option<CallStats>,
 }
 
-fn side(url: &str, name: &str, width: u32, height: u32, tone: f64) -> Side {
+fn side(
+    url: &str,
+    name: &str,
+    width: u32,
+    height: u32,
+    tone: f64,
+    net: Option<&Arc<NetSim>>,
+) -> Side {
     let probe = Arc::new(Mutex::new(Probe::default()));
     let setup = PeerSetup {
         server: url.to_owned(),
@@ -113,7 +158,9 @@ fn side(url: &str, name: &str, width: u32, height: u32, tone: f64) -> Side {
         local_preview: None,
         remote_audio: None,
     };
-    let (engine, events, task) = Engine::start(setup.engine_config("bench", media, false));
+    let mut config = setup.engine_config("bench", media, false);
+    config.peer.route = net.map(NetSim::route);
+    let (engine, events, task) = Engine::start(config);
     Side {
         engine,
         events,
@@ -140,15 +187,18 @@ impl Side {
     }
 }
 
-/// Runs one call at `width`x`height` for `duration` and measures it.
+/// Runs one call at `width`x`height` for `duration` and measures it; with `net`, A's
+/// packets cross the simulator, whose clock starts as the two join the queue.
 pub async fn run_size(
     url: &str,
     width: u32,
     height: u32,
     duration: Duration,
+    net: Option<&Scenario>,
 ) -> anyhow::Result<BenchResult> {
-    let mut a = side(url, "bench-a", width, height, 440.0);
-    let mut b = side(url, "bench-b", width, height, 880.0);
+    let sim = net.map(|s| NetSim::start(s.clone()));
+    let mut a = side(url, "bench-a", width, height, 440.0, sim.as_ref());
+    let mut b = side(url, "bench-b", width, height, 880.0, None);
     for (s, name) in [(&a, "bench-a"), (&b, "bench-b")] {
         s.engine
             .send(Command::Search(chingu_engine::call_state::SearchPrefs {
@@ -169,6 +219,11 @@ pub async fn run_size(
         }
     }
     let window_start = Instant::now();
+    // Counters at the start of the window, so each direction's figures cover it alone.
+    let (base_a, base_b) = (
+        a.stats.clone().unwrap_or_default(),
+        b.stats.clone().unwrap_or_default(),
+    );
     let cpu0 = cpu_seconds()?;
     let end = tokio::time::Instant::now() + duration;
     loop {
@@ -200,19 +255,26 @@ pub async fn run_size(
         .map_or(0, |d| d.as_millis() as u64);
     let connected_ms = a.connected_ms.max(b.connected_ms).unwrap_or(0);
     let mut latencies = Vec::new();
+    let mut per_side = Vec::new();
     let mut out_of_order = 0;
     for s in [&a, &b] {
         let p = s.probe.lock().map_err(|_| anyhow::anyhow!("probe"))?;
         let settle = p.first_frame.map(|f| f + Duration::from_secs(1));
-        latencies.extend(
-            p.latencies
-                .iter()
-                .filter(|(t, _)| settle.is_none_or(|s| *t >= s))
-                .map(|(_, l)| *l),
-        );
+        let mut mine: Vec<u32> = p
+            .latencies
+            .iter()
+            .filter(|(t, _)| settle.is_none_or(|s| *t >= s))
+            .map(|(_, l)| *l)
+            .collect();
+        latencies.extend_from_slice(&mine);
+        mine.sort_unstable();
+        per_side.push(mine);
         out_of_order += p.out_of_order;
     }
     latencies.sort_unstable();
+    // B receives what A sends (up); A receives what B sends (down).
+    let up = direction(&base_a, &sa, &base_b, &sb, &per_side[1]);
+    let down = direction(&base_b, &sb, &base_a, &sa, &per_side[0]);
     let both = |f: fn(&CallStats) -> f64| f(&sa) + f(&sb);
     let frames_encoded = both(|s| s.outbound_video.frames_encoded as f64);
     let frames_decoded = both(|s| s.inbound_video.frames_decoded as f64);
@@ -242,6 +304,10 @@ pub async fn run_size(
             / frames_decoded.max(1.0),
         cpu_pct_one_core: cpu / wall * 100.0,
         kbps: both(|s| s.outbound_video.bytes_sent as f64) * 8.0 / 1000.0 / elapsed_s / 2.0,
+        net: net.map(|s| s.name.clone()),
+        up,
+        down,
+        link: sim.as_ref().map(|s| s.counts()),
     };
     for s in [a, b] {
         drop(s.engine);
@@ -251,8 +317,59 @@ pub async fn run_size(
     Ok(result)
 }
 
-/// Starts an in-process server and measures each size in turn.
-pub async fn run(sizes: &[(u32, u32)], duration: Duration) -> anyhow::Result<Vec<BenchResult>> {
+/// One direction over the window: the sender's stats at its start and end, the
+/// receiver's, and the receiver's sorted latencies (µs).
+fn direction(
+    sender0: &CallStats,
+    sender: &CallStats,
+    receiver0: &CallStats,
+    receiver: &CallStats,
+    latencies: &[u32],
+) -> DirectionResult {
+    let window_s =
+        (receiver.elapsed_ms.saturating_sub(receiver0.elapsed_ms) as f64 / 1000.0).max(0.001);
+    let (rv, rv0) = (&receiver.inbound_video, &receiver0.inbound_video);
+    let (ra, ra0) = (&receiver.inbound_audio, &receiver0.inbound_audio);
+    let samples = ra
+        .total_samples_received
+        .saturating_sub(ra0.total_samples_received);
+    let concealed = ra.concealed_samples.saturating_sub(ra0.concealed_samples);
+    DirectionResult {
+        capture_to_render_ms: Percentiles {
+            p50: percentile_ms(latencies, 50.0),
+            p95: percentile_ms(latencies, 95.0),
+            p99: percentile_ms(latencies, 99.0),
+        },
+        frames_sent: sender
+            .outbound_video
+            .frames_sent
+            .saturating_sub(sender0.outbound_video.frames_sent),
+        frames_decoded: rv.frames_decoded.saturating_sub(rv0.frames_decoded),
+        freeze_count: rv.freeze_count.saturating_sub(rv0.freeze_count),
+        total_freezes_duration: (rv.total_freezes_duration - rv0.total_freezes_duration).max(0.0),
+        video_kbps: rv.bytes_received.saturating_sub(rv0.bytes_received) as f64 * 8.0
+            / 1000.0
+            / window_s,
+        estimate_kbps: sender.available_outgoing_bitrate.map(|b| b / 1000.0),
+        frame_width: rv.frame_width,
+        frame_height: rv.frame_height,
+        audio_concealed_pct: if samples == 0 {
+            0.0
+        } else {
+            concealed as f64 * 100.0 / samples as f64
+        },
+        pli_count: rv.pli_count.saturating_sub(rv0.pli_count),
+        nack_count: rv.nack_count.saturating_sub(rv0.nack_count),
+    }
+}
+
+/// Starts an in-process server and measures each size in turn (each scenario in turn
+/// with `nets`; plain loopback without).
+pub async fn run(
+    sizes: &[(u32, u32)],
+    duration: Duration,
+    nets: &[Scenario],
+) -> anyhow::Result<Vec<BenchResult>> {
     let dir = std::env::temp_dir().join(format!("chingu-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let server = chingu_server::start(chingu_server::Config {
@@ -265,7 +382,16 @@ pub async fn run(sizes: &[(u32, u32)], duration: Duration) -> anyhow::Result<Vec
     let url = server.ws_url();
     let mut results = Vec::new();
     for &(w, h) in sizes {
-        results.push(run_size(&url, w, h, duration).await?);
+        if nets.is_empty() {
+            results.push(run_size(&url, w, h, duration, None).await?);
+        }
+        for net in nets {
+            results.push(
+                run_size(&url, w, h, duration, Some(net))
+                    .await
+                    .with_context(|| format!("scenario {}", net.name))?,
+            );
+        }
     }
     server.shutdown();
     server.stopped().await;

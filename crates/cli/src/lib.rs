@@ -6,4 +6,5 @@
 pub mod attack;
 pub mod bench;
 pub mod load;
+pub mod netsim;
 pub mod peer;

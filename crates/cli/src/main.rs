@@ -95,6 +95,12 @@ enum Command {
         /// Compact JSON (one object per line).
         #[arg(long)]
         json: bool,
+        /// Send peer A's packets through the network simulator: a preset (clean, loss5,
+        /// loss20, loss40, burst, cap1m, cap500k, step, jitter) and/or settings such as
+        /// `loss=20%,up.rate=1M,delay=50ms,seed=7` (see netsim/scenario.rs). Repeat for
+        /// several; `all` runs every preset.
+        #[arg(long)]
+        net: Vec<String>,
     },
     /// Simulate many clients matching and signaling against a server; prints figures.
     Load {
@@ -198,7 +204,18 @@ fn main() -> anyhow::Result<()> {
             duration,
             sizes,
             json,
+            net,
         } => {
+            let mut nets = Vec::new();
+            for spec in &net {
+                if spec == "all" {
+                    for (name, ..) in chingu_cli::netsim::scenario::PRESETS {
+                        nets.push(name.parse()?);
+                    }
+                } else {
+                    nets.push(spec.parse::<chingu_cli::netsim::Scenario>()?);
+                }
+            }
             let sizes = sizes
                 .iter()
                 .map(|s| {
@@ -211,6 +228,7 @@ fn main() -> anyhow::Result<()> {
             let results = runtime.block_on(chingu_cli::bench::run(
                 &sizes,
                 Duration::from_secs(duration),
+                &nets,
             ))?;
             for r in results {
                 if json {

@@ -17,12 +17,14 @@ use webrtc::peer_connection::{
 };
 
 use super::privacy::CandidatePolicy;
+use super::route::{self, MediaRoute};
 use super::{CONTROL_CHANNEL, NudgeState, PeerEvent, PeerTasks};
 use crate::packets::{InboundSinks, RtpIn};
 
 pub(super) struct Handler {
     pub(super) events: mpsc::Sender<PeerEvent>,
     pub(super) policy: CandidatePolicy,
+    pub(super) route: Option<Arc<dyn MediaRoute>>,
     pub(super) sinks: InboundSinks,
     pub(super) channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
     pub(super) connected: AtomicBool,
@@ -45,7 +47,13 @@ impl Handler {
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
-            Ok(init) => match self.policy.filter(&init.candidate) {
+            Ok(init) => match self
+                .policy
+                .filter(&init.candidate)
+                .and_then(|c| match &self.route {
+                    Some(r) => route::local(r.as_ref(), &c),
+                    None => Some(c),
+                }) {
                 Some(candidate) => self.emit(PeerEvent::Candidate(Signal::Candidate {
                     candidate,
                     sdp_mid: init.sdp_mid,

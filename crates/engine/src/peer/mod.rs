@@ -19,6 +19,7 @@ mod keyframe;
 mod net_stats;
 mod nudge;
 pub mod privacy;
+pub mod route;
 mod tcp_turn;
 mod tracks;
 
@@ -51,6 +52,7 @@ use keyframe::KeyframeRequestForwarder;
 pub(crate) use nudge::NudgeState;
 use nudge::nudge_driver;
 use privacy::CandidatePolicy;
+use route::MediaRoute;
 use tracks::{H264_PT, OPUS_PT, Tracks};
 
 pub use tracks::duration_for_ticks;
@@ -118,6 +120,8 @@ pub struct PeerOptions {
     pub relay_only: bool,
     /// Unique per peer in a process: equal track ids on both ends misroute RTCP.
     pub track_prefix: String,
+    /// Send every packet through this (a network simulator; see [`route`]).
+    pub route: Option<Arc<dyn MediaRoute>>,
 }
 
 impl Default for PeerOptions {
@@ -127,6 +131,7 @@ impl Default for PeerOptions {
             udp_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
             relay_only: false,
             track_prefix: "chingu".into(),
+            route: None,
         }
     }
 }
@@ -206,6 +211,7 @@ pub struct Peer {
     tasks: Arc<PeerTasks>,
     /// What of our addresses may be sent to the peer.
     policy: CandidatePolicy,
+    route: Option<Arc<dyn MediaRoute>>,
     nudge: Arc<NudgeState>,
     /// TURN/TCP bridges: the server URL each serves, and its loopback address.
     bridges: std::sync::Mutex<Vec<(String, SocketAddr)>>,
@@ -307,6 +313,7 @@ impl Peer {
         let handler = Arc::new(Handler {
             events: events_tx.clone(),
             policy,
+            route: options.route.clone(),
             sinks,
             channel: Arc::clone(&channel),
             connected: AtomicBool::new(false),
@@ -339,6 +346,7 @@ impl Peer {
             pending_candidates: Mutex::new(Vec::new()),
             tasks,
             policy,
+            route: options.route.clone(),
             nudge,
             bridges,
         };
@@ -423,7 +431,7 @@ impl Peer {
             .create_offer(None)
             .await
             .map_err(|e| PeerError::CreateOffer(e.to_string()))?;
-        let sdp = self.policy.scrub_sdp(&offer.sdp);
+        let sdp = self.outgoing_sdp(&offer.sdp);
         self.pc
             .set_local_description(offer)
             .await
@@ -434,7 +442,7 @@ impl Peer {
     /// Applies the peer's offer and returns our answer.
     pub async fn accept_offer(&self, sdp: String) -> Result<String, PeerError> {
         let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
-        let offer = RTCSessionDescription::offer(sdp).map_err(bad)?;
+        let offer = RTCSessionDescription::offer(self.incoming_sdp(sdp)).map_err(bad)?;
         self.pc.set_remote_description(offer).await.map_err(bad)?;
         self.remote_description_applied().await;
         let answer = self
@@ -442,7 +450,7 @@ impl Peer {
             .create_answer(None)
             .await
             .map_err(|e| PeerError::CreateAnswer(e.to_string()))?;
-        let out = self.policy.scrub_sdp(&answer.sdp);
+        let out = self.outgoing_sdp(&answer.sdp);
         self.pc
             .set_local_description(answer)
             .await
@@ -453,11 +461,29 @@ impl Peer {
 
     pub async fn accept_answer(&self, sdp: String) -> Result<(), PeerError> {
         let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
-        let answer = RTCSessionDescription::answer(sdp).map_err(bad)?;
+        let answer = RTCSessionDescription::answer(self.incoming_sdp(sdp)).map_err(bad)?;
         self.pc.set_remote_description(answer).await.map_err(bad)?;
         self.remote_description_applied().await;
         self.learn_payload_types().await;
         Ok(())
+    }
+
+    /// Our description as the peer may see it: private candidates removed, and with a
+    /// route only the route's addresses.
+    fn outgoing_sdp(&self, sdp: &str) -> String {
+        let scrubbed = self.policy.scrub_sdp(sdp);
+        match &self.route {
+            Some(r) => route::sdp(&scrubbed, |c| route::local(r.as_ref(), c)),
+            None => scrubbed,
+        }
+    }
+
+    /// The peer's description with its candidates reached through the route, if any.
+    fn incoming_sdp(&self, sdp: String) -> String {
+        match &self.route {
+            Some(r) => route::sdp(&sdp, |c| route::remote(r.as_ref(), c)),
+            None => sdp,
+        }
     }
 
     async fn remote_description_applied(&self) {
@@ -491,6 +517,13 @@ impl Peer {
         } = signal
         else {
             return Ok(());
+        };
+        let candidate = match &self.route {
+            Some(r) => match route::remote(r.as_ref(), &candidate) {
+                Some(routed) => routed,
+                None => return Ok(()),
+            },
+            None => candidate,
         };
         let init = RTCIceCandidateInit {
             candidate,
