@@ -65,6 +65,26 @@ pub fn bench(args: &[String]) -> Result {
     std::fs::write(&path, lines.as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
 
+    // Calls through the network simulator: the scenario table, also into the docs.
+    eprintln!("xtask: calls on bad networks (chingu-cli bench --net all)");
+    let table = out_dir.join("impairment.md");
+    let output = Command::new(&cli)
+        .args(["bench", "--json", "--duration", "20", "--sizes", "640x480"])
+        .args(["--net", "all", "--table"])
+        .arg(&table)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", cli.display()))?;
+    if !output.status.success() {
+        return Err("chingu-cli bench --net failed".into());
+    }
+    let path = out_dir.join("impairment.jsonl");
+    std::fs::write(&path, &output.stdout)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let rows =
+        std::fs::read_to_string(&table).map_err(|e| format!("reading {}: {e}", table.display()))?;
+    splice_docs("impairment-table", &rows)?;
+
     let mut results = Vec::new();
     for (scenario, hold_ms) in [("paced", "1000"), ("saturated", "0")] {
         eprintln!("xtask: load scenario {scenario}: {clients} clients, {duration} s");
@@ -112,6 +132,28 @@ pub fn bench(args: &[String]) -> Result {
             .env("CHINGU_BENCH_OUT", &path),
     )?;
     eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// Replaces what docs/benchmarks.md holds between `<!-- NAME:begin -->` and
+/// `<!-- NAME:end -->` with `text`.
+fn splice_docs(name: &str, text: &str) -> Result {
+    let path = crate::repo_root().join("docs/benchmarks.md");
+    let doc =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let (Some(start), Some(stop)) = (doc.find(&begin), doc.find(&end)) else {
+        return Err(format!("{} has no {begin} … {end} markers", path.display()));
+    };
+    if stop < start {
+        return Err(format!("{}: {end} comes before {begin}", path.display()));
+    }
+    let spliced = format!("{}{begin}\n{text}{}", &doc[..start], &doc[stop..]);
+    std::fs::write(&path, spliced).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("xtask: updated {} ({name})", path.display());
     Ok(())
 }
 

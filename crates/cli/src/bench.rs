@@ -398,3 +398,46 @@ pub async fn run(
     let _ = std::fs::remove_dir_all(&dir);
     Ok(results)
 }
+
+/// One scenario's outcome for the table: its figures, or why it could not be measured.
+pub type Row = Result<BenchResult, (String, String)>;
+
+/// The scenario table as Markdown (docs/benchmarks.md), one line per direction.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
+    for row in rows {
+        match row {
+            Ok(r) => {
+                let name = r.net.as_deref().unwrap_or("loopback");
+                for (label, d) in [("up (A→B)", &r.up), ("down (B→A)", &r.down)] {
+                    out.push_str(&format!(
+                        "| {name} | {} ms | {label} | {} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{} | {:.1} % |\n",
+                        r.connected_ms,
+                        d.frames_decoded,
+                        d.frames_sent,
+                        d.freeze_count,
+                        d.total_freezes_duration,
+                        ms(d.capture_to_render_ms.p50),
+                        ms(d.capture_to_render_ms.p95),
+                        d.video_kbps,
+                        d.estimate_kbps.map_or("–".to_owned(), |e| format!("{e:.0}")),
+                        d.frame_width,
+                        d.frame_height,
+                        d.audio_concealed_pct,
+                    ));
+                }
+            }
+            Err((name, error)) => {
+                out.push_str(&format!(
+                    "| {name} | {} | | | | | | | |\n",
+                    error.replace('|', "/").replace('\n', " ")
+                ));
+            }
+        }
+    }
+    out
+}

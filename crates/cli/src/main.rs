@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -101,6 +102,9 @@ enum Command {
         /// several; `all` runs every preset.
         #[arg(long)]
         net: Vec<String>,
+        /// Also write the scenarios as a Markdown table to this file.
+        #[arg(long)]
+        table: Option<std::path::PathBuf>,
     },
     /// Simulate many clients matching and signaling against a server; prints figures.
     Load {
@@ -205,6 +209,7 @@ fn main() -> anyhow::Result<()> {
             sizes,
             json,
             net,
+            table,
         } => {
             let mut nets = Vec::new();
             for spec in &net {
@@ -225,17 +230,57 @@ fn main() -> anyhow::Result<()> {
                     Ok((w.parse()?, h.parse()?))
                 })
                 .collect::<anyhow::Result<Vec<(u32, u32)>>>()?;
-            let results = runtime.block_on(chingu_cli::bench::run(
-                &sizes,
-                Duration::from_secs(duration),
-                &nets,
-            ))?;
-            for r in results {
+            let print = |value: &serde_json::Value| -> anyhow::Result<()> {
                 if json {
-                    println!("{}", serde_json::to_string(&r)?);
+                    println!("{}", serde_json::to_string(value)?);
                 } else {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    println!("{}", serde_json::to_string_pretty(value)?);
                 }
+                Ok(())
+            };
+            if nets.is_empty() {
+                let results = runtime.block_on(chingu_cli::bench::run(
+                    &sizes,
+                    Duration::from_secs(duration),
+                    &[],
+                ))?;
+                for r in results {
+                    print(&serde_json::to_value(&r)?)?;
+                }
+            }
+            // One scenario at a time: a call that does not connect is a row of the table
+            // (with its error), not the end of the run.
+            let mut failed = 0;
+            let mut rows = Vec::new();
+            for net in &nets {
+                let outcome = runtime.block_on(chingu_cli::bench::run(
+                    &sizes,
+                    Duration::from_secs(duration),
+                    std::slice::from_ref(net),
+                ));
+                match outcome {
+                    Ok(results) => {
+                        for r in results {
+                            print(&serde_json::to_value(&r)?)?;
+                            rows.push(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        print(&serde_json::json!({
+                            "net": net.name,
+                            "error": format!("{e:#}"),
+                        }))?;
+                        rows.push(Err((net.name.clone(), format!("{e:#}"))));
+                    }
+                }
+            }
+            if let Some(path) = &table {
+                std::fs::write(path, chingu_cli::bench::markdown(&rows))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if failed > 0 && failed == nets.len() {
+                anyhow::bail!("no scenario could be measured");
             }
         }
         Command::Load {

@@ -334,6 +334,12 @@ impl Actor {
         let (sinks, inbound) = packets::inbound();
         let mut options = self.config.peer.clone();
         options.ice_servers = self.ice_servers.clone();
+        // Congestion control never asks for more than the video ceiling plus audio.
+        options.max_bitrate_bps = self
+            .config
+            .media
+            .video_bitrate_bps
+            .saturating_add(crate::pipeline::ladder::AUDIO_RESERVE_BPS as u32);
         let offerer = role == Role::Offerer;
         // Boxed: building a peer connection is a large future (~20 KiB).
         let built = Box::pin(Peer::new(options, offerer, sinks)).await;
@@ -553,6 +559,7 @@ impl Actor {
                         self.config.media.clone(),
                         inbound,
                         self.notices_tx.clone(),
+                        call.peer.bandwidth(),
                     ) {
                         Ok((media, outbound)) => {
                             media.set_muted(self.machine.muted);

@@ -3,6 +3,7 @@
 //! Both sides depend on this module and neither on the other's internals, so webrtc-rs
 //! stays inside `peer`.
 
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,6 +34,23 @@ pub struct EncodedVideo {
 pub struct EncodedAudio {
     pub data: Bytes,
     pub duration: Duration,
+}
+
+/// What congestion control says about our sending: written by the transport (the
+/// estimate, from the peer's feedback) and the video writer (its backlog), read by the
+/// encoder, which follows it.
+#[derive(Debug, Default)]
+pub struct Bandwidth {
+    /// The target for everything we send, bits/s.
+    pub target_bps: AtomicU64,
+    /// The smoothed fraction of our packets the peer reports lost, per mille.
+    pub loss_permille: AtomicU32,
+    /// How far the one-way delay is above its recent least (a queue on the path), ms.
+    pub queue_delay_ms: AtomicU32,
+    /// The path's round-trip time from RTCP, ms (0: not known yet).
+    pub rtt_ms: AtomicU32,
+    /// Encoded video bytes handed to the transport and not yet sent.
+    pub video_backlog_bytes: AtomicU64,
 }
 
 /// Inbound RTP per track queued from the transport to the pipeline (~1 s of 720p video).

@@ -5,8 +5,13 @@
 //! Layout: 64 payload bits (frame number: 32, capture time in µs mod 2^32: 32) and an
 //! 8-bit CRC, one bit per 16x16 block (an H.264 macroblock, so each block is coded on its
 //! own), white (235) for 1 and black (16) for 0, row-major from the top-left. Reading
-//! averages each block's inner 8x8 pixels, so blur and ringing at block edges do not
-//! matter. The chroma under the barcode is neutral.
+//! averages each block's inner half, so blur and ringing at block edges do not matter,
+//! and refuses a frame where any block is neither clearly white nor clearly black (a
+//! frame with no barcode, or a corrupted one). The chroma under the barcode is neutral.
+//!
+//! A sender may scale its frames down before encoding (congestion control's resolution
+//! ladder); [`read`] also tries the frame as the 3/4, 1/2, 3/8 and 1/4 scale of a
+//! stamped one.
 
 use crate::I420Frame;
 
@@ -70,21 +75,52 @@ pub fn write(frame: &mut I420Frame, stamp: Stamp) -> bool {
     true
 }
 
-/// Reads the stamp, or `None` if the frame is too small or the CRC does not match.
+/// The scales (numerator, denominator) a stamped frame may have been reduced by.
+const SCALES: [(usize, usize); 5] = [(1, 1), (3, 4), (1, 2), (3, 8), (1, 4)];
+/// A block's mean must be below this (black) or at least [`WHITE_ABOVE`] (white).
+const BLACK_BELOW: u32 = 80;
+const WHITE_ABOVE: u32 = 170;
+
+/// Reads the stamp, or `None` if the frame is too small, carries none, or the CRC does
+/// not match.
 pub fn read(frame: &I420Frame) -> Option<Stamp> {
+    SCALES.iter().find_map(|&(num, den)| {
+        let (w, h) = (frame.width() * den, frame.height() * den);
+        (w % num == 0 && h % num == 0)
+            .then(|| read_scaled(frame, w / num, h / num))
+            .flatten()
+    })
+}
+
+/// Reads `frame` as a stamped frame of `source_width` x `source_height` scaled to its size.
+fn read_scaled(frame: &I420Frame, source_width: usize, source_height: usize) -> Option<Stamp> {
     let (width, height) = (frame.width(), frame.height());
-    band_height(width, height)?;
-    let per_row = width / BLOCK;
+    band_height(source_width, source_height)?;
+    let per_row = source_width / BLOCK;
+    let scale = width as f64 / source_width as f64;
+    // The inner half of each block, at least one pixel.
+    let span = |start: usize| -> (usize, usize) {
+        let from = ((start as f64 + BLOCK as f64 / 4.0) * scale) as usize;
+        let to = (((start as f64 + BLOCK as f64 * 3.0 / 4.0) * scale) as usize).max(from + 1);
+        (from, to)
+    };
     let mut bits: u128 = 0;
     for index in 0..BITS {
-        let (bx, by) = ((index % per_row) * BLOCK, (index / per_row) * BLOCK);
+        let (x0, x1) = span((index % per_row) * BLOCK);
+        let (y0, y1) = span((index / per_row) * BLOCK);
+        if x1 > width || y1 > height {
+            return None;
+        }
         let mut sum = 0u32;
-        for y in by + 4..by + 12 {
-            let row = &frame.y[y * width + bx + 4..y * width + bx + 12];
+        for y in y0..y1 {
+            let row = &frame.y[y * width + x0..y * width + x1];
             sum += row.iter().map(|&p| u32::from(p)).sum::<u32>();
         }
-        if sum / 64 >= 126 {
+        let mean = sum / ((x1 - x0) * (y1 - y0)) as u32;
+        if mean >= WHITE_ABOVE {
             bits |= 1 << index;
+        } else if mean >= BLACK_BELOW {
+            return None;
         }
     }
     let payload = (bits & u128::from(u64::MAX)) as u64;
@@ -100,9 +136,10 @@ fn to_bits(stamp: Stamp) -> u128 {
     u128::from(payload) | (u128::from(crc8(payload)) << 64)
 }
 
-/// CRC-8 (polynomial 0x07) over the payload's bytes.
+/// CRC-8 (polynomial 0x07) over the payload's bytes, from a non-zero start so that an
+/// all-black band (payload 0, CRC 0) is not a valid stamp.
 fn crc8(payload: u64) -> u8 {
-    payload.to_be_bytes().iter().fold(0u8, |mut crc, &byte| {
+    payload.to_be_bytes().iter().fold(0xA5u8, |mut crc, &byte| {
         crc ^= byte;
         for _ in 0..8 {
             crc = if crc & 0x80 != 0 {
@@ -147,6 +184,35 @@ mod tests {
             }
         }
         assert_eq!(read(&frame), None);
+    }
+
+    #[test]
+    fn reads_frames_scaled_down_by_the_ladder() {
+        let mut source = I420Frame::new(1280, 720).expect("size");
+        let stamp = Stamp::new(7, 123_456);
+        write(&mut source, stamp);
+        for (w, h) in [(960, 540), (640, 360), (480, 270), (320, 180)] {
+            let mut scaled = I420Frame::new(w, h).expect("size");
+            crate::scale::scale(&source, &mut scaled);
+            assert_eq!(read(&scaled), Some(stamp), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn a_frame_without_a_barcode_is_refused() {
+        // Mid-grey blocks and a picture: neither black nor white.
+        let mut frame = I420Frame::new(640, 480).expect("size");
+        frame.y.fill(128);
+        assert_eq!(read(&frame), None);
+        let mut pattern = crate::pattern::TestPattern::new();
+        let mut picture = I420Frame::new(640, 480).expect("size");
+        pattern.draw(&mut picture, 5);
+        // The pattern stamps itself: remove the band, as a foreign frame has none.
+        let band = band_height(640, 480).expect("band");
+        for (i, px) in picture.y[..band * 640].iter_mut().enumerate() {
+            *px = (i % 251) as u8;
+        }
+        assert_eq!(read(&picture), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! H.264 Constrained Baseline with openh264 (built from source, with nasm for SIMD).
 //!
-//! openh264 0.9 exposes bitrate and frame rate only at construction, so
-//! [`H264Encoder::reconfigure`] rebuilds the encoder (the next frame is an IDR). Keyframes
+//! openh264 0.9's builder sets bitrate and frame rate only at construction; congestion
+//! control changes them during a call through openh264's own option API
+//! ([`H264Encoder::set_rate`]), without a keyframe. A new size rebuilds the encoder
+//! ([`H264Encoder::reconfigure`]; the next frame is an IDR). Keyframes
 //! are produced only on request ([`H264Encoder::encode`]'s `force_keyframe`) and on the
 //! first frame: the call engine asks for one when the call connects and on every PLI.
 
@@ -33,6 +35,7 @@ pub struct H264Encoder {
     encoder: Encoder,
     settings: EncoderSettings,
     out: Vec<u8>,
+    clock_ms: f64,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -53,6 +56,7 @@ impl H264Encoder {
             encoder: build_encoder(settings)?,
             settings,
             out: Vec::with_capacity(256 * 1024),
+            clock_ms: 0.0,
         })
     }
 
@@ -69,6 +73,49 @@ impl H264Encoder {
         Ok(())
     }
 
+    /// Changes the target bitrate and frame rate of the running encoder: the next frames
+    /// follow it, with no keyframe. openh264 fixes the H.264 level (and with it the
+    /// highest bitrate it will accept) from the bitrate the encoder was built with: build
+    /// it at the most it will ever be asked for, then lower it here.
+    pub fn set_rate(&mut self, bitrate_bps: u32, fps: f32) -> Result<(), MediaError> {
+        let wanted = EncoderSettings { bitrate_bps, fps };
+        if wanted == self.settings {
+            return Ok(());
+        }
+        validate(wanted)?;
+        let mut target = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: i32::try_from(bitrate_bps).map_err(h264_err)?,
+        };
+        let mut frame_rate = fps;
+        // SAFETY: the encoder is initialised (built in `new`), each option is given a
+        // pointer to the type openh264's API documents for it (SBitrateInfo for the
+        // bitrate, float for the frame rate), and the pointers live for the call; these
+        // options are openh264's documented way to change the rate at run time and do not
+        // touch anything the wrapper relies on (size, threads, format).
+        #[allow(unsafe_code)]
+        let results = unsafe {
+            let api = self.encoder.raw_api();
+            [
+                api.set_option(
+                    openh264_sys2::ENCODER_OPTION_BITRATE,
+                    (&raw mut target).cast(),
+                ),
+                api.set_option(
+                    openh264_sys2::ENCODER_OPTION_FRAME_RATE,
+                    (&raw mut frame_rate).cast(),
+                ),
+            ]
+        };
+        if results.iter().any(|&r| r != 0) {
+            return Err(MediaError::H264(format!(
+                "openh264 refused {wanted:?} (bitrate, frame rate: {results:?})"
+            )));
+        }
+        self.settings = wanted;
+        Ok(())
+    }
+
     /// Encodes one frame. `None` when the encoder dropped it (rate control).
     pub fn encode(
         &mut self,
@@ -78,7 +125,11 @@ impl H264Encoder {
         if force_keyframe {
             self.encoder.force_intra_frame();
         }
-        let bitstream = self.encoder.encode(frame).map_err(h264_err)?;
+        // Rate control is given a clock that advances one frame interval per frame at
+        // the configured rate (capture times are not always there: relayed frames).
+        let at = openh264::Timestamp::from_millis(self.clock_ms as u64);
+        self.clock_ms += 1000.0 / f64::from(self.settings.fps);
+        let bitstream = self.encoder.encode_at(frame, at).map_err(h264_err)?;
         let keyframe = match bitstream.frame_type() {
             FrameType::Skip | FrameType::Invalid => return Ok(None),
             FrameType::IDR | FrameType::I => true,
@@ -93,7 +144,7 @@ impl H264Encoder {
     }
 }
 
-fn build_encoder(settings: EncoderSettings) -> Result<Encoder, MediaError> {
+fn validate(settings: EncoderSettings) -> Result<(), MediaError> {
     if !(1.0..=120.0).contains(&settings.fps)
         || !(10_000..=50_000_000).contains(&settings.bitrate_bps)
     {
@@ -101,6 +152,11 @@ fn build_encoder(settings: EncoderSettings) -> Result<Encoder, MediaError> {
             "unsupported settings {settings:?}"
         )));
     }
+    Ok(())
+}
+
+fn build_encoder(settings: EncoderSettings) -> Result<Encoder, MediaError> {
+    validate(settings)?;
     let config = EncoderConfig::new()
         .profile(Profile::Baseline)
         .usage_type(UsageType::CameraVideoRealTime)

@@ -15,6 +15,7 @@ pub mod level;
 pub mod opus_codec;
 pub mod pattern;
 pub mod resample;
+pub mod scale;
 pub mod tone;
 
 pub use frame::I420Frame;

@@ -60,6 +60,63 @@ fn h264_round_trip_keeps_every_frame_number_in_order() {
 }
 
 #[test]
+fn the_rate_changes_at_run_time_without_keyframes() {
+    let mut encoder = H264Encoder::new(EncoderSettings {
+        bitrate_bps: 2_000_000,
+        fps: 30.0,
+    })
+    .expect("encoder");
+    let mut pattern = TestPattern::new();
+    let mut frame = I420Frame::new(640, 480).expect("size");
+    // Two seconds at 2 Mbit/s, then two at 700 kbit/s, then two at 2 Mbit/s again.
+    let mut phase_bytes = [0usize; 3];
+    for i in 0..180u64 {
+        if i == 60 {
+            encoder.set_rate(700_000, 30.0).expect("lower rate");
+        }
+        if i == 120 {
+            encoder.set_rate(2_000_000, 30.0).expect("higher rate");
+        }
+        pattern.draw(&mut frame, 1_000_000 + i * 33_333);
+        let encoded = encoder.encode(&frame, false).expect("encode");
+        let Some(encoded) = encoded else { continue };
+        assert_eq!(
+            encoded.keyframe,
+            i == 0,
+            "frame {i}: no keyframe for a rate change"
+        );
+        // The second after each change, when rate control has settled.
+        if i % 60 >= 30 {
+            phase_bytes[(i / 60) as usize] += encoded.data.len();
+        }
+    }
+    let kbps = phase_bytes.map(|b| b as f64 * 8.0 / 1000.0);
+    eprintln!("kbps per phase (last second of each): {kbps:?}");
+    assert!(
+        kbps[1] < kbps[0] * 0.6,
+        "the encoder did not follow 2 M -> 700 k: {kbps:?}"
+    );
+    assert!(
+        kbps[2] > kbps[1] * 1.6,
+        "the encoder did not follow 700 k -> 2 M: {kbps:?}"
+    );
+    // openh264 picks the H.264 level from the first bitrate and refuses a rate above
+    // that level's limit later: an encoder that must climb is built at its ceiling.
+    let mut small = H264Encoder::new(EncoderSettings {
+        bitrate_bps: 300_000,
+        fps: 30.0,
+    })
+    .expect("encoder");
+    let mut other = I420Frame::new(480, 360).expect("size");
+    pattern.draw(&mut other, 5);
+    small.encode(&other, false).expect("encode");
+    assert!(small.set_rate(2_000_000, 30.0).is_err());
+    small.set_rate(250_000, 15.0).expect("down");
+    assert!(encoder.set_rate(0, 30.0).is_err());
+    assert!(encoder.set_rate(500_000, 0.0).is_err());
+}
+
+#[test]
 fn keyframes_come_on_request_and_after_reconfiguring() {
     let mut encoder = H264Encoder::new(settings()).expect("encoder");
     let mut pattern = TestPattern::new();

@@ -12,6 +12,7 @@
 //! aborted and awaited by [`Peer::close`]. Always close: a peer connection dropped
 //! without it leaks its driver (see ../shared/notes).
 
+mod bwe;
 pub mod depacketize;
 mod handler;
 mod ice;
@@ -19,6 +20,7 @@ mod keyframe;
 mod net_stats;
 mod nudge;
 pub mod privacy;
+mod retransmit;
 pub mod route;
 mod tcp_turn;
 mod tracks;
@@ -30,8 +32,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chingu_proto::{IceServer, Signal};
-use rtc::interceptor::Slot;
+use rtc::interceptor::{
+    CongestionControlBuilder, NackGeneratorBuilder, NackResponderBuilder, Slot, TwccSenderBuilder,
+};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
@@ -40,10 +48,10 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceTransportPolicy, RTCSessionDescription, Registry,
-    SettingEngineBuilder, StatsSelector, register_default_interceptors,
+    SettingEngineBuilder, StatsSelector,
 };
 
-use crate::packets::{InboundSinks, OutboundMedia};
+use crate::packets::{Bandwidth, InboundSinks, OutboundMedia};
 use crate::stats::NetStats;
 use handler::Handler;
 pub use ice::local_addresses;
@@ -74,6 +82,37 @@ const DISCONNECTED_AFTER: Duration = Duration::from_secs(2);
 /// media), so several must fit in [`DISCONNECTED_AFTER`]: with the default 2 s the
 /// connection flapped to disconnected and back in quiet moments.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often the receiver asks again for packets still missing.
+const NACK_INTERVAL: Duration = Duration::from_millis(25);
+/// How many times a missing packet is asked for (over 200 ms). webrtc-rs's default is
+/// without limit: every missing packet, every interval, for as long as it is in the
+/// receive log — under loss into a full queue those retransmissions became most of what
+/// was sent. What is resent is also held to a budget (retransmit.rs).
+const NACKS_PER_PACKET: u16 = 8;
+
+/// NACK both ways (as webrtc-rs's `configure_nack`), asking for each packet a bounded
+/// number of times.
+fn bounded_nack(registry: Registry, media: &mut MediaEngine) -> Registry {
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    registry
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
+                .with_max_nacks_per_packet(NACKS_PER_PACKET)
+                .build(),
+        )
+}
 
 /// What can go wrong with a peer connection, one variant per step that can fail.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +161,8 @@ pub struct PeerOptions {
     pub track_prefix: String,
     /// Send every packet through this (a network simulator; see [`route`]).
     pub route: Option<Arc<dyn MediaRoute>>,
+    /// The most congestion control will ever let us send, bits/s (all media).
+    pub max_bitrate_bps: u32,
 }
 
 impl Default for PeerOptions {
@@ -132,6 +173,7 @@ impl Default for PeerOptions {
             relay_only: false,
             track_prefix: "chingu".into(),
             route: None,
+            max_bitrate_bps: 2_600_000,
         }
     }
 }
@@ -217,6 +259,13 @@ pub struct Peer {
     bridges: std::sync::Mutex<Vec<(String, SocketAddr)>>,
 }
 
+impl Peer {
+    /// What congestion control says about our sending (the encoder follows it).
+    pub fn bandwidth(&self) -> Arc<Bandwidth> {
+        Arc::clone(&self.tracks.bandwidth)
+    }
+}
+
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peer")
@@ -254,9 +303,33 @@ impl Peer {
                 RtpCodecKind::Audio,
             )
             .map_err(codec)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)
-            .map_err(codec)?
-            .with(Slot::from(14_000), KeyframeRequestForwarder::default());
+        // Send-side congestion control: our packets carry transport-wide sequence numbers
+        // (the default interceptors only report on what we receive), the peer's feedback
+        // drives our estimator, and the encoder follows what it publishes. No pacer
+        // interceptor: its one FIFO would queue audio behind video; the video writer paces
+        // (tracks.rs).
+        let bandwidth = Arc::new(Bandwidth::default());
+        let estimator = bwe::Estimator::new(
+            bwe::INITIAL_BPS,
+            f64::from(options.max_bitrate_bps),
+            Arc::clone(&bandwidth),
+        );
+        // The default interceptors, with NACK bounded (bounded_nack).
+        configure_simulcast_extension_headers(&mut media).map_err(codec)?;
+        let registry = bounded_nack(Registry::new(), &mut media);
+        let registry = configure_twcc_receiver_only(registry, &mut media).map_err(codec)?;
+        let registry = configure_rtcp_reports(registry)
+            .with(Slot::from(14_000), KeyframeRequestForwarder::default())
+            .with(
+                Slot::CongestionControl,
+                CongestionControlBuilder::new(estimator).build(),
+            )
+            .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+            // Where webrtc-rs's pacer would go: between the NACK responder and numbering.
+            .with(
+                Slot::Pacer,
+                retransmit::RetransmissionBudget::new(Arc::clone(&bandwidth)),
+            );
         let loopback = options.udp_addrs.iter().any(|a| a.ip().is_loopback());
         let policy = CandidatePolicy {
             relay_only: options.relay_only,
@@ -322,7 +395,7 @@ impl Peer {
             tasks: Arc::clone(&tasks),
             nudge: Arc::clone(&nudge),
         });
-        let tracks = Tracks::new(&options.track_prefix)?;
+        let tracks = Tracks::new(&options.track_prefix, Arc::clone(&bandwidth))?;
         let pc = Box::pin(
             PeerConnectionBuilder::new()
                 .with_configuration(config)
@@ -591,6 +664,15 @@ impl Peer {
             self.tracks.frames_sent.load(Ordering::Relaxed),
             &bridged,
         );
+        let mut stats = stats;
+        if let Some(rtt) = stats.round_trip_time {
+            let ms = (rtt * 1000.0).round().clamp(0.0, 60_000.0) as u32;
+            self.tracks.bandwidth.rtt_ms.store(ms, Ordering::Relaxed);
+        }
+        if stats.path.is_some() {
+            stats.available_outgoing_bitrate =
+                Some(self.tracks.bandwidth.target_bps.load(Ordering::Relaxed) as f64);
+        }
         let local_relay = stats
             .path
             .as_ref()

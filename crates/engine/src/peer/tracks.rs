@@ -20,15 +20,28 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 
 use super::PeerError;
 use crate::ids::random_u32;
-use crate::packets::{EncodedAudio, EncodedVideo, OutboundMedia};
+use crate::packets::{Bandwidth, EncodedAudio, EncodedVideo, OutboundMedia};
 
 /// Payload types we offer; the answer may pick others, so senders read the negotiated one.
 pub(super) const H264_PT: u8 = 102;
 pub(super) const OPUS_PT: u8 = 111;
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
-/// Packets written back to back; then the writer yields for a millisecond.
-const PACE_BATCH: usize = 16;
 const RTP_MTU: usize = 1200;
+/// Video leaves at this multiple of the congestion-control target (libwebrtc: 2.5), so a
+/// keyframe is spread out rather than burst into the bottleneck's queue, yet a frame is
+/// never held back long.
+const PACING_FACTOR: f64 = 2.5;
+/// Never pace slower than this, bits/s.
+const MIN_PACING_BPS: f64 = 400_000.0;
+/// While the path shows no queue, pace at least this fast: a keyframe leaves in a few
+/// milliseconds on a fast path (call setup, a PLI) instead of in a third of a second at
+/// 2.5 x a start-up estimate. A burst that makes a queue on a slow path is seen at once
+/// and pacing falls back to the multiple.
+const FAST_PACING_BPS: f64 = 20_000_000.0;
+/// A queue (ms above the path's least one-way delay) that slows pacing down.
+const QUEUE_SEEN_MS: u32 = 10;
+/// The writer sleeps only when it is this far ahead of its pace (timer granularity).
+const PACE_SLACK: Duration = Duration::from_millis(2);
 
 pub(super) fn h264_codec() -> RTCRtpCodec {
     RTCRtpCodec {
@@ -127,10 +140,13 @@ pub(super) struct VideoTrack {
     pub(super) payload_type: AtomicU8,
     /// Only the video writer task packetizes; the lock is never contended.
     packetizer: std::sync::Mutex<Box<dyn Packetizer + Send>>,
+    bandwidth: Arc<Bandwidth>,
+    /// When the pace allows the next packet to leave.
+    next_departure: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl VideoTrack {
-    pub(super) fn new(prefix: &str) -> Result<Self, PeerError> {
+    pub(super) fn new(prefix: &str, bandwidth: Arc<Bandwidth>) -> Result<Self, PeerError> {
         let ssrc = random_u32();
         let codec = h264_codec();
         let payloader = codec
@@ -151,12 +167,37 @@ impl VideoTrack {
             ssrc,
             payload_type: AtomicU8::new(0),
             packetizer: std::sync::Mutex::new(Box::new(packetizer)),
+            bandwidth,
+            next_departure: std::sync::Mutex::new(None),
         })
     }
 
+    /// Waits until the pace lets a packet of `bytes` leave.
+    async fn pace(&self, bytes: usize) {
+        let target = self.bandwidth.target_bps.load(Ordering::Relaxed) as f64;
+        let floor = if self.bandwidth.queue_delay_ms.load(Ordering::Relaxed) < QUEUE_SEEN_MS {
+            FAST_PACING_BPS
+        } else {
+            MIN_PACING_BPS
+        };
+        let rate = (target * PACING_FACTOR).max(floor);
+        let now = tokio::time::Instant::now();
+        let wait = {
+            let mut next = self
+                .next_departure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let start = next.map_or(now, |n| n.max(now));
+            *next = Some(start + Duration::from_secs_f64(bytes as f64 * 8.0 / rate));
+            start.saturating_duration_since(now)
+        };
+        if wait >= PACE_SLACK {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Sends one encoded H.264 access unit (Annex B) that advances the RTP clock by
-    /// `ticks` (90 kHz) since the previous one, in batches of 16 packets a millisecond
-    /// apart.
+    /// `ticks` (90 kHz) since the previous one, paced at a multiple of the estimate.
     async fn write(&self, frame: EncodedVideo) -> Result<(), PeerError> {
         let pt = self.payload_type.load(Ordering::SeqCst);
         if pt == 0 {
@@ -174,19 +215,13 @@ impl VideoTrack {
                 .packetize(Instant::now(), &frame.data, 0)
                 .map_err(|e| PeerError::Packetize(e.to_string()))?
         };
-        let batches = packets.len().div_ceil(PACE_BATCH);
-        let mut packets = packets.into_iter();
-        for batch in 0..batches {
-            if batch > 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            for mut packet in packets.by_ref().take(PACE_BATCH) {
-                packet.header.payload_type = pt;
-                self.track
-                    .write_rtp(packet)
-                    .await
-                    .map_err(|e| PeerError::Send(e.to_string()))?;
-            }
+        for mut packet in packets {
+            self.pace(packet.payload.len() + 40).await;
+            packet.header.payload_type = pt;
+            self.track
+                .write_rtp(packet)
+                .await
+                .map_err(|e| PeerError::Send(e.to_string()))?;
         }
         Ok(())
     }
@@ -198,14 +233,16 @@ pub(super) struct Tracks {
     pub(super) audio: Arc<AudioTrack>,
     /// Encoded video frames handed to the transport.
     pub(super) frames_sent: Arc<AtomicU64>,
+    pub(super) bandwidth: Arc<Bandwidth>,
 }
 
 impl Tracks {
-    pub(super) fn new(prefix: &str) -> Result<Self, PeerError> {
+    pub(super) fn new(prefix: &str, bandwidth: Arc<Bandwidth>) -> Result<Self, PeerError> {
         Ok(Self {
-            video: Arc::new(VideoTrack::new(prefix)?),
+            video: Arc::new(VideoTrack::new(prefix, Arc::clone(&bandwidth))?),
             audio: Arc::new(AudioTrack::new(prefix)?),
             frames_sent: Arc::new(AtomicU64::new(0)),
+            bandwidth,
         })
     }
 
@@ -240,15 +277,23 @@ impl Tracks {
         let video = Arc::clone(&self.video);
         let sent = Arc::clone(&self.frames_sent);
         let audio = Arc::clone(&self.audio);
+        let bandwidth = Arc::clone(&self.bandwidth);
         [
             Box::pin(async move {
                 while let Some(frame) = video_rx.recv().await {
+                    let bytes = frame.data.len() as u64;
                     match video.write(frame).await {
                         Ok(()) => {
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => tracing::debug!("video not sent: {e}"),
                     }
+                    // The encoder added it when it queued the frame.
+                    let _ = bandwidth.video_backlog_bytes.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |b| Some(b.saturating_sub(bytes)),
+                    );
                 }
             }),
             Box::pin(async move {

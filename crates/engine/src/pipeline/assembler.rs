@@ -1,8 +1,9 @@
 //! Video frames from RTP packets, sans-IO: packets may arrive out of order (NACK
 //! retransmissions) or not at all. A frame is released when every packet from its first
 //! to the one with the marker bit is present, in order. A frame that stays incomplete
-//! longer than [`FRAME_WAIT`] is given up; the frames after it cannot be decoded until a
-//! keyframe, which the caller requests.
+//! longer than its wait ([`FRAME_WAIT`], longer on a slow path: [`FrameAssembler::set_wait`])
+//! is given up; the frames after it cannot be decoded until a keyframe, which the caller
+//! requests.
 //!
 //! Assembling on the marker bit, not on the next frame's first packet, saves a frame
 //! interval of latency (33 ms at 30 fps) against webrtc-rs's `SampleBuilder`.
@@ -12,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// How long an incomplete frame may wait for retransmissions.
+/// How long an incomplete frame may wait for retransmissions (at least).
 pub const FRAME_WAIT: Duration = Duration::from_millis(150);
+/// The longest wait, however slow the path.
+pub const MAX_FRAME_WAIT: Duration = Duration::from_millis(1000);
 /// Packets buffered at most; beyond this the oldest frame is given up.
 const MAX_PACKETS: usize = 2048;
 
@@ -34,8 +37,9 @@ pub struct Assembled {
     pub first_arrival: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameAssembler {
+    wait: Duration,
     packets: BTreeMap<u64, Held>,
     /// Extended sequence number the next frame starts at; `None` until the first packet.
     next: Option<u64>,
@@ -46,9 +50,28 @@ pub struct FrameAssembler {
     pub packets_late: u64,
 }
 
+impl Default for FrameAssembler {
+    fn default() -> Self {
+        Self {
+            wait: FRAME_WAIT,
+            packets: BTreeMap::new(),
+            next: None,
+            seq: Default::default(),
+            frames_lost: 0,
+            packets_late: 0,
+        }
+    }
+}
+
 impl FrameAssembler {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Waits for retransmissions as long as a round trip of `rtt` needs: two round trips
+    /// (a NACK may be lost too) and a NACK interval, within `FRAME_WAIT..=MAX_FRAME_WAIT`.
+    pub fn set_wait(&mut self, rtt: Duration) {
+        self.wait = (rtt * 2 + Duration::from_millis(30)).clamp(FRAME_WAIT, MAX_FRAME_WAIT);
     }
 
     /// Takes one packet. Returns `true` if it was kept.
@@ -84,7 +107,7 @@ impl FrameAssembler {
             .values()
             .map(|p| p.arrived)
             .min()
-            .map(|oldest| oldest + FRAME_WAIT)
+            .map(|oldest| oldest + self.wait)
     }
 
     /// The next complete frame, if any; gives up frames that waited too long.
@@ -97,7 +120,7 @@ impl FrameAssembler {
             }
             // Incomplete: wait unless it is too old or the buffer too full.
             let oldest = self.packets.values().map(|p| p.arrived).min()?;
-            if now.duration_since(oldest) < FRAME_WAIT && self.packets.len() < MAX_PACKETS {
+            if now.duration_since(oldest) < self.wait && self.packets.len() < MAX_PACKETS {
                 return None;
             }
             self.give_up_first_frame();

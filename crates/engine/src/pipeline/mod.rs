@@ -24,6 +24,7 @@ mod audio_play;
 mod audio_send;
 pub mod config;
 pub mod jitter;
+pub mod ladder;
 pub mod relay;
 mod reopen;
 pub mod seq;
@@ -37,7 +38,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::packets::{InboundMedia, OutboundMedia};
+use crate::packets::{Bandwidth, InboundMedia, OutboundMedia};
 use crate::stats::MediaCounters;
 use audio_send::AudioCtl;
 use video_send::VideoCtl;
@@ -87,6 +88,7 @@ impl CallMedia {
         config: MediaConfig,
         inbound: InboundMedia,
         notices: mpsc::Sender<MediaNotice>,
+        bandwidth: Arc<Bandwidth>,
     ) -> std::io::Result<(Self, OutboundMedia)> {
         let counters = Arc::new(MediaCounters::default());
         let keyframe = Arc::new(AtomicBool::new(true));
@@ -108,6 +110,7 @@ impl CallMedia {
             source: config.video.clone(),
             camera_fallback: config.camera_fallback,
             bitrate_bps: config.video_bitrate_bps,
+            bandwidth: Arc::clone(&bandwidth),
             ctl: video_ctl_rx,
             out: out.video,
             keyframe,
@@ -143,6 +146,7 @@ impl CallMedia {
                     counters: Arc::clone(&counters),
                     decoder_wants_keyframe: wants_keyframe,
                     notices: notices.clone(),
+                    bandwidth: Arc::clone(&bandwidth),
                 },
             )));
 

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
 use super::config::{FrameInfo, MediaNotice, VideoSink};
-use crate::packets::RtpIn;
+use crate::packets::{Bandwidth, RtpIn};
 use crate::peer::depacketize::H264Depacketizer;
 use crate::stats::MediaCounters;
 
@@ -55,6 +55,8 @@ pub(crate) struct ReceiveCtx {
     /// Signalled by the decoding thread when it cannot go on without a keyframe.
     pub(crate) decoder_wants_keyframe: Arc<Notify>,
     pub(crate) notices: mpsc::Sender<MediaNotice>,
+    /// The path's round-trip time (how long retransmissions take).
+    pub(crate) bandwidth: Arc<Bandwidth>,
 }
 
 pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
@@ -64,6 +66,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         counters,
         decoder_wants_keyframe,
         notices,
+        bandwidth,
     } = ctx;
     let mut assembler = FrameAssembler::new();
     let mut depacketizer = H264Depacketizer::default();
@@ -92,6 +95,9 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
             () = decoder_wants_keyframe.notified() => need_keyframe = true,
             () = sleep_until(wake) => {}
         }
+        assembler.set_wait(Duration::from_millis(u64::from(
+            bandwidth.rtt_ms.load(Relaxed),
+        )));
         let mut gave_up = false;
         while let Some(frame) = assembler.pop(Instant::now(), &mut gave_up) {
             counters.frames_assembled.fetch_add(1, Relaxed);

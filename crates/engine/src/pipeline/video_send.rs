@@ -17,10 +17,22 @@ use chingu_media::{I420Frame, MediaError};
 use tokio::sync::mpsc;
 
 use super::config::{Device, FrameInfo, MediaNotice, VideoSink, VideoSource};
+use super::ladder::{Decision, Ladder};
 use super::relay::FrameRelay;
 use super::reopen::Reopener;
-use crate::packets::EncodedVideo;
+use crate::packets::{Bandwidth, EncodedVideo};
 use crate::stats::MediaCounters;
+
+/// A frame is not encoded while the transport still holds this much video, at the
+/// estimated rate: skipping a frame before encoding costs nothing else, while queueing
+/// it would delay every later frame.
+const MAX_BACKLOG: Duration = Duration::from_millis(250);
+/// Keyframes the peer asks for (PLI) come at most this often (or every two round trips,
+/// if longer): each costs many frames' worth of bits, and on a congested link a keyframe
+/// answered before the last one could arrive is wasted.
+const KEYFRAME_SPACING: Duration = Duration::from_millis(300);
+/// A bitrate change smaller than this is not worth telling the encoder.
+const RATE_STEP: f64 = 0.05;
 
 /// The longest a source is waited on before the thread looks at its controls again.
 pub(crate) const SOURCE_WAIT: Duration = Duration::from_millis(50);
@@ -140,7 +152,9 @@ pub(crate) fn open_video_or_pattern(
 pub(crate) struct VideoSendCtx {
     pub(crate) source: Option<VideoSource>,
     pub(crate) camera_fallback: bool,
+    /// The most the encoder is ever asked for (congestion control asks for less).
     pub(crate) bitrate_bps: u32,
+    pub(crate) bandwidth: Arc<Bandwidth>,
     pub(crate) ctl: std_mpsc::Receiver<VideoCtl>,
     pub(crate) out: mpsc::Sender<EncodedVideo>,
     pub(crate) keyframe: Arc<AtomicBool>,
@@ -167,6 +181,10 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
     let mut reopener = Reopener::new(Device::Camera);
     let mut enabled = true;
     let mut encoder: Option<(H264Encoder, usize, usize)> = None;
+    let mut ladder: Option<Ladder> = None;
+    let mut scaled = frame.clone();
+    let mut last_encoded_at: Option<Instant> = None;
+    let mut last_keyframe: Option<Instant> = None;
     let mut last_ticks: Option<u64> = None;
     loop {
         loop {
@@ -228,11 +246,39 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         if !enabled {
             continue;
         }
-        let (w, h) = (frame.width(), frame.height());
+        let (sw, sh) = (frame.width(), frame.height());
+        if ladder
+            .as_ref()
+            .is_none_or(|l| (l.source().width, l.source().height) != (sw, sh))
+        {
+            ladder = Some(Ladder::new(sw, sh, 30, ctx.bitrate_bps));
+        }
+        let Some(ladder) = ladder.as_mut() else {
+            continue;
+        };
+        let target = ctx.bandwidth.target_bps.load(Relaxed);
+        let Decision { rung, bitrate_bps } = ladder.decide(target, Instant::now());
+        // The rung's frame rate: skip source frames that come too soon (by our clock:
+        // relayed frames carry no capture time of their own).
+        let interval = Duration::from_secs(1) / rung.fps.max(1);
+        if last_encoded_at.is_some_and(|last: Instant| last.elapsed() < interval * 3 / 4) {
+            continue;
+        }
+        // Congestion: the transport has not sent what we gave it yet.
+        let backlog = ctx.bandwidth.video_backlog_bytes.load(Relaxed);
+        if target > 0 && backlog * 8 > target * MAX_BACKLOG.as_millis() as u64 / 1000 {
+            ctx.counters
+                .frames_dropped_before_send
+                .fetch_add(1, Relaxed);
+            continue;
+        }
+        let (w, h) = (rung.width, rung.height);
         if encoder
             .as_ref()
             .is_none_or(|(_, ew, eh)| (*ew, *eh) != (w, h))
         {
+            // Built at the ceiling, then set to the decision: openh264 fixes the H.264
+            // level from the first bitrate and refuses to climb past its limit later.
             let settings = EncoderSettings {
                 bitrate_bps: ctx.bitrate_bps,
                 fps: 30.0,
@@ -244,6 +290,9 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                     return;
                 }
             }
+            if scaled.resize(w, h).is_err() {
+                return;
+            }
             ctx.counters.encode_width.store(w as u32, Relaxed);
             ctx.counters.encode_height.store(h as u32, Relaxed);
             ctx.keyframe.store(true, Relaxed);
@@ -251,9 +300,30 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         let Some((enc, _, _)) = encoder.as_mut() else {
             continue;
         };
-        let force = ctx.keyframe.swap(false, Relaxed);
+        let current = enc.settings();
+        if ((f64::from(bitrate_bps) - f64::from(current.bitrate_bps)).abs()
+            > f64::from(current.bitrate_bps) * RATE_STEP
+            || current.fps != rung.fps as f32)
+            && let Err(e) = enc.set_rate(bitrate_bps, rung.fps as f32)
+        {
+            tracing::debug!("encoder rate not changed: {e}");
+        }
+        let input = if (w, h) == (sw, sh) {
+            &frame
+        } else {
+            chingu_media::scale::scale(&frame, &mut scaled);
+            &scaled
+        };
+        let mut force = ctx.keyframe.swap(false, Relaxed);
+        let rtt = Duration::from_millis(u64::from(ctx.bandwidth.rtt_ms.load(Relaxed)));
+        let spacing = KEYFRAME_SPACING.max(rtt * 2);
+        if force && last_keyframe.is_some_and(|at| at.elapsed() < spacing) {
+            // Not yet: keep the request for a later frame.
+            ctx.keyframe.store(true, Relaxed);
+            force = false;
+        }
         let started = Instant::now();
-        let encoded = match enc.encode(&frame, force) {
+        let encoded = match enc.encode(input, force) {
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(e) => {
@@ -270,17 +340,23 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             .fetch_add(encoded.data.len() as u64, Relaxed);
         if encoded.keyframe {
             c.key_frames_encoded.fetch_add(1, Relaxed);
+            last_keyframe = Some(Instant::now());
         }
         // RTP time from capture time, cumulatively, so rounding never drifts.
         let ticks_now = frame.capture_us * 9 / 100;
         let ticks = last_ticks.map_or(3000, |last| ticks_now.saturating_sub(last).max(1));
         last_ticks = Some(ticks_now);
+        last_encoded_at = Some(started);
         let out = EncodedVideo {
             data: Bytes::copy_from_slice(encoded.data),
             ticks: ticks.min(u64::from(u32::MAX)) as u32,
         };
+        let bytes = out.data.len() as u64;
         match ctx.out.try_send(out) {
-            Ok(()) => {}
+            Ok(()) => {
+                // The writer takes it off once sent.
+                ctx.bandwidth.video_backlog_bytes.fetch_add(bytes, Relaxed);
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 c.frames_dropped_before_send.fetch_add(1, Relaxed);
                 // The frames after a dropped one reference it: start over from a keyframe.

@@ -1,0 +1,94 @@
+//! Calls through the network simulator (`chingu_cli::netsim`): two engines and a server
+//! in this process, peer A's packets crossing a simulated link. These assert behaviours
+//! with generous bounds (the figures are in docs/benchmarks.md, from `cargo xtask bench`):
+//! congestion control brings the estimate under a capped uplink and the encoder follows
+//! it down the ladder, audio keeps flowing while video congests, a call recovers after
+//! its link steps down and up, and lost packets are retransmitted.
+
+use std::time::Duration;
+
+use chingu_cli::bench::{BenchResult, run};
+use chingu_cli::netsim::Scenario;
+
+async fn call(scenario: &str, seconds: u64) -> BenchResult {
+    let scenario: Scenario = scenario.parse().expect("scenario");
+    let mut results = run(&[(640, 480)], Duration::from_secs(seconds), &[scenario])
+        .await
+        .expect("the call connects and is measured");
+    let result = results.pop().expect("one result");
+    eprintln!("{}", serde_json::to_string(&result).expect("json"));
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_capped_uplink_the_estimate_and_the_encoder_come_down_and_audio_flows() {
+    // 400 kbit/s up; the sender's ceiling is 1 Mbit/s of video at 640x480.
+    let r = call("up.rate=400k,seed=3", 12).await;
+    let up = &r.up;
+    let estimate = up.estimate_kbps.expect("the sender has an estimate");
+    assert!(
+        estimate < 600.0,
+        "the estimate stayed far above a 400 kbit/s link: {estimate} kbit/s"
+    );
+    assert!(
+        up.frame_width < 640,
+        "the encoder did not step down the ladder: {}x{}",
+        up.frame_width,
+        up.frame_height
+    );
+    assert!(
+        up.frames_decoded * 2 >= up.frames_sent,
+        "most frames must get through a capped link: {} of {}",
+        up.frames_decoded,
+        up.frames_sent
+    );
+    // Audio is never starved by video: nearly all of it is played, not concealed.
+    assert!(
+        up.audio_concealed_pct < 25.0,
+        "audio starved under video congestion: {} % concealed",
+        up.audio_concealed_pct
+    );
+    // The other direction is not capped and not affected.
+    assert!(r.down.frames_decoded * 10 >= r.down.frames_sent * 9);
+    let link = r.link.expect("link counts");
+    assert_eq!(link.overflow, 0, "the simulator itself fell behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_recovers_after_its_uplink_steps_down_and_back_up() {
+    let r = call("up.rate=2M;300k@4s;2M@8s,seed=5", 14).await;
+    let up = &r.up;
+    assert!(
+        up.frames_decoded * 10 >= up.frames_sent * 6,
+        "video must keep going through the step: {} of {} decoded",
+        up.frames_decoded,
+        up.frames_sent
+    );
+    // Back up: the estimate left the step's level.
+    let estimate = up.estimate_kbps.expect("estimate");
+    assert!(
+        estimate > 300.0,
+        "the estimate did not climb after the link recovered: {estimate}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_packets_are_retransmitted_and_video_keeps_its_rate_under_random_loss() {
+    let r = call("loss=5%,seed=7", 10).await;
+    let up = &r.up;
+    assert!(up.nack_count > 0, "no NACK under 5 % loss");
+    assert!(
+        up.frames_decoded * 10 >= up.frames_sent * 9,
+        "retransmission must repair most of 5 % loss: {} of {}",
+        up.frames_decoded,
+        up.frames_sent
+    );
+    // Random loss without a queue is not congestion: the estimate does not collapse.
+    let estimate = up.estimate_kbps.expect("estimate");
+    assert!(
+        estimate >= 400.0,
+        "random loss cut the estimate to {estimate}"
+    );
+    let link = r.link.expect("link counts");
+    assert!(link.up.lost > 0 && link.down.lost > 0);
+}

@@ -1,0 +1,447 @@
+//! Our bandwidth estimate: how fast we may send, from the peer's transport-wide feedback
+//! (TWCC). Sans-IO: reports and instants in, a target bitrate out, published to the
+//! encoder through [`Bandwidth`].
+//!
+//! Built from the delay-based parts of GCC in webrtc-rs's interceptors (the trend of the
+//! one-way delay gradient, the overuse detector and its AIMD rate controller), with two
+//! changes measured in `chingu-cli bench --net` (docs/decisions/0010-congestion-control.md):
+//! - **Startup**: the controller's 8 %/s climb takes ~15 s from 300 kbit/s to 1 Mbit/s.
+//!   Until the first overuse (or 10 s), the target grows by a quarter every 200 ms while
+//!   the peer receives at least half of it, and backs off at the first sign of a queue.
+//! - **A standing queue counts as overuse.** GCC's delay half reacts to a *growing* queue;
+//!   a drop-tail queue that filled (during startup, or a keyframe into a slow uplink)
+//!   stays full at constant delay, loses what does not fit, and shows no gradient. So the
+//!   one-way delay is also compared with its minimum over the last [`BASE_WINDOW`]: more
+//!   than [`QUEUE_LIMIT`] above it is overuse.
+//! - **Recovery.** After a back-off GCC climbs additively near the rate that last caused
+//!   it (~60 kbit/s per second): a link that dipped for a few seconds and came back took
+//!   minutes to be used again. After [`CALM_AFTER`] without a queue, overuse or loss, the
+//!   target grows by a tenth every 200 ms again until a queue shows.
+//! - **Loss alone does not drive the rate down.** GCC's loss half cuts the rate when
+//!   more than 10 % is lost, so on a lossy Wi-Fi link (random loss, no queue) it falls to
+//!   its floor and the picture with it, while the link has room. Here loss above 10 % stops
+//!   the rate from climbing, and brings it down only together with a queue (above
+//!   [`LOSSY_QUEUE_LIMIT`]): loss from a full queue is congestion, loss without one is the
+//!   medium. Retransmission and FEC deal with random loss.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{
+    BandwidthEstimator, EstimatorStats, OveruseDetector, PacketReport, RateController,
+    SlopeEstimator, Usage,
+};
+
+use crate::packets::Bandwidth;
+
+/// Where the estimate starts (libwebrtc: 300 kbit/s).
+pub const INITIAL_BPS: f64 = 500_000.0;
+/// The floor: audio and a small picture still fit.
+pub const MIN_BPS: f64 = 80_000.0;
+/// How often the startup ramp steps.
+const RAMP_INTERVAL: Duration = Duration::from_millis(200);
+const RAMP_FACTOR: f64 = 1.25;
+/// The ramp ends by this time even if nothing has pushed back.
+const STARTUP_LIMIT: Duration = Duration::from_secs(10);
+/// Calm (no queue, no overuse, little loss) for this long lets the target grow fast again.
+pub const CALM_AFTER: Duration = Duration::from_secs(2);
+const RECOVERY_FACTOR: f64 = 1.1;
+/// A queue below this (ms) is calm.
+const CALM_QUEUE_MS: f64 = 15.0;
+/// Above this loss fraction the target does not grow.
+const HIGH_LOSS: f64 = 0.10;
+/// Above this, the target comes down even without a queue: every frame of many packets
+/// is then likely to lose one, and a smaller, slower picture (fewer packets per frame)
+/// gets through where a large one freezes.
+const SEVERE_LOSS: f64 = 0.25;
+/// Where severe loss stops bringing the target down (240p15 and audio).
+const SEVERE_LOSS_FLOOR: f64 = 150_000.0;
+/// Smoothing of the loss fraction per feedback batch.
+const LOSS_WEIGHT: f64 = 0.2;
+/// The base (queue-free) one-way delay is the least seen over this long.
+pub const BASE_WINDOW: Duration = Duration::from_secs(10);
+/// One-way delay this far above the base is a standing queue: overuse. (A batch's mean
+/// under ±30 ms of jitter sits ~30 ms above the least.)
+pub const QUEUE_LIMIT: Duration = Duration::from_millis(60);
+/// With more than [`HIGH_LOSS`], a smaller queue is enough.
+pub const LOSSY_QUEUE_LIMIT: Duration = Duration::from_millis(30);
+
+/// What the peer received, from the arrival times it reports (not from when its
+/// reports reach us, which come in bursts): bytes over the last [`DELIVERY_WINDOW`] of
+/// arrivals.
+#[derive(Debug, Default)]
+struct DeliveryRate {
+    arrivals: std::collections::VecDeque<(f64, usize)>,
+    bytes: usize,
+}
+
+/// The span of arrivals the delivery rate is measured over, ms.
+const DELIVERY_WINDOW_MS: f64 = 1000.0;
+
+impl DeliveryRate {
+    fn add(&mut self, arrival_ms: f64, size: usize) {
+        // Reports are in send order; arrivals are close to it.
+        self.arrivals.push_back((arrival_ms, size));
+        self.bytes += size;
+        let newest = self
+            .arrivals
+            .iter()
+            .map(|(a, _)| *a)
+            .fold(f64::MIN, f64::max);
+        while let Some(&(oldest, size)) = self.arrivals.front() {
+            if newest - oldest <= DELIVERY_WINDOW_MS {
+                break;
+            }
+            self.arrivals.pop_front();
+            self.bytes -= size;
+        }
+    }
+
+    /// Bits per second, once a tenth of a second of arrivals is known.
+    fn rate(&self) -> Option<f64> {
+        let (min, max) = self
+            .arrivals
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), (a, _)| {
+                (lo.min(*a), hi.max(*a))
+            });
+        let span_ms = max - min;
+        (span_ms >= 100.0).then(|| self.bytes as f64 * 8.0 * 1000.0 / span_ms)
+    }
+}
+
+/// The least one-way delay (receiver clock minus sender clock, so only differences
+/// mean anything) over a sliding window, in 1 s buckets.
+#[derive(Debug, Default)]
+struct BaseDelay {
+    buckets: std::collections::VecDeque<(Instant, f64)>,
+}
+
+impl BaseDelay {
+    fn add(&mut self, now: Instant, delay_ms: f64) {
+        match self.buckets.back_mut() {
+            Some((start, min))
+                if now.saturating_duration_since(*start) < Duration::from_secs(1) =>
+            {
+                *min = min.min(delay_ms);
+            }
+            _ => self.buckets.push_back((now, delay_ms)),
+        }
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(start, _)| now.saturating_duration_since(*start) > BASE_WINDOW)
+        {
+            self.buckets.pop_front();
+        }
+    }
+
+    fn min(&self) -> Option<f64> {
+        self.buckets.iter().map(|(_, m)| *m).reduce(f64::min)
+    }
+}
+
+pub struct Estimator {
+    slope: SlopeEstimator,
+    detector: OveruseDetector,
+    received: DeliveryRate,
+    control: RateController,
+    min: f64,
+    max: f64,
+    started: Option<Instant>,
+    /// The startup ramp is on.
+    startup: bool,
+    last_ramp: Option<Instant>,
+    /// Since when nothing has pushed back (queue, overuse, loss).
+    calm_since: Option<Instant>,
+    loss: Option<f64>,
+    target: f64,
+    shared: Arc<Bandwidth>,
+    /// Departure times are measured from here.
+    epoch: Option<Instant>,
+    base: BaseDelay,
+}
+
+impl Estimator {
+    /// Starting at `initial`, within `MIN_BPS..=max`; every change is published to `shared`.
+    pub fn new(initial: f64, max: f64, shared: Arc<Bandwidth>) -> Self {
+        let max = max.max(MIN_BPS);
+        let initial = initial.clamp(MIN_BPS, max);
+        shared.target_bps.store(initial as u64, Relaxed);
+        Self {
+            slope: SlopeEstimator::new(),
+            detector: OveruseDetector::new(),
+            received: DeliveryRate::default(),
+            control: RateController::new(initial, MIN_BPS, max),
+            min: MIN_BPS,
+            max,
+            started: None,
+            startup: true,
+            last_ramp: None,
+            calm_since: None,
+            loss: None,
+            target: initial,
+            shared,
+            epoch: None,
+            base: BaseDelay::default(),
+        }
+    }
+
+    fn publish(&self) {
+        self.shared.target_bps.store(self.target as u64, Relaxed);
+        if let Some(loss) = self.loss {
+            self.shared
+                .loss_permille
+                .store((loss * 1000.0).round() as u32, Relaxed);
+        }
+    }
+}
+
+impl BandwidthEstimator for Estimator {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        if reports.is_empty() {
+            return;
+        }
+        let started = *self.started.get_or_insert(now);
+        let mut usage = self.detector.usage();
+        for report in reports {
+            if let Some(arrival) = report.arrival {
+                self.received
+                    .add(arrival.as_secs_f64() * 1000.0, report.size);
+            }
+            if let Some(trend) = self.slope.accumulate(report) {
+                usage = self.detector.update(trend.at, trend.estimate_ms);
+            }
+        }
+        // Queueing delay: this batch's mean one-way delay above the window's least.
+        let epoch = *self.epoch.get_or_insert(reports[0].departure);
+        let delays: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| {
+                let arrival = r.arrival?.as_secs_f64() * 1000.0;
+                let departure = r.departure.checked_duration_since(epoch)?.as_secs_f64() * 1000.0;
+                Some(arrival - departure)
+            })
+            .collect();
+        let mut queue_ms = 0.0;
+        if !delays.is_empty() {
+            for &d in &delays {
+                self.base.add(now, d);
+            }
+            let mean = delays.iter().sum::<f64>() / delays.len() as f64;
+            queue_ms = self.base.min().map_or(0.0, |base| mean - base);
+        }
+        let received = self.received.rate();
+        let lost = reports.iter().filter(|r| !r.arrived).count() as f64 / reports.len() as f64;
+        let loss = match self.loss {
+            Some(avg) => avg + LOSS_WEIGHT * (lost - avg),
+            None => lost,
+        };
+        self.loss = Some(loss);
+        let queue_limit = if loss > HIGH_LOSS {
+            LOSSY_QUEUE_LIMIT
+        } else {
+            QUEUE_LIMIT
+        };
+        if queue_ms > queue_limit.as_secs_f64() * 1000.0 {
+            usage = Usage::Over;
+        }
+        self.shared
+            .queue_delay_ms
+            .store(queue_ms.max(0.0) as u32, Relaxed);
+        tracing::trace!(
+            ?usage,
+            received,
+            target = self.target,
+            queue_ms,
+            loss,
+            startup = self.startup,
+            reports = reports.len(),
+            "feedback"
+        );
+
+        if self.startup {
+            if usage == Usage::Over || now.saturating_duration_since(started) > STARTUP_LIMIT {
+                self.startup = false;
+                // The controller takes over from here (and backs off from what arrives).
+                self.control = RateController::new(self.target, self.min, self.max);
+            } else {
+                let due = self
+                    .last_ramp
+                    .is_none_or(|at| now.saturating_duration_since(at) >= RAMP_INTERVAL);
+                let keeping_up = received.is_some_and(|r| r >= self.target * 0.5);
+                if due && keeping_up && loss < HIGH_LOSS {
+                    self.target = (self.target * RAMP_FACTOR).clamp(self.min, self.max);
+                    self.last_ramp = Some(now);
+                }
+                self.control = RateController::new(self.target, self.min, self.max);
+                self.publish();
+                return;
+            }
+        }
+        let before = self.target;
+        let mut next = self.control.update(now, usage, received);
+        if queue_ms > queue_limit.as_secs_f64() * 1000.0
+            && let Some(received) = received
+        {
+            // Below what arrives by enough to drain the queue within about a second
+            // (the controller alone takes ~0.85: seconds of a full queue).
+            let drain = (0.85 - queue_ms / 1000.0).max(0.5);
+            let drained = (received * drain).clamp(self.min, self.max);
+            if drained < next {
+                next = drained;
+                self.control = RateController::new(next, self.min, self.max);
+            }
+        }
+        let calm = usage != Usage::Over && queue_ms < CALM_QUEUE_MS && loss < HIGH_LOSS / 2.0;
+        if !calm {
+            self.calm_since = None;
+        } else {
+            let since = *self.calm_since.get_or_insert(now);
+            let due = self
+                .last_ramp
+                .is_none_or(|at| now.saturating_duration_since(at) >= RAMP_INTERVAL);
+            let using_it = received.is_some_and(|r| r >= before * 0.5);
+            if now.saturating_duration_since(since) >= CALM_AFTER && due && using_it {
+                let grown = (before * RECOVERY_FACTOR).clamp(self.min, self.max);
+                if grown > next {
+                    next = grown;
+                    self.control = RateController::new(next, self.min, self.max);
+                }
+                self.last_ramp = Some(now);
+            }
+        }
+        self.target = if loss > SEVERE_LOSS {
+            // Cut a little per report (~10 %/s at 10 reports a second), not below the floor.
+            let cut = (before * (1.0 - 0.02 * loss / SEVERE_LOSS)).max(SEVERE_LOSS_FLOOR);
+            let down = next.min(cut);
+            self.control = RateController::new(down, self.min, self.max);
+            down
+        } else if loss > HIGH_LOSS && next > before {
+            // Losing a lot but not queueing: hold, do not climb.
+            self.control = RateController::new(before, self.min, self.max);
+            before
+        } else {
+            next
+        }
+        .clamp(self.min, self.max);
+        self.publish();
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.target
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        let mut stats = EstimatorStats::default();
+        stats.delay_based_bitrate = Some(self.control.target());
+        stats.packet_loss = self.loss;
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
+
+    /// Feedback for `seconds` of traffic sent at the estimator's own target, 20 packets
+    /// per 100 ms report, through a path of `capacity` bits/s that queues what it cannot
+    /// carry (a deep buffer) and loses `loss` of packets at random (every n-th).
+    fn drive(est: &mut Estimator, start: Instant, seconds: u64, capacity: f64, lose_every: u64) {
+        drive_with(est, start, seconds, |_| capacity, lose_every);
+    }
+
+    /// As [`drive`], with the capacity a function of the time into the run (s).
+    fn drive_with(
+        est: &mut Estimator,
+        start: Instant,
+        seconds: u64,
+        capacity: impl Fn(f64) -> f64,
+        lose_every: u64,
+    ) {
+        let mut id = 0u64;
+        let mut path_free = Duration::ZERO; // when the bottleneck is next idle, from start
+        for report in 0..seconds * 10 {
+            let t0 = Duration::from_millis(report * 100);
+            let size = (est.target_bitrate() / 8.0 / 200.0).max(100.0) as usize; // 20 per 100 ms
+            let mut batch = Vec::new();
+            for i in 0..20u64 {
+                let sent = t0 + Duration::from_millis(i * 5);
+                let begin = path_free.max(sent);
+                let capacity = capacity(sent.as_secs_f64());
+                path_free = begin + Duration::from_secs_f64(size as f64 * 8.0 / capacity);
+                id += 1;
+                let arrived = lose_every == 0 || !id.is_multiple_of(lose_every);
+                batch.push(PacketReport {
+                    ssrc: 1,
+                    id,
+                    rtp_sequence_number: id as u16,
+                    is_twcc: true,
+                    twcc_sequence_number: id as u16,
+                    size,
+                    arrived,
+                    departure: start + sent,
+                    arrival: arrived.then_some(path_free + Duration::from_millis(20)),
+                    ecn: Ecn::default(),
+                });
+            }
+            est.on_reports(start + t0 + Duration::from_millis(100), &batch);
+        }
+    }
+
+    #[test]
+    fn on_an_open_path_it_climbs_fast_to_the_ceiling() {
+        let shared = Arc::new(Bandwidth::default());
+        let mut est = Estimator::new(INITIAL_BPS, 2_500_000.0, Arc::clone(&shared));
+        drive(&mut est, Instant::now(), 5, 100e6, 0);
+        assert_eq!(est.target_bitrate(), 2_500_000.0);
+        assert_eq!(shared.target_bps.load(Relaxed), 2_500_000);
+    }
+
+    #[test]
+    fn under_a_cap_it_settles_below_the_cap() {
+        let shared = Arc::new(Bandwidth::default());
+        let mut est = Estimator::new(INITIAL_BPS, 2_500_000.0, shared);
+        drive(&mut est, Instant::now(), 30, 1_000_000.0, 0);
+        let target = est.target_bitrate();
+        assert!((300_000.0..=1_000_000.0).contains(&target), "{target}");
+    }
+
+    #[test]
+    fn severe_loss_brings_the_rate_down_to_its_floor_but_no_further() {
+        let shared = Arc::new(Bandwidth::default());
+        let mut est = Estimator::new(1_000_000.0, 2_500_000.0, shared);
+        // 50 % loss (every second packet) for 30 s.
+        drive(&mut est, Instant::now(), 30, 100e6, 2);
+        assert_eq!(est.target_bitrate(), SEVERE_LOSS_FLOOR);
+    }
+
+    #[test]
+    fn after_a_cap_is_lifted_the_rate_climbs_back_within_seconds() {
+        let shared = Arc::new(Bandwidth::default());
+        let mut est = Estimator::new(INITIAL_BPS, 2_500_000.0, shared);
+        let capped = |t: f64| if t < 20.0 { 300_000.0 } else { 100e6 };
+        drive_with(&mut est, Instant::now(), 20, capped, 0);
+        assert!(est.target_bitrate() < 400_000.0, "{}", est.target_bitrate());
+        let mut est2 = Estimator::new(INITIAL_BPS, 2_500_000.0, Arc::new(Bandwidth::default()));
+        drive_with(&mut est2, Instant::now(), 28, capped, 0);
+        assert!(
+            est2.target_bitrate() > 1_000_000.0,
+            "{}",
+            est2.target_bitrate()
+        );
+    }
+
+    #[test]
+    fn random_loss_without_a_queue_holds_the_rate_instead_of_cutting_it() {
+        let shared = Arc::new(Bandwidth::default());
+        let mut est = Estimator::new(1_000_000.0, 2_500_000.0, Arc::clone(&shared));
+        // 20 % loss from the start: no ramp, no collapse.
+        drive(&mut est, Instant::now(), 20, 100e6, 5);
+        assert_eq!(est.target_bitrate(), 1_000_000.0);
+        let loss = shared.loss_permille.load(Relaxed);
+        assert!((150..=250).contains(&loss), "{loss}");
+    }
+}

@@ -1,0 +1,224 @@
+//! What the encoder sends for a given bandwidth estimate: a bitrate, and a size and frame
+//! rate from a ladder (720p30 → 540p30 → 360p30 → 270p30 → 180p30 → 180p15 for a 720p
+//! camera; 480p30 → 360p30 → 240p30 → 240p15 for 640x480), so that a low estimate buys a
+//! smaller, sharp picture rather than a large, smeared one the encoder cannot fit.
+//! Sans-IO: the estimate and the time in, a decision out.
+//!
+//! Down at once when the budget falls below what the current rung needs; up only after
+//! the budget has covered the next rung with a margin for [`UP_AFTER`], so the picture
+//! does not flap between sizes.
+
+use std::time::{Duration, Instant};
+
+/// Reserved for audio (Opus at up to 32 kbit/s, with RTP/SRTP/UDP overhead).
+pub const AUDIO_RESERVE_BPS: u64 = 48_000;
+/// The encoder gets this share of what is left (headers, retransmissions).
+const VIDEO_SHARE: f64 = 0.9;
+/// The least we ask of the encoder.
+pub const MIN_VIDEO_BPS: u32 = 30_000;
+/// What a rung needs, in bits per pixel per frame (the moving test pattern needs ~0.06
+/// before openh264 runs out of quantiser; camera pictures need less).
+const BITS_PER_PIXEL: f64 = 0.05;
+/// A rung up must be covered by this much more than it needs ...
+const UP_MARGIN: f64 = 1.3;
+/// ... for this long.
+pub const UP_AFTER: Duration = Duration::from_secs(2);
+/// Narrower than this is not worth scaling to; the last rung halves the frame rate.
+const MIN_WIDTH: usize = 320;
+
+/// One way of sending: a size and a frame rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rung {
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+}
+
+impl Rung {
+    /// The least bitrate this rung looks acceptable at.
+    pub fn needs_bps(&self) -> f64 {
+        (self.width * self.height) as f64 * f64::from(self.fps) * BITS_PER_PIXEL
+    }
+}
+
+/// The rungs for a source of `width` x `height` at `fps`, best first.
+pub fn rungs(width: usize, height: usize, fps: u32) -> Vec<Rung> {
+    let mut out = vec![Rung { width, height, fps }];
+    for (num, den) in [(3, 4), (1, 2), (3, 8), (1, 4)] {
+        let (w, h) = (width * num / den, height * num / den);
+        // Even sizes only (I420), and exact, so the barcode reader can undo the scale.
+        if w < MIN_WIDTH
+            || !w.is_multiple_of(2)
+            || !h.is_multiple_of(2)
+            || !(width * num).is_multiple_of(den)
+        {
+            break;
+        }
+        out.push(Rung {
+            width: w,
+            height: h,
+            fps,
+        });
+    }
+    let last = *out.last().unwrap_or(&Rung { width, height, fps });
+    if fps > 15 {
+        out.push(Rung { fps: 15, ..last });
+    }
+    out
+}
+
+/// What the encoder should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub rung: Rung,
+    pub bitrate_bps: u32,
+}
+
+#[derive(Debug)]
+pub struct Ladder {
+    rungs: Vec<Rung>,
+    ceiling_bps: u32,
+    current: usize,
+    /// Since when the budget has covered the next rung up.
+    up_since: Option<Instant>,
+}
+
+impl Ladder {
+    /// A ladder for this source, never asking for more than `ceiling_bps` of video.
+    pub fn new(width: usize, height: usize, fps: u32, ceiling_bps: u32) -> Self {
+        Self {
+            rungs: rungs(width, height, fps),
+            ceiling_bps: ceiling_bps.max(MIN_VIDEO_BPS),
+            current: 0,
+            up_since: None,
+        }
+    }
+
+    /// The source this ladder was built for.
+    pub fn source(&self) -> Rung {
+        self.rungs[0]
+    }
+
+    /// The decision for an estimate of `target_bps` for all media (`0`: none yet, send at
+    /// the ceiling as before congestion control).
+    pub fn decide(&mut self, target_bps: u64, now: Instant) -> Decision {
+        if target_bps == 0 {
+            return Decision {
+                rung: self.rungs[self.current],
+                bitrate_bps: self.ceiling_bps,
+            };
+        }
+        let budget = (target_bps.saturating_sub(AUDIO_RESERVE_BPS) as f64 * VIDEO_SHARE)
+            .clamp(f64::from(MIN_VIDEO_BPS), f64::from(self.ceiling_bps));
+        // Down as far as needed, at once.
+        while self.current + 1 < self.rungs.len() && budget < self.rungs[self.current].needs_bps() {
+            self.current += 1;
+            self.up_since = None;
+        }
+        // Up one rung once the budget has covered it, with a margin, for long enough.
+        if self.current > 0 && budget >= self.rungs[self.current - 1].needs_bps() * UP_MARGIN {
+            let since = *self.up_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= UP_AFTER {
+                self.current -= 1;
+                self.up_since = None;
+            }
+        } else {
+            self.up_since = None;
+        }
+        Decision {
+            rung: self.rungs[self.current],
+            bitrate_bps: budget as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ladders_for_common_cameras() {
+        let sizes = |w, h| -> Vec<(usize, usize, u32)> {
+            rungs(w, h, 30)
+                .iter()
+                .map(|r| (r.width, r.height, r.fps))
+                .collect()
+        };
+        assert_eq!(
+            sizes(1280, 720),
+            vec![
+                (1280, 720, 30),
+                (960, 540, 30),
+                (640, 360, 30),
+                (480, 270, 30),
+                (320, 180, 30),
+                (320, 180, 15)
+            ]
+        );
+        assert_eq!(
+            sizes(640, 480),
+            vec![
+                (640, 480, 30),
+                (480, 360, 30),
+                (320, 240, 30),
+                (320, 240, 15)
+            ]
+        );
+        assert_eq!(sizes(320, 240), vec![(320, 240, 30), (320, 240, 15)]);
+        assert_eq!(rungs(320, 240, 15).len(), 1);
+    }
+
+    #[test]
+    fn a_falling_estimate_steps_down_at_once_and_a_rising_one_up_slowly() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(640, 480, 30, 1_000_000);
+        let d = ladder.decide(2_000_000, t0);
+        assert_eq!((d.rung.width, d.bitrate_bps), (640, 1_000_000));
+        // 300 kbit/s: below 640x480 and 480x360's needs; 320x240 at 30 fps fits.
+        let d = ladder.decide(300_000, t0 + Duration::from_secs(1));
+        assert_eq!((d.rung.width, d.rung.fps), (320, 30));
+        assert!(d.bitrate_bps < 300_000);
+        // Recovered: one rung up only after UP_AFTER, then the next.
+        let mut t = t0 + Duration::from_secs(2);
+        assert_eq!(ladder.decide(2_000_000, t).rung.width, 320);
+        t += UP_AFTER;
+        assert_eq!(ladder.decide(2_000_000, t).rung.width, 480);
+        t += Duration::from_millis(100);
+        assert_eq!(ladder.decide(2_000_000, t).rung.width, 480);
+        t += UP_AFTER;
+        assert_eq!(ladder.decide(2_000_000, t).rung.width, 640);
+    }
+
+    #[test]
+    fn a_dip_resets_the_wait_to_go_up() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(640, 480, 30, 1_000_000);
+        ladder.decide(300_000, t0);
+        ladder.decide(2_000_000, t0 + Duration::from_secs(1));
+        ladder.decide(300_000, t0 + Duration::from_millis(2500));
+        let d = ladder.decide(2_000_000, t0 + Duration::from_millis(3100));
+        assert_eq!(d.rung.width, 320, "the dip must restart the wait");
+    }
+
+    #[test]
+    fn the_floor_is_the_smallest_rung_at_half_rate_and_the_bitrate_never_below_the_minimum() {
+        let mut ladder = Ladder::new(1280, 720, 30, 2_500_000);
+        let d = ladder.decide(50_000, Instant::now());
+        assert_eq!(
+            d.rung,
+            Rung {
+                width: 320,
+                height: 180,
+                fps: 15
+            }
+        );
+        assert_eq!(d.bitrate_bps, MIN_VIDEO_BPS);
+    }
+
+    #[test]
+    fn without_an_estimate_the_ceiling_is_used() {
+        let mut ladder = Ladder::new(640, 480, 30, 1_000_000);
+        let d = ladder.decide(0, Instant::now());
+        assert_eq!((d.rung.width, d.bitrate_bps), (640, 1_000_000));
+    }
+}
