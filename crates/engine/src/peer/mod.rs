@@ -20,6 +20,7 @@ mod keyframe;
 mod net_stats;
 mod nudge;
 pub mod privacy;
+mod redundant;
 mod retransmit;
 pub mod route;
 mod tcp_turn;
@@ -396,8 +397,12 @@ impl Peer {
             nudge: Arc::clone(&nudge),
         });
         let tracks = Tracks::new(&options.track_prefix, Arc::clone(&bandwidth))?;
+        let mut builder = PeerConnectionBuilder::new();
+        if let Some(runtime) = redundant::HandshakeRuntime::shared() {
+            builder = builder.with_runtime(runtime);
+        }
         let pc = Box::pin(
-            PeerConnectionBuilder::new()
+            builder
                 .with_configuration(config)
                 .with_media_engine(media)
                 .with_setting_engine(settings)
