@@ -143,6 +143,7 @@ fn side(
         interests: vec![],
         udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         relay_only: false,
+        net: None,
     };
     let media = MediaConfig {
         video: Some(VideoSource::TestPattern {

@@ -33,6 +33,10 @@ struct PeerArgs {
     /// of ours but the relay's.
     #[arg(long)]
     relay_only: bool,
+    /// Send this peer's packets through the network simulator, as `bench --net` (needs
+    /// `--udp 127.0.0.1:0`: the simulator is on loopback), e.g. `up.rate=300k`.
+    #[arg(long)]
+    net: Option<chingu_cli::netsim::Scenario>,
 }
 
 impl PeerArgs {
@@ -44,6 +48,7 @@ impl PeerArgs {
             interests: self.interests,
             udp_addr: self.udp,
             relay_only: self.relay_only,
+            net: self.net,
         }
     }
 }

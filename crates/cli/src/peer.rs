@@ -63,6 +63,8 @@ pub struct PeerSetup {
     pub udp_addr: Option<SocketAddr>,
     /// TURN relay only ("Hide my IP").
     pub relay_only: bool,
+    /// Send this peer's packets through the network simulator (a peer on this machine).
+    pub net: Option<crate::netsim::Scenario>,
 }
 
 impl PeerSetup {
@@ -169,7 +171,11 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
         local_preview: None,
         remote_audio: None,
     };
-    let (engine, mut events, task) = Engine::start(config.setup.engine_config("bot", media, false));
+    // Kept until the call is over: dropping it stops the simulated network.
+    let sim = config.setup.net.clone().map(crate::netsim::NetSim::start);
+    let mut engine_config = config.setup.engine_config("bot", media, false);
+    engine_config.peer.route = sim.as_ref().map(crate::netsim::NetSim::route);
+    let (engine, mut events, task) = Engine::start(engine_config);
     engine.send(Command::Search(config.setup.prefs())).await?;
     let mut summary = BotSummary {
         kind: "summary",
@@ -304,7 +310,10 @@ pub async fn echo(
         local_preview: None,
         remote_audio: Some(Arc::new(move |pcm| audio_in.push(pcm))),
     };
-    let (engine, mut events, task) = Engine::start(setup.engine_config("echo", media, true));
+    let sim = setup.net.clone().map(crate::netsim::NetSim::start);
+    let mut engine_config = setup.engine_config("echo", media, true);
+    engine_config.peer.route = sim.as_ref().map(crate::netsim::NetSim::route);
+    let (engine, mut events, task) = Engine::start(engine_config);
     engine.send(Command::Search(setup.prefs())).await?;
     let mut done = 0u64;
     // The call's path as last seen, told when it ends (the bot sees only its own side).

@@ -84,6 +84,8 @@ struct ActiveCall {
     restart_sent: Option<Instant>,
     /// A restart was asked for while one was in flight: do it when the answer comes.
     restart_wanted: bool,
+    /// What the peer last said its congestion control lets it send us, bits/s.
+    peer_send_bps: Option<f64>,
 }
 
 struct Actor {
@@ -366,6 +368,7 @@ impl Actor {
             offerer,
             restart_sent: None,
             restart_wanted: false,
+            peer_send_bps: None,
         });
         if let Some(sdp) = offer {
             self.send(ClientMessage::Signal {
@@ -596,6 +599,11 @@ impl Actor {
                 Some(ControlMessage::Media { audio, video }) => {
                     self.emit(EngineEvent::PeerMedia { audio, video })
                 }
+                Some(ControlMessage::Net { send_kbps }) => {
+                    if let Some(call) = &mut self.call {
+                        call.peer_send_bps = Some(f64::from(send_kbps) * 1000.0);
+                    }
+                }
                 None => {}
             },
             PeerEvent::KeyframeRequested => {
@@ -625,11 +633,19 @@ impl Actor {
             return;
         };
         let net = call.peer.net_stats().await;
-        let stats = CallStats::collect(
+        if let Some(bps) = net.available_outgoing_bitrate {
+            let net = ControlMessage::Net {
+                send_kbps: (bps / 1000.0) as u32,
+            };
+            // Before the channel opens there is no one to tell yet.
+            let _ = call.peer.send_text(&net.to_json()).await;
+        }
+        let mut stats = CallStats::collect(
             connected.elapsed().as_millis() as u64,
             &net,
             &media.counters,
         );
+        stats.peer_available_outgoing_bitrate = call.peer_send_bps;
         self.emit(EngineEvent::Stats(Box::new(stats)));
     }
 

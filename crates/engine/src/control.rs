@@ -1,5 +1,7 @@
 //! Messages on the data channel between two Chingu peers (docs/protocol.md, "Peer to
-//! peer"): chat, and whether each side sends audio and video.
+//! peer"): chat, whether each side sends audio and video, and how fast each side's
+//! congestion control lets it send (so each side can tell whose connection limits the
+//! call).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +16,18 @@ pub const MAX_CONTROL_BYTES: usize = 8 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ControlMessage {
-    Chat { text: String },
-    Media { audio: bool, video: bool },
+    Chat {
+        text: String,
+    },
+    Media {
+        audio: bool,
+        video: bool,
+    },
+    /// What the sender's congestion control lets it send to us, kbit/s (about once a
+    /// second).
+    Net {
+        send_kbps: u32,
+    },
 }
 
 impl ControlMessage {
@@ -67,6 +79,14 @@ mod tests {
                 audio: true,
                 video: false
             })
+        );
+        assert_eq!(
+            ControlMessage::from_peer(r#"{"type":"net","send_kbps":640}"#),
+            Some(ControlMessage::Net { send_kbps: 640 })
+        );
+        assert_eq!(
+            ControlMessage::from_peer(r#"{"type":"net","send_kbps":-1}"#),
+            None
         );
         // A message type this version does not know is dropped (and logged).
         assert_eq!(

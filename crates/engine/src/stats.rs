@@ -229,7 +229,10 @@ pub struct CallStats {
     pub outbound_audio: OutboundAudio,
     pub inbound_audio: InboundAudio,
     pub round_trip_time: Option<f64>,
+    /// What our congestion control lets us send, bits/s.
     pub available_outgoing_bitrate: Option<f64>,
+    /// What the peer's lets it send to us (it tells us on the control channel), bits/s.
+    pub peer_available_outgoing_bitrate: Option<f64>,
     /// The path media takes (none until ICE has selected one).
     pub path: Option<CallPath>,
     /// The peer's candidates ICE knows (what the peer revealed of its addresses).
@@ -290,6 +293,7 @@ impl CallStats {
             },
             round_trip_time: net.round_trip_time,
             available_outgoing_bitrate: net.available_outgoing_bitrate,
+            peer_available_outgoing_bitrate: None,
             path: net.path.clone(),
             remote_candidates: net.remote_candidates.clone(),
         }

@@ -10,8 +10,8 @@
 use openh264::OpenH264API;
 use openh264::decoder::{Decoder, DecoderConfig};
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
-    RateControlMode, UsageType,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Level,
+    Profile, RateControlMode, UsageType,
 };
 use openh264::formats::YUVSource;
 
@@ -36,6 +36,8 @@ pub struct H264Encoder {
     settings: EncoderSettings,
     out: Vec<u8>,
     clock_ms: f64,
+    /// A frame has been encoded (openh264 takes options only after its first frame).
+    started: bool,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -57,6 +59,7 @@ impl H264Encoder {
             settings,
             out: Vec::with_capacity(256 * 1024),
             clock_ms: 0.0,
+            started: false,
         })
     }
 
@@ -73,43 +76,68 @@ impl H264Encoder {
         Ok(())
     }
 
-    /// Changes the target bitrate and frame rate of the running encoder: the next frames
-    /// follow it, with no keyframe. openh264 fixes the H.264 level (and with it the
-    /// highest bitrate it will accept) from the bitrate the encoder was built with: build
-    /// it at the most it will ever be asked for, then lower it here.
+    /// Changes the target bitrate and frame rate: the next frames follow it, with no
+    /// keyframe. Before the first frame (openh264 initialises on it) the encoder is
+    /// rebuilt with the new settings instead.
     pub fn set_rate(&mut self, bitrate_bps: u32, fps: f32) -> Result<(), MediaError> {
         let wanted = EncoderSettings { bitrate_bps, fps };
         if wanted == self.settings {
             return Ok(());
         }
         validate(wanted)?;
+        if !self.started {
+            self.encoder = build_encoder(wanted)?;
+            self.settings = wanted;
+            return Ok(());
+        }
         let mut target = openh264_sys2::SBitrateInfo {
             iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
             iBitrate: i32::try_from(bitrate_bps).map_err(h264_err)?,
         };
+        // Both the stream's maximum and the (one) spatial layer's.
+        let mut max = target;
+        let mut layer_max = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_0,
+            ..target
+        };
         let mut frame_rate = fps;
-        // SAFETY: the encoder is initialised (built in `new`), each option is given a
-        // pointer to the type openh264's API documents for it (SBitrateInfo for the
-        // bitrate, float for the frame rate), and the pointers live for the call; these
-        // options are openh264's documented way to change the rate at run time and do not
-        // touch anything the wrapper relies on (size, threads, format).
+        // The layer's maximum moves with the target (as the encoder was built): raised
+        // before the target when going up, lowered after it when going down, since
+        // openh264 refuses a target above the maximum and a maximum below the target.
+        let up = bitrate_bps > self.settings.bitrate_bps;
+        // SAFETY: the encoder is initialised (it has encoded a frame: `started`), each
+        // option is given a pointer to the type openh264's API documents for it
+        // (SBitrateInfo for the two bitrates, float for the frame rate), and the pointers
+        // live for the call; these options are openh264's documented way to change the
+        // rate at run time and do not touch anything the wrapper relies on (size,
+        // threads, format).
         #[allow(unsafe_code)]
         let results = unsafe {
             let api = self.encoder.raw_api();
-            [
+            let mut set_max = || {
                 api.set_option(
-                    openh264_sys2::ENCODER_OPTION_BITRATE,
-                    (&raw mut target).cast(),
-                ),
-                api.set_option(
-                    openh264_sys2::ENCODER_OPTION_FRAME_RATE,
-                    (&raw mut frame_rate).cast(),
-                ),
-            ]
+                    openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+                    (&raw mut layer_max).cast(),
+                ) | api.set_option(
+                    openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+                    (&raw mut max).cast(),
+                )
+            };
+            let first = if up { set_max() } else { 0 };
+            let bitrate = api.set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                (&raw mut target).cast(),
+            );
+            let last = if up { 0 } else { set_max() };
+            let frame_rate = api.set_option(
+                openh264_sys2::ENCODER_OPTION_FRAME_RATE,
+                (&raw mut frame_rate).cast(),
+            );
+            [first, bitrate, last, frame_rate]
         };
         if results.iter().any(|&r| r != 0) {
             return Err(MediaError::H264(format!(
-                "openh264 refused {wanted:?} (bitrate, frame rate: {results:?})"
+                "openh264 refused {wanted:?} (codes {results:?})"
             )));
         }
         self.settings = wanted;
@@ -130,6 +158,7 @@ impl H264Encoder {
         let at = openh264::Timestamp::from_millis(self.clock_ms as u64);
         self.clock_ms += 1000.0 / f64::from(self.settings.fps);
         let bitstream = self.encoder.encode_at(frame, at).map_err(h264_err)?;
+        self.started = true;
         let keyframe = match bitstream.frame_type() {
             FrameType::Skip | FrameType::Invalid => return Ok(None),
             FrameType::IDR | FrameType::I => true,
@@ -159,6 +188,9 @@ fn build_encoder(settings: EncoderSettings) -> Result<Encoder, MediaError> {
     validate(settings)?;
     let config = EncoderConfig::new()
         .profile(Profile::Baseline)
+        // The level we offer (profile-level-id 42e01f): without it openh264 picks one
+        // from the first bitrate and refuses a higher rate later.
+        .level(Level::Level_3_1)
         .usage_type(UsageType::CameraVideoRealTime)
         .rate_control_mode(RateControlMode::Bitrate)
         .bitrate(BitRate::from_bps(settings.bitrate_bps))

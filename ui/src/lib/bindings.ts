@@ -82,7 +82,10 @@ export type CallStats_Deserialize = {
 	outboundAudio: OutboundAudio,
 	inboundAudio: InboundAudio,
 	roundTripTime?: number | null,
+	/**  What our congestion control lets us send, bits/s. */
 	availableOutgoingBitrate?: number | null,
+	/**  What the peer's lets it send to us (it tells us on the control channel), bits/s. */
+	peerAvailableOutgoingBitrate?: number | null,
 	/**  The path media takes (none until ICE has selected one). */
 	path?: CallPath_Deserialize | null,
 	/**  The peer's candidates ICE knows (what the peer revealed of its addresses). */
@@ -98,7 +101,10 @@ export type CallStats_Serialize = {
 	outboundAudio: OutboundAudio,
 	inboundAudio: InboundAudio,
 	roundTripTime: number | null,
+	/**  What our congestion control lets us send, bits/s. */
 	availableOutgoingBitrate: number | null,
+	/**  What the peer's lets it send to us (it tells us on the control channel), bits/s. */
+	peerAvailableOutgoingBitrate: number | null,
 	/**  The path media takes (none until ICE has selected one). */
 	path: CallPath_Serialize | null,
 	/**  The peer's candidates ICE knows (what the peer revealed of its addresses). */

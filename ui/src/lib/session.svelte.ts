@@ -1,6 +1,6 @@
 import type { Backend } from './backend';
 import type { Notice } from './notice';
-import { networkQuality } from './quality';
+import { limitingSide, networkQuality } from './quality';
 import type {
   CallStats,
   CallView,
@@ -60,6 +60,8 @@ export class Session {
   peerVideo = $state(true);
   chat: ChatLine[] = $state([]);
   quality: number | null = $state(null);
+  /** Whose connection limits the call, when one does. */
+  limitedBy: 'you' | 'peer' | null = $state(null);
   /** Which way the call's media goes, from the latest stats (null until known). */
   path: 'direct' | 'relayed' | null = $state(null);
   online: { online: number; waiting: number } | null = $state(null);
@@ -203,6 +205,7 @@ export class Session {
     this.peer = null;
     this.chat = [];
     this.quality = null;
+    this.limitedBy = null;
     this.path = null;
     this.lastStats = null;
     this.endReason = null;
@@ -241,6 +244,7 @@ export class Session {
         break;
       case 'stats':
         this.quality = networkQuality(event.stats, this.lastStats);
+        this.limitedBy = limitingSide(event.stats, this.lastStats);
         if (event.stats.path) this.path = event.stats.path.relayed ? 'relayed' : 'direct';
         this.lastStats = event.stats;
         break;

@@ -213,6 +213,29 @@ describe('Session', () => {
     expect(session.quality).toBeLessThanOrEqual(2);
   });
 
+  it('scores from the congestion-control estimates and says whose connection limits the call', async () => {
+    const { backend, session } = await ready();
+    const stats = (ours: number | null, theirs: number | null, received = 1000): CallStats => {
+      const s = emptyStats();
+      s.roundTripTime = 0.02;
+      s.availableOutgoingBitrate = ours;
+      s.peerAvailableOutgoingBitrate = theirs;
+      s.inboundVideo.packetsReceived = received;
+      return s;
+    };
+    backend.emit({ type: 'stats', stats: stats(2_500_000, 2_400_000) });
+    expect(session.quality).toBe(5);
+    expect(session.limitedBy).toBeNull();
+    backend.emit({ type: 'stats', stats: stats(200_000, 2_400_000, 2000) });
+    expect(session.quality).toBe(2);
+    expect(session.limitedBy).toBe('you');
+    backend.emit({ type: 'stats', stats: stats(2_500_000, 120_000, 3000) });
+    expect(session.quality).toBe(1);
+    expect(session.limitedBy).toBe('peer');
+    backend.emit({ type: 'stats', stats: stats(200_000, 120_000, 4000) });
+    expect(session.limitedBy).toBeNull();
+  });
+
   it('says whether the call is direct or relayed', async () => {
     const { backend, session } = await ready();
     expect(session.path).toBeNull();

@@ -55,6 +55,7 @@ export function emptyStats(): CallStats {
     },
     roundTripTime: null,
     availableOutgoingBitrate: null,
+    peerAvailableOutgoingBitrate: null,
     path: null,
     remoteCandidates: [],
   };

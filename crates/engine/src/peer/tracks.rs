@@ -282,12 +282,14 @@ impl Tracks {
             Box::pin(async move {
                 while let Some(frame) = video_rx.recv().await {
                     let bytes = frame.data.len() as u64;
+                    tracing::trace!(bytes, "video writer: frame");
                     match video.write(frame).await {
                         Ok(()) => {
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => tracing::debug!("video not sent: {e}"),
                     }
+                    tracing::trace!(bytes, "video writer: frame done");
                     // The encoder added it when it queued the frame.
                     let _ = bandwidth.video_backlog_bytes.fetch_update(
                         Ordering::Relaxed,

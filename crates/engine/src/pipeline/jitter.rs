@@ -138,13 +138,17 @@ impl JitterBuffer {
             self.next = None;
             return Playout::Waiting;
         }
-        self.concealed += 1;
+        // Recovered from FEC is decoded audio, not concealment (W3C `concealedSamples`
+        // counts only what the decoder had to make up).
         match self.packets.get(&(next + 1)) {
             Some(after) => {
                 self.fec_recovered += 1;
                 Playout::Fec(after.payload.clone())
             }
-            None => Playout::Conceal,
+            None => {
+                self.concealed += 1;
+                Playout::Conceal
+            }
         }
     }
 }
@@ -183,7 +187,11 @@ mod tests {
         assert_eq!(j.pop(t), Playout::Fec(p(5)), "4 lost, 5 carries its FEC");
         assert_eq!(j.pop(t), Playout::Packet(p(5)));
         assert_eq!(j.pop(t), Playout::Conceal);
-        assert_eq!((j.fec_recovered, j.concealed), (1, 2));
+        assert_eq!(
+            (j.fec_recovered, j.concealed),
+            (1, 1),
+            "FEC is not concealment"
+        );
         // A packet for a slot already played is late.
         j.push(4, p(4), t);
         assert_eq!(j.late, 1);

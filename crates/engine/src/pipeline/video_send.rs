@@ -267,6 +267,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         // Congestion: the transport has not sent what we gave it yet.
         let backlog = ctx.bandwidth.video_backlog_bytes.load(Relaxed);
         if target > 0 && backlog * 8 > target * MAX_BACKLOG.as_millis() as u64 / 1000 {
+            tracing::trace!(backlog, target, "frame skipped: the transport is behind");
             ctx.counters
                 .frames_dropped_before_send
                 .fetch_add(1, Relaxed);
@@ -277,11 +278,9 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             .as_ref()
             .is_none_or(|(_, ew, eh)| (*ew, *eh) != (w, h))
         {
-            // Built at the ceiling, then set to the decision: openh264 fixes the H.264
-            // level from the first bitrate and refuses to climb past its limit later.
             let settings = EncoderSettings {
-                bitrate_bps: ctx.bitrate_bps,
-                fps: 30.0,
+                bitrate_bps,
+                fps: rung.fps as f32,
             };
             match H264Encoder::new(settings) {
                 Ok(e) => encoder = Some((e, w, h)),
