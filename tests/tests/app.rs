@@ -291,3 +291,84 @@ async fn two_apps_match_see_each_other_chat_move_on_and_hang_up() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("screenshots in {}", artifacts.display());
 }
+
+/// Where chingu-cli is: CHINGU_BIN_DIR (set by `cargo xtask test`), else beside this test.
+fn cli() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CHINGU_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe().ok()?.parent()?.parent()?.to_owned(),
+    };
+    let cli = dir.join("chingu-cli");
+    cli.is_file().then_some(cli)
+}
+
+/// One app calls a bot whose uplink is capped at 200 kbit/s (its packets cross the
+/// network simulator): the bot's congestion control comes down, it tells the app, and
+/// the call screen says that the other person's connection limits the picture.
+fn slow_peer_scenario(
+    app: &Path,
+    driver: &Path,
+    cli: &Path,
+    server_url: &str,
+    artifacts: &Path,
+) -> Result<()> {
+    let x = Xvfb::start()?;
+    let profiles = chingu_testkit::tempdir()?;
+    let drivers = [Driver::start(
+        driver,
+        &x.display,
+        &profiles.path().join("carol"),
+    )?];
+    let app_path = app.to_str().context("app path is not UTF-8")?;
+    let _bot = chingu_testkit::process::Owned::spawn(
+        std::process::Command::new(cli)
+            .args(["bot", "--server", server_url, "--udp", "127.0.0.1:0"])
+            .args(["--nickname", "slowpoke", "--net", "up.rate=200k"])
+            .args(["--duration", "60", "--wait", "90", "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )?;
+    let carol = App {
+        name: "carol",
+        session: Session::start(drivers[0].port, app_path)?,
+        artifacts: artifacts.to_owned(),
+    };
+    onboard(&carol, server_url, false)?;
+    carol.session.click(&carol.wait("[data-testid=match]")?)?;
+    carol.wait("[data-screen=call]")?;
+    carol.wait_for_video(5)?;
+    carol.session.wait_until(
+        "the call screen names the slow connection",
+        "const n = document.querySelector('[data-testid=limited-by]'); \
+         return !!n && n.innerText.includes('slowpoke');",
+        WAIT,
+    )?;
+    carol.shot("8-limited-by-peer")?;
+    carol.session.click(&carol.wait("[data-testid=hang-up]")?)?;
+    carol.wait("[data-screen=after]")?;
+    carol.session.close()?;
+    drop(drivers);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_a_peer_on_a_slow_uplink_says_whose_connection_limits_it() {
+    let Some((app, driver)) = prerequisites() else {
+        return;
+    };
+    let Some(cli) = cli() else {
+        let why = "needs chingu-cli beside the tests (cargo xtask test builds it)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    };
+    let dir = chingu_testkit::tempdir().expect("temp dir");
+    let server = common::server(dir.path()).await;
+    let url = server.ws_url();
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    tokio::task::spawn_blocking(move || slow_peer_scenario(&app, &driver, &cli, &url, &artifacts))
+        .await
+        .expect("the scenario thread")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
