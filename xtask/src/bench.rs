@@ -141,20 +141,25 @@ fn splice_docs(name: &str, text: &str) -> Result {
     let path = crate::repo_root().join("docs/benchmarks.md");
     let doc =
         std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let spliced = splice(&doc, name, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, spliced).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("xtask: updated {} ({name})", path.display());
+    Ok(())
+}
+
+/// `doc` with what lies between the `NAME` markers replaced by `text`.
+fn splice(doc: &str, name: &str, text: &str) -> Result<String> {
     let (begin, end) = (
         format!("<!-- {name}:begin -->"),
         format!("<!-- {name}:end -->"),
     );
     let (Some(start), Some(stop)) = (doc.find(&begin), doc.find(&end)) else {
-        return Err(format!("{} has no {begin} … {end} markers", path.display()));
+        return Err(format!("no {begin} … {end} markers"));
     };
     if stop < start {
-        return Err(format!("{}: {end} comes before {begin}", path.display()));
+        return Err(format!("{end} comes before {begin}"));
     }
-    let spliced = format!("{}{begin}\n{text}{}", &doc[..start], &doc[stop..]);
-    std::fs::write(&path, spliced).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    eprintln!("xtask: updated {} ({name})", path.display());
-    Ok(())
+    Ok(format!("{}{begin}\n{text}{}", &doc[..start], &doc[stop..]))
 }
 
 /// One attack run against a fresh release server with its default limits; returns the
@@ -328,4 +333,20 @@ fn load_run(clients: &str, duration: &str, hold_ms: &str) -> Result<String> {
         .map(String::from)
         .to_vec()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice;
+
+    #[test]
+    fn the_table_replaces_what_was_between_the_markers_and_nothing_else() {
+        let doc = "a\n<!-- t:begin -->\nold\n<!-- t:end -->\nz\n";
+        assert_eq!(
+            splice(doc, "t", "| new |\n").unwrap(),
+            "a\n<!-- t:begin -->\n| new |\n<!-- t:end -->\nz\n"
+        );
+        assert!(splice(doc, "other", "x").is_err());
+        assert!(splice("<!-- t:end --> <!-- t:begin -->", "t", "x").is_err());
+    }
 }

@@ -21,6 +21,9 @@ fn every_peer_to_peer_example_parses() {
         assert_eq!(again, original);
         seen.insert(again["type"].as_str().expect("type").to_owned());
     }
-    let expected: BTreeSet<String> = ["chat", "media", "net"].iter().map(|s| s.to_string()).collect();
+    let expected: BTreeSet<String> = ["chat", "media", "net"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(seen, expected);
 }

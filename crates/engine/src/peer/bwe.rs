@@ -16,7 +16,8 @@
 //! - **Recovery.** After a back-off GCC climbs additively near the rate that last caused
 //!   it (~60 kbit/s per second): a link that dipped for a few seconds and came back took
 //!   minutes to be used again. After [`CALM_AFTER`] without a queue, overuse or loss, the
-//!   target grows by a tenth every 200 ms again until a queue shows.
+//!   target grows by a tenth every 200 ms again, up to 90 % of what the path carried when
+//!   a queue last formed (remembered for [`LIMIT_MEMORY`]), and by 3 % per step beyond.
 //! - **Loss alone does not drive the rate down.** GCC's loss half cuts the rate when
 //!   more than 10 % is lost, so on a lossy Wi-Fi link (random loss, no queue) it falls to
 //!   its floor and the picture with it, while the link has room. Here loss above 10 % stops
@@ -46,7 +47,12 @@ const RAMP_FACTOR: f64 = 1.25;
 const STARTUP_LIMIT: Duration = Duration::from_secs(10);
 /// Calm (no queue, no overuse, little loss) for this long lets the target grow fast again.
 pub const CALM_AFTER: Duration = Duration::from_secs(2);
+/// Growth per step while calm, below what the path last carried before a queue formed ...
 const RECOVERY_FACTOR: f64 = 1.1;
+/// ... and above it (probing carefully past a known limit).
+const PROBE_FACTOR: f64 = 1.03;
+/// What the path last carried is forgotten after this long (the link may have changed).
+const LIMIT_MEMORY: Duration = Duration::from_secs(10);
 /// A queue below this (ms) is calm.
 const CALM_QUEUE_MS: f64 = 15.0;
 /// Above this loss fraction the target does not grow.
@@ -54,7 +60,7 @@ const HIGH_LOSS: f64 = 0.10;
 /// Above this, the target comes down even without a queue: every frame of many packets
 /// is then likely to lose one, and a smaller, slower picture (fewer packets per frame)
 /// gets through where a large one freezes.
-const SEVERE_LOSS: f64 = 0.25;
+const SEVERE_LOSS: f64 = 0.32;
 /// Where severe loss stops bringing the target down (240p15 and audio).
 const SEVERE_LOSS_FLOOR: f64 = 150_000.0;
 /// Smoothing of the loss fraction per feedback batch.
@@ -155,6 +161,8 @@ pub struct Estimator {
     last_ramp: Option<Instant>,
     /// Since when nothing has pushed back (queue, overuse, loss).
     calm_since: Option<Instant>,
+    /// The delivered rate when a standing queue last formed, and when.
+    known_limit: Option<(f64, Instant)>,
     loss: Option<f64>,
     target: f64,
     shared: Arc<Bandwidth>,
@@ -180,6 +188,7 @@ impl Estimator {
             startup: true,
             last_ramp: None,
             calm_since: None,
+            known_limit: None,
             loss: None,
             target: initial,
             shared,
@@ -287,6 +296,7 @@ impl BandwidthEstimator for Estimator {
         {
             // Below what arrives by enough to drain the queue within about a second
             // (the controller alone takes ~0.85: seconds of a full queue).
+            self.known_limit = Some((received, now));
             let drain = (0.85 - queue_ms / 1000.0).max(0.5);
             let drained = (received * drain).clamp(self.min, self.max);
             if drained < next {
@@ -304,7 +314,15 @@ impl BandwidthEstimator for Estimator {
                 .is_none_or(|at| now.saturating_duration_since(at) >= RAMP_INTERVAL);
             let using_it = received.is_some_and(|r| r >= before * 0.5);
             if now.saturating_duration_since(since) >= CALM_AFTER && due && using_it {
-                let grown = (before * RECOVERY_FACTOR).clamp(self.min, self.max);
+                let limit = self
+                    .known_limit
+                    .filter(|(_, at)| now.saturating_duration_since(*at) < LIMIT_MEMORY)
+                    .map(|(rate, _)| rate * 0.9);
+                let factor = match limit {
+                    Some(limit) if before * RECOVERY_FACTOR > limit => PROBE_FACTOR,
+                    _ => RECOVERY_FACTOR,
+                };
+                let grown = (before * factor).clamp(self.min, self.max);
                 if grown > next {
                     next = grown;
                     self.control = RateController::new(next, self.min, self.max);

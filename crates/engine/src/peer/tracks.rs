@@ -31,6 +31,9 @@ const RTP_MTU: usize = 1200;
 /// keyframe is spread out rather than burst into the bottleneck's queue, yet a frame is
 /// never held back long.
 const PACING_FACTOR: f64 = 2.5;
+/// While the path shows a queue, a keyframe at 2.5x the target goes straight into a
+/// bottleneck that is already full: pace closer to the target then.
+const QUEUED_PACING_FACTOR: f64 = 1.5;
 /// Never pace slower than this, bits/s.
 const MIN_PACING_BPS: f64 = 400_000.0;
 /// While the path shows no queue, pace at least this fast: a keyframe leaves in a few
@@ -175,12 +178,13 @@ impl VideoTrack {
     /// Waits until the pace lets a packet of `bytes` leave.
     async fn pace(&self, bytes: usize) {
         let target = self.bandwidth.target_bps.load(Ordering::Relaxed) as f64;
-        let floor = if self.bandwidth.queue_delay_ms.load(Ordering::Relaxed) < QUEUE_SEEN_MS {
-            FAST_PACING_BPS
-        } else {
-            MIN_PACING_BPS
-        };
-        let rate = (target * PACING_FACTOR).max(floor);
+        let (factor, floor) =
+            if self.bandwidth.queue_delay_ms.load(Ordering::Relaxed) < QUEUE_SEEN_MS {
+                (PACING_FACTOR, FAST_PACING_BPS)
+            } else {
+                (QUEUED_PACING_FACTOR, MIN_PACING_BPS)
+            };
+        let rate = (target * factor).max(floor);
         let now = tokio::time::Instant::now();
         let wait = {
             let mut next = self
