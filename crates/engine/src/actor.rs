@@ -336,12 +336,9 @@ impl Actor {
         let (sinks, inbound) = packets::inbound();
         let mut options = self.config.peer.clone();
         options.ice_servers = self.ice_servers.clone();
-        // Congestion control never asks for more than the video ceiling plus audio.
-        options.max_bitrate_bps = self
-            .config
-            .media
-            .video_bitrate_bps
-            .saturating_add(crate::pipeline::ladder::AUDIO_RESERVE_BPS as u32);
+        // Congestion control never asks for more than lets the encoder reach its ceiling.
+        options.max_bitrate_bps =
+            crate::pipeline::ladder::target_for_video(self.config.media.video_bitrate_bps);
         let offerer = role == Role::Offerer;
         // Boxed: building a peer connection is a large future (~20 KiB).
         let built = Box::pin(Peer::new(options, offerer, sinks)).await;

@@ -55,9 +55,12 @@ pub struct Bandwidth {
 
 /// Inbound RTP per track queued from the transport to the pipeline (~1 s of 720p video).
 pub const RTP_QUEUE: usize = 512;
-/// Encoded video frames queued for the transport; beyond this the encoder drops frames
-/// (and forces a keyframe) rather than queueing delay.
-pub const ENCODED_VIDEO_QUEUE: usize = 4;
+/// Encoded video frames queued for the transport. The encoder does not encode while the
+/// transport holds more than 250 ms of video at the estimate (video_send.rs), so this
+/// only fills if the transport stalls; then a frame is dropped and the next is a
+/// keyframe (a smaller queue overflowed behind every keyframe on a slow link, and each
+/// drop cost another keyframe).
+pub const ENCODED_VIDEO_QUEUE: usize = 16;
 /// Encoded audio packets queued for the transport (160 ms).
 pub const ENCODED_AUDIO_QUEUE: usize = 8;
 

@@ -40,7 +40,7 @@ const MIN_PACING_BPS: f64 = 400_000.0;
 /// milliseconds on a fast path (call setup, a PLI) instead of in a third of a second at
 /// 2.5 x a start-up estimate. A burst that makes a queue on a slow path is seen at once
 /// and pacing falls back to the multiple.
-const FAST_PACING_BPS: f64 = 20_000_000.0;
+const FAST_PACING_BPS: f64 = 100_000_000.0;
 /// A queue (ms above the path's least one-way delay) that slows pacing down.
 const QUEUE_SEEN_MS: u32 = 10;
 /// The writer sleeps only when it is this far ahead of its pace (timer granularity).

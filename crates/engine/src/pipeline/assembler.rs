@@ -161,7 +161,12 @@ impl FrameAssembler {
         })
     }
 
-    /// Drops the packets of the earliest frame we hold and moves on to the next one.
+    /// Drops the packets of the earliest frame we hold and moves on to the packet after
+    /// the last of them. Only a packet that follows a frame's last packet is known to
+    /// start a frame: moving on to the next packet held instead released frames whose
+    /// first packets were lost (a keyframe without its start: a corrupt picture and
+    /// another keyframe request, over and over on a congested link). If that packet
+    /// never comes, the frame it starts is given up in turn.
     fn give_up_first_frame(&mut self) {
         self.frames_lost += 1;
         let Some((&first, held)) = self.packets.iter().next() else {
@@ -176,8 +181,7 @@ impl FrameAssembler {
             after = seq + 1;
             self.packets.remove(&seq);
         }
-        // The next frame starts at the first packet of a different timestamp we hold.
-        self.next = Some(self.packets.keys().next().copied().unwrap_or(after));
+        self.next = Some(after);
     }
 }
 
@@ -202,6 +206,28 @@ mod tests {
         a.push(12, 200, true, b(3), now);
         assert_eq!(a.pop(now, &mut lost).unwrap().timestamp, 200);
         assert!(!lost);
+    }
+
+    #[test]
+    fn after_a_loss_a_frame_whose_start_is_missing_is_never_released() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut lost = false;
+        // Frame 100: packet 2 (its end) lost. Frame 200: packet 3 (its start) lost.
+        // Frame 300: whole.
+        a.push(1, 100, false, b(1), now);
+        a.push(4, 200, false, b(4), now);
+        a.push(5, 200, true, b(5), now);
+        a.push(6, 300, true, b(6), now);
+        let later = now + FRAME_WAIT;
+        let f = a.pop(later, &mut lost).expect("frame 300");
+        assert!(lost);
+        assert_eq!(
+            (f.timestamp, f.payloads),
+            (300, vec![b(6)]),
+            "frame 200 lacks its first packet"
+        );
+        assert_eq!(a.frames_lost, 2);
     }
 
     #[test]

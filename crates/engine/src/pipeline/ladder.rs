@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 pub const AUDIO_RESERVE_BPS: u64 = 48_000;
 /// The encoder gets this share of what is left (headers, retransmissions).
 const VIDEO_SHARE: f64 = 0.9;
+/// The target (all media) at which the encoder gets `video_bps`: the inverse of the
+/// budget in [`Ladder::decide`].
+pub fn target_for_video(video_bps: u32) -> u32 {
+    (f64::from(video_bps) / VIDEO_SHARE) as u32 + AUDIO_RESERVE_BPS as u32 + 1
+}
+
 /// The least we ask of the encoder.
 pub const MIN_VIDEO_BPS: u32 = 30_000;
 /// What a rung needs, in bits per pixel per frame (the moving test pattern needs ~0.06
@@ -213,6 +219,13 @@ mod tests {
             }
         );
         assert_eq!(d.bitrate_bps, MIN_VIDEO_BPS);
+    }
+
+    #[test]
+    fn at_the_most_congestion_control_allows_the_encoder_gets_its_ceiling() {
+        let mut ladder = Ladder::new(1280, 720, 30, 2_500_000);
+        let d = ladder.decide(u64::from(target_for_video(2_500_000)), Instant::now());
+        assert_eq!(d.bitrate_bps, 2_500_000);
     }
 
     #[test]

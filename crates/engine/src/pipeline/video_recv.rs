@@ -59,6 +59,12 @@ pub(crate) struct ReceiveCtx {
     pub(crate) bandwidth: Arc<Bandwidth>,
 }
 
+/// How long to wait before asking again for a keyframe: the keyframe asked for needs a
+/// round trip, and more on a slow path, to arrive.
+fn pli_interval(bandwidth: &Bandwidth) -> Duration {
+    PLI_INTERVAL.max(Duration::from_millis(u64::from(bandwidth.rtt_ms.load(Relaxed))) * 2)
+}
+
 pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
     let ReceiveCtx {
         mut rtp,
@@ -82,7 +88,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         // lost, or sent before our keys were ready), ask at once, then every 250 ms.
         let may_ask = last_pli.is_some() || counters.frames_assembled.load(Relaxed) > 0;
         let pli_due = (need_keyframe && may_ask)
-            .then(|| last_pli.map_or(Instant::now(), |t| t + PLI_INTERVAL));
+            .then(|| last_pli.map_or(Instant::now(), |t| t + pli_interval(&bandwidth)));
         let wake = [assembler.poll_timeout(), pli_due]
             .into_iter()
             .flatten()
@@ -149,7 +155,10 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
             }
         }
         let may_ask = last_pli.is_some() || counters.frames_assembled.load(Relaxed) > 0;
-        if need_keyframe && may_ask && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+        if need_keyframe
+            && may_ask
+            && last_pli.is_none_or(|t| t.elapsed() >= pli_interval(&bandwidth))
+        {
             let _ = notices.try_send(MediaNotice::KeyframeNeeded);
             counters.pli_sent.fetch_add(1, Relaxed);
             last_pli = Some(Instant::now());

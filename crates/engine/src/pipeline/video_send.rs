@@ -185,20 +185,22 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
     let mut scaled = frame.clone();
     let mut last_encoded_at: Option<Instant> = None;
     let mut last_keyframe: Option<Instant> = None;
+    // A frame was dropped after encoding: the next must be a keyframe.
+    let mut broken = false;
     let mut last_ticks: Option<u64> = None;
     loop {
         loop {
             match ctx.ctl.try_recv() {
                 Ok(VideoCtl::Enabled(on)) => {
                     enabled = on;
-                    ctx.keyframe.store(true, Relaxed);
+                    broken = true;
                 }
                 Ok(VideoCtl::Source(spec)) => {
                     drop(source.take()); // close the old device before opening the new one
                     source = open(&spec, &mut frame);
                     current = spec;
                     reopener = Reopener::new(Device::Camera);
-                    ctx.keyframe.store(true, Relaxed);
+                    broken = true;
                 }
                 Err(std_mpsc::TryRecvError::Empty) => break,
                 Err(std_mpsc::TryRecvError::Disconnected) => return,
@@ -212,7 +214,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                     source = open(&spec, &mut frame);
                     current = spec;
                     reopener = Reopener::new(Device::Camera);
-                    ctx.keyframe.store(true, Relaxed);
+                    broken = true;
                 }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
@@ -234,7 +236,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                     Err(reason) => report(Device::Camera, reason),
                 }
             }
-            ctx.keyframe.store(true, Relaxed);
+            broken = true;
             continue;
         }
         if !src.next_frame(&mut frame, SOURCE_WAIT) {
@@ -294,7 +296,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             }
             ctx.counters.encode_width.store(w as u32, Relaxed);
             ctx.counters.encode_height.store(h as u32, Relaxed);
-            ctx.keyframe.store(true, Relaxed);
+            broken = true;
         }
         let Some((enc, _, _)) = encoder.as_mut() else {
             continue;
@@ -316,7 +318,11 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         let mut force = ctx.keyframe.swap(false, Relaxed);
         let rtt = Duration::from_millis(u64::from(ctx.bandwidth.rtt_ms.load(Relaxed)));
         let spacing = KEYFRAME_SPACING.max(rtt * 2);
-        if force && last_keyframe.is_some_and(|at| at.elapsed() < spacing) {
+        // Spacing applies to the peer's requests; a stream we broke ourselves (a frame
+        // dropped after encoding) cannot wait: every frame after it is undecodable.
+        if std::mem::take(&mut broken) {
+            force = true;
+        } else if force && last_keyframe.is_some_and(|at| at.elapsed() < spacing) {
             // Not yet: keep the request for a later frame.
             ctx.keyframe.store(true, Relaxed);
             force = false;
@@ -327,7 +333,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!("encode failed: {e}");
-                ctx.keyframe.store(true, Relaxed);
+                broken = true;
                 continue;
             }
         };
@@ -359,7 +365,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 c.frames_dropped_before_send.fetch_add(1, Relaxed);
                 // The frames after a dropped one reference it: start over from a keyframe.
-                ctx.keyframe.store(true, Relaxed);
+                broken = true;
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
