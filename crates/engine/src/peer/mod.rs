@@ -16,6 +16,7 @@ mod bwe;
 pub mod depacketize;
 mod handler;
 mod ice;
+mod interceptors;
 mod keyframe;
 mod net_stats;
 mod nudge;
@@ -23,33 +24,25 @@ pub mod privacy;
 mod redundant;
 mod retransmit;
 pub mod route;
+mod tasks;
 mod tcp_turn;
 mod tracks;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chingu_proto::{IceServer, Signal};
-use rtc::interceptor::{
-    CongestionControlBuilder, NackGeneratorBuilder, NackResponderBuilder, Slot, TwccSenderBuilder,
-};
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
-};
 use rtc::peer_connection::transport::RTCDtlsRole;
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::{Mutex, mpsc};
-use tokio::task::JoinSet;
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceTransportPolicy, RTCSessionDescription, Registry,
-    SettingEngineBuilder, StatsSelector,
+    RTCIceCandidateInit, RTCIceTransportPolicy, RTCSessionDescription, SettingEngineBuilder,
+    StatsSelector,
 };
 
 use crate::packets::{Bandwidth, InboundSinks, OutboundMedia};
@@ -57,11 +50,11 @@ use crate::stats::NetStats;
 use handler::Handler;
 pub use ice::local_addresses;
 use ice::{lock, rtc_ice_servers};
-use keyframe::KeyframeRequestForwarder;
 pub(crate) use nudge::NudgeState;
 use nudge::nudge_driver;
 use privacy::CandidatePolicy;
 use route::MediaRoute;
+pub(crate) use tasks::PeerTasks;
 use tracks::{H264_PT, OPUS_PT, Tracks};
 
 pub use tracks::duration_for_ticks;
@@ -83,37 +76,6 @@ const DISCONNECTED_AFTER: Duration = Duration::from_secs(2);
 /// media), so several must fit in [`DISCONNECTED_AFTER`]: with the default 2 s the
 /// connection flapped to disconnected and back in quiet moments.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// How often the receiver asks again for packets still missing.
-const NACK_INTERVAL: Duration = Duration::from_millis(25);
-/// How many times a missing packet is asked for (over 200 ms). webrtc-rs's default is
-/// without limit: every missing packet, every interval, for as long as it is in the
-/// receive log — under loss into a full queue those retransmissions became most of what
-/// was sent. What is resent is also held to a budget (retransmit.rs).
-const NACKS_PER_PACKET: u16 = 8;
-
-/// NACK both ways (as webrtc-rs's `configure_nack`), asking for each packet a bounded
-/// number of times.
-fn bounded_nack(registry: Registry, media: &mut MediaEngine) -> Registry {
-    for parameter in ["", "pli"] {
-        media.register_feedback(
-            RTCPFeedback {
-                typ: TYPE_RTCP_FB_NACK.to_owned(),
-                parameter: parameter.to_owned(),
-            },
-            RtpCodecKind::Video,
-        );
-    }
-    registry
-        .with(Slot::NackResponder, NackResponderBuilder::new().build())
-        .with(
-            Slot::NackGenerator,
-            NackGeneratorBuilder::new()
-                .with_interval(NACK_INTERVAL)
-                .with_max_nacks_per_packet(NACKS_PER_PACKET)
-                .build(),
-        )
-}
 
 /// What can go wrong with a peer connection, one variant per step that can fail.
 #[derive(Debug, thiserror::Error)]
@@ -203,45 +165,6 @@ pub enum PeerEvent {
     KeyframeRequested,
 }
 
-/// The tasks one peer runs. Spawning after [`Self::shutdown`] starts nothing.
-#[derive(Debug)]
-pub(crate) struct PeerTasks {
-    set: std::sync::Mutex<Option<JoinSet<()>>>,
-}
-
-impl PeerTasks {
-    fn new() -> Self {
-        Self {
-            set: std::sync::Mutex::new(Some(JoinSet::new())),
-        }
-    }
-
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut set = self
-            .set
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match set.as_mut() {
-            Some(set) => {
-                set.spawn(task);
-            }
-            None => tracing::debug!("peer closed: task not started"),
-        }
-    }
-
-    /// Aborts every task and waits for them to end.
-    async fn shutdown(&self) {
-        let set = self
-            .set
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(mut set) = set {
-            set.shutdown().await;
-        }
-    }
-}
-
 /// A live peer connection for one call.
 pub struct Peer {
     pc: Arc<dyn PeerConnection>,
@@ -304,33 +227,9 @@ impl Peer {
                 RtpCodecKind::Audio,
             )
             .map_err(codec)?;
-        // Send-side congestion control: our packets carry transport-wide sequence numbers
-        // (the default interceptors only report on what we receive), the peer's feedback
-        // drives our estimator, and the encoder follows what it publishes. No pacer
-        // interceptor: its one FIFO would queue audio behind video; the video writer paces
-        // (tracks.rs).
         let bandwidth = Arc::new(Bandwidth::default());
-        let estimator = bwe::Estimator::new(
-            bwe::INITIAL_BPS,
-            f64::from(options.max_bitrate_bps),
-            Arc::clone(&bandwidth),
-        );
-        // The default interceptors, with NACK bounded (bounded_nack).
-        configure_simulcast_extension_headers(&mut media).map_err(codec)?;
-        let registry = bounded_nack(Registry::new(), &mut media);
-        let registry = configure_twcc_receiver_only(registry, &mut media).map_err(codec)?;
-        let registry = configure_rtcp_reports(registry)
-            .with(Slot::from(14_000), KeyframeRequestForwarder::default())
-            .with(
-                Slot::CongestionControl,
-                CongestionControlBuilder::new(estimator).build(),
-            )
-            .with(Slot::TwccSender, TwccSenderBuilder::new().build())
-            // Where webrtc-rs's pacer would go: between the NACK responder and numbering.
-            .with(
-                Slot::Pacer,
-                retransmit::RetransmissionBudget::new(Arc::clone(&bandwidth)),
-            );
+        let registry = interceptors::registry(&mut media, options.max_bitrate_bps, &bandwidth)
+            .map_err(codec)?;
         let loopback = options.udp_addrs.iter().any(|a| a.ip().is_loopback());
         let policy = CandidatePolicy {
             relay_only: options.relay_only,
