@@ -186,7 +186,20 @@ impl Session {
                 "alwaysMatch": { "tauri:options": { "application": application } }
             }
         });
-        let value = request(port, "POST", "/session", Some(&capabilities))?;
+        // tauri-driver listens before the native WebKitWebDriver it starts does: a session
+        // asked for in that moment gets an empty answer ("client error (Connect)" in its
+        // log). Ask again for a few seconds.
+        let started = Instant::now();
+        let value = loop {
+            match request(port, "POST", "/session", Some(&capabilities)) {
+                Ok(value) => break value,
+                Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                    eprintln!("webdriver: no session yet ({e}); asking again");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let id = value["sessionId"]
             .as_str()
             .ok_or_else(|| anyhow!("no session id in {value}"))?
