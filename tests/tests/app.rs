@@ -279,16 +279,6 @@ async fn two_apps_match_see_each_other_chat_move_on_and_hang_up() {
     eprintln!("screenshots in {}", artifacts.display());
 }
 
-/// Where chingu-cli is: CHINGU_BIN_DIR (set by `cargo xtask test`), else beside this test.
-fn cli() -> Option<PathBuf> {
-    let dir = match std::env::var_os("CHINGU_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe().ok()?.parent()?.parent()?.to_owned(),
-    };
-    let cli = dir.join("chingu-cli");
-    cli.is_file().then_some(cli)
-}
-
 /// One app calls a bot whose uplink is capped at 250 kbit/s (its packets cross the
 /// network simulator): the bot's congestion control comes down, it tells the app, and
 /// the call screen says that the other person's connection limits the picture.
@@ -368,7 +358,7 @@ async fn a_call_with_a_peer_on_a_slow_uplink_says_whose_connection_limits_it() {
     let Some((app, driver)) = prerequisites() else {
         return;
     };
-    let Some(cli) = cli() else {
+    let Some(cli) = common::cli() else {
         let why = "needs chingu-cli beside the tests (cargo xtask test builds it)";
         assert!(std::env::var_os("CI").is_none(), "{why}");
         eprintln!("SKIPPED: {why}");

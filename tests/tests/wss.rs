@@ -7,8 +7,9 @@
 //! Needs openssl (to make the certificate) and chingu-cli built next to this test
 //! (`cargo xtask test`, or CHINGU_BIN_DIR); skips with a message otherwise.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -17,15 +18,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-
-fn cli() -> Option<PathBuf> {
-    let dir = match std::env::var_os("CHINGU_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe().ok()?.parent()?.parent()?.to_owned(),
-    };
-    let cli = dir.join("chingu-cli");
-    cli.is_file().then_some(cli)
-}
 
 /// Accepts TLS on `listener`; for each connection, opens one to `server`, writes a
 /// PROXY header naming `client_ip` and the client's port, and copies both ways.
@@ -59,7 +51,7 @@ async fn tls_proxy(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_call_through_wss_behind_a_proxy_that_names_them() {
-    let Some(cli) = cli() else {
+    let Some(cli) = common::cli() else {
         eprintln!("SKIPPED: chingu-cli is not built next to the tests (run `cargo xtask test`)");
         return;
     };

@@ -15,6 +15,17 @@ use chingu_media::barcode;
 use chingu_server::{Config, RunningServer};
 use tokio::sync::mpsc;
 
+/// The workspace's `chingu-cli`: in CHINGU_BIN_DIR (set by `cargo xtask test`), else in
+/// the profile directory these tests were built into; `None` if it is not there.
+pub fn cli() -> Option<std::path::PathBuf> {
+    let dir = match std::env::var_os("CHINGU_BIN_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::env::current_exe().ok()?.parent()?.parent()?.to_owned(),
+    };
+    let cli = dir.join("chingu-cli");
+    cli.is_file().then_some(cli)
+}
+
 /// Every wait in these tests has this deadline, so a broken build fails instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(20);
 
