@@ -18,6 +18,7 @@ impl Xvfb {
     /// Starts Xvfb at 1280x800 on the first free display number from :140.
     pub fn start() -> Result<Self> {
         for n in 140..200 {
+            clear_if_stale(n);
             if Path::new(&format!("/tmp/.X{n}-lock")).exists()
                 || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
             {
@@ -48,4 +49,22 @@ impl Xvfb {
         }
         bail!("no free X display number in :140..:199")
     }
+}
+
+/// Removes display `n`'s lock and socket if the server that made them is gone: an Xvfb
+/// that was killed (a test stopped by a timeout) leaves both behind, and enough of them
+/// used up every number.
+fn clear_if_stale(n: u32) {
+    let lock = format!("/tmp/.X{n}-lock");
+    let Ok(text) = std::fs::read_to_string(&lock) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return;
+    };
+    if Path::new(&format!("/proc/{pid}")).exists() {
+        return;
+    }
+    let _ = std::fs::remove_file(&lock);
+    let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
 }
