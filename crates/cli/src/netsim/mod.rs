@@ -16,7 +16,6 @@ pub mod scenario;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use chingu_engine::peer::route::MediaRoute;
 use tokio::net::UdpSocket;
@@ -304,14 +303,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// How long the scenario has been running.
-pub fn elapsed(sim: &NetSim) -> Duration {
-    sim.inner.start.elapsed()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     async fn pair() -> (UdpSocket, UdpSocket) {
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();

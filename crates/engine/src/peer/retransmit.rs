@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::MarshalSize;
 
 use crate::packets::Bandwidth;
 
@@ -38,7 +39,6 @@ pub(super) struct RetransmissionBudget {
     newest: HashMap<u32, u16>,
     tokens_bits: f64,
     last: Option<Instant>,
-    pub(super) dropped: u64,
     write: VecDeque<TaggedPacket>,
     read: VecDeque<TaggedPacket>,
 }
@@ -50,7 +50,6 @@ impl RetransmissionBudget {
             newest: HashMap::new(),
             tokens_bits: MIN_BURST_BITS,
             last: None,
-            dropped: 0,
             write: VecDeque::new(),
             read: VecDeque::new(),
         }
@@ -106,9 +105,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmissionBudget {
             if newer {
                 self.newest.insert(ssrc, seq);
             } else {
-                let bits = (rtp.payload.len() + rtp.header.marshal_size_hint()) as f64 * 8.0;
+                let bits = rtp.marshal_size() as f64 * 8.0;
                 if !self.afford(msg.now, bits) {
-                    self.dropped += 1;
+                    tracing::trace!(ssrc, seq, "retransmission over budget: not sent");
                     return Ok(());
                 }
             }
@@ -129,17 +128,6 @@ impl Interceptor for RetransmissionBudget {
     }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
-}
-
-/// RTP header bytes (12, plus CSRCs and extensions) without marshalling.
-trait HeaderSize {
-    fn marshal_size_hint(&self) -> usize;
-}
-
-impl HeaderSize for rtc::rtp::header::Header {
-    fn marshal_size_hint(&self) -> usize {
-        12 + 4 * self.csrc.len() + if self.extension { 24 } else { 0 }
-    }
 }
 
 #[cfg(test)]

@@ -144,8 +144,6 @@ pub(super) struct VideoTrack {
     /// Only the video writer task packetizes; the lock is never contended.
     packetizer: std::sync::Mutex<Box<dyn Packetizer + Send>>,
     bandwidth: Arc<Bandwidth>,
-    /// When the pace allows the next packet to leave.
-    next_departure: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl VideoTrack {
@@ -171,12 +169,12 @@ impl VideoTrack {
             payload_type: AtomicU8::new(0),
             packetizer: std::sync::Mutex::new(Box::new(packetizer)),
             bandwidth,
-            next_departure: std::sync::Mutex::new(None),
         })
     }
 
-    /// Waits until the pace lets a packet of `bytes` leave.
-    async fn pace(&self, bytes: usize) {
+    /// Waits until the pace lets a packet of `bytes` leave; `next` is when it lets the
+    /// following one (the writer task's own state).
+    async fn pace(&self, bytes: usize, next: &mut Option<tokio::time::Instant>) {
         let target = self.bandwidth.target_bps.load(Ordering::Relaxed) as f64;
         let (factor, floor) =
             if self.bandwidth.queue_delay_ms.load(Ordering::Relaxed) < QUEUE_SEEN_MS {
@@ -186,15 +184,9 @@ impl VideoTrack {
             };
         let rate = (target * factor).max(floor);
         let now = tokio::time::Instant::now();
-        let wait = {
-            let mut next = self
-                .next_departure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let start = next.map_or(now, |n| n.max(now));
-            *next = Some(start + Duration::from_secs_f64(bytes as f64 * 8.0 / rate));
-            start.saturating_duration_since(now)
-        };
+        let start = next.map_or(now, |n| n.max(now));
+        *next = Some(start + Duration::from_secs_f64(bytes as f64 * 8.0 / rate));
+        let wait = start.saturating_duration_since(now);
         if wait >= PACE_SLACK {
             tokio::time::sleep(wait).await;
         }
@@ -202,7 +194,11 @@ impl VideoTrack {
 
     /// Sends one encoded H.264 access unit (Annex B) that advances the RTP clock by
     /// `ticks` (90 kHz) since the previous one, paced at a multiple of the estimate.
-    async fn write(&self, frame: EncodedVideo) -> Result<(), PeerError> {
+    async fn write(
+        &self,
+        frame: EncodedVideo,
+        next: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), PeerError> {
         let pt = self.payload_type.load(Ordering::SeqCst);
         if pt == 0 {
             return Err(PeerError::NotNegotiated);
@@ -220,7 +216,7 @@ impl VideoTrack {
                 .map_err(|e| PeerError::Packetize(e.to_string()))?
         };
         for mut packet in packets {
-            self.pace(packet.payload.len() + 40).await;
+            self.pace(packet.payload.len() + 40, next).await;
             packet.header.payload_type = pt;
             self.track
                 .write_rtp(packet)
@@ -284,16 +280,15 @@ impl Tracks {
         let bandwidth = Arc::clone(&self.bandwidth);
         [
             Box::pin(async move {
+                let mut next_departure = None;
                 while let Some(frame) = video_rx.recv().await {
                     let bytes = frame.data.len() as u64;
-                    tracing::trace!(bytes, "video writer: frame");
-                    match video.write(frame).await {
+                    match video.write(frame, &mut next_departure).await {
                         Ok(()) => {
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => tracing::debug!("video not sent: {e}"),
                     }
-                    tracing::trace!(bytes, "video writer: frame done");
                     // The encoder added it when it queued the frame.
                     let _ = bandwidth.video_backlog_bytes.fetch_update(
                         Ordering::Relaxed,
