@@ -36,10 +36,8 @@ use rtc::interceptor::{
 
 use crate::packets::Bandwidth;
 
-/// Where the estimate starts (libwebrtc: 300 kbit/s). High enough that a 640x480 camera
-/// starts at its own size (pipeline/ladder.rs): from 500 kbit/s every call began at
-/// 480x360 and switched up, with a keyframe, two seconds in.
-pub const INITIAL_BPS: f64 = 600_000.0;
+/// Where the estimate starts (libwebrtc: 300 kbit/s).
+pub const INITIAL_BPS: f64 = 500_000.0;
 /// The floor: audio and a small picture still fit.
 pub const MIN_BPS: f64 = 80_000.0;
 /// How often the startup ramp steps.
