@@ -43,6 +43,9 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 pub const HEADER_LEN: usize = 32;
 /// How long the server waits for a new frame before checking the connection again.
 const POLL: Duration = Duration::from_secs(1);
+/// A page that has not acknowledged a frame this long is reported in the log (once per
+/// frame): a picture stuck in the page looks like a frozen call to the user.
+const ACK_WARN: Duration = Duration::from_secs(2);
 /// The largest downscale factor (a 1080p frame for a 240-pixel inset).
 const MAX_SCALE: usize = 8;
 
@@ -273,6 +276,7 @@ async fn connection(hub: Arc<VideoHub>, stream: tokio::net::TcpStream, token: St
     if let Some(width) = query.width {
         feed.set_shown_width(width);
     }
+    tracing::debug!(stream = query.stream, width = ?query.width, "video: page connected");
     let mut after = 0;
     loop {
         let frame = tokio::select! {
@@ -284,6 +288,12 @@ async fn connection(hub: Arc<VideoHub>, stream: tokio::net::TcpStream, token: St
             },
         };
         let Some(frame) = frame else {
+            tracing::debug!(
+                stream = query.stream,
+                after,
+                newest = *feed.seq.borrow(),
+                "video: no new frame to send for {POLL:?}"
+            );
             continue;
         };
         after = u32::from_le_bytes([frame[8], frame[9], frame[10], frame[11]]);
@@ -291,8 +301,22 @@ async fn connection(hub: Arc<VideoHub>, stream: tokio::net::TcpStream, token: St
             return;
         }
         // Wait for the acknowledgement: the width the page shows this stream at.
+        let mut slow = false;
         loop {
-            match ws.next().await {
+            let message = match tokio::time::timeout(ACK_WARN, ws.next()).await {
+                Ok(message) => message,
+                Err(_) => {
+                    if !std::mem::replace(&mut slow, true) {
+                        tracing::warn!(
+                            stream = query.stream,
+                            frame = after,
+                            "video: the page has not drawn a frame in {ACK_WARN:?}"
+                        );
+                    }
+                    continue;
+                }
+            };
+            match message {
                 Some(Ok(Message::Text(text))) => {
                     if let Some(width) = parse_width(&text) {
                         feed.set_shown_width(width);

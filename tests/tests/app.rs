@@ -83,6 +83,16 @@ impl App {
             .map(drop)
     }
 
+    /// Prints what the page knows about its video streams (frames drawn, the
+    /// connection's state, the last sequence number), for a failing test's output.
+    fn print_page_state(&self) {
+        let state = self.session.script(
+            "return [...document.querySelectorAll('canvas')].map(c => \
+               ({ testid: c.dataset.testid, ...c.dataset, width: c.width, height: c.height }));",
+        );
+        eprintln!("--- {}'s video canvases: {state:?}", self.name);
+    }
+
     /// A small fingerprint of the remote video's pixels: (hash, brightness sum).
     fn remote_pixels(&self) -> Result<(u64, u64)> {
         let value = self.session.script(
@@ -151,61 +161,92 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
             session: Session::start(drivers[1].port, app_path)?,
             artifacts: artifacts.to_owned(),
         };
-        onboard(&alice, server_url, true)?;
-        onboard(&bob, server_url, false)?;
-        // The lobby shows the server's count once connected.
-        alice.session.wait_until(
-            "online count",
-            "return /2/.test(document.querySelector('[data-screen=lobby]')?.innerText ?? '');",
-            WAIT,
-        )?;
-        alice.shot("2-lobby")?;
-
-        // Alice searches alone first (the searching screen), then bob.
-        alice.session.click(&alice.wait("[data-testid=match]")?)?;
-        alice.wait("[data-screen=searching]")?;
-        alice.shot("3-searching")?;
-        bob.session.click(&bob.wait("[data-testid=match]")?)?;
-        for app in [&alice, &bob] {
-            app.wait("[data-screen=call]")?;
-            app.wait_for_video(10)?;
+        if let Err(e) = call_steps(&alice, &bob, server_url) {
+            for app in [&alice, &bob] {
+                app.print_page_state();
+                let _ = app.shot("failed");
+            }
+            return Err(e);
         }
-        // The pattern moves: the remote picture is not blank and changes over time.
-        let first = alice.remote_pixels()?;
+        alice.session.close()?;
+        bob.session.close()?;
+        Ok(())
+    })();
+    drop(drivers);
+    for name in ["alice", "bob"] {
+        keep_log(&profiles.path().join(name), name, artifacts);
+        if result.is_err() {
+            print_log(&profiles.path().join(name), name);
+        }
+    }
+    result
+}
+
+/// Copies an app's driver and app log next to the screenshots.
+fn keep_log(profile: &Path, name: &str, artifacts: &Path) {
+    let _ = std::fs::copy(
+        profile.join("driver.log"),
+        artifacts.join(format!("{name}-driver.log")),
+    );
+}
+
+/// The scenario's steps, from onboarding to the after-call screen.
+fn call_steps(alice: &App, bob: &App, server_url: &str) -> Result<()> {
+    onboard(alice, server_url, true)?;
+    onboard(bob, server_url, false)?;
+    // The lobby shows the server's count once connected.
+    alice.session.wait_until(
+        "online count",
+        "return /2/.test(document.querySelector('[data-screen=lobby]')?.innerText ?? '');",
+        WAIT,
+    )?;
+    alice.shot("2-lobby")?;
+
+    // Alice searches alone first (the searching screen), then bob.
+    alice.session.click(&alice.wait("[data-testid=match]")?)?;
+    alice.wait("[data-screen=searching]")?;
+    alice.shot("3-searching")?;
+    bob.session.click(&bob.wait("[data-testid=match]")?)?;
+    for app in [&alice, &bob] {
+        app.wait("[data-screen=call]")?;
+        app.wait_for_video(10)?;
+    }
+    // The pattern moves: the remote picture is not blank and changes over time.
+    let first = alice.remote_pixels()?;
+    std::thread::sleep(Duration::from_millis(700));
+    let later = alice.remote_pixels()?;
+    ensure!(
+        first.1 > 64 * 36 * 30,
+        "the remote video is (nearly) black: {first:?}"
+    );
+    ensure!(
+        first.0 != later.0,
+        "the remote video did not change in 700 ms: {first:?} then {later:?}"
+    );
+    let bob_pixels = (bob.remote_pixels()?, {
         std::thread::sleep(Duration::from_millis(700));
-        let later = alice.remote_pixels()?;
-        ensure!(
-            first.1 > 64 * 36 * 30,
-            "the remote video is (nearly) black: {first:?}"
-        );
-        ensure!(
-            first.0 != later.0,
-            "the remote video did not change in 700 ms: {first:?} then {later:?}"
-        );
-        let bob_pixels = (bob.remote_pixels()?, {
-            std::thread::sleep(Duration::from_millis(700));
-            bob.remote_pixels()?
-        });
-        ensure!(
-            bob_pixels.0.0 != bob_pixels.1.0,
-            "bob's remote video did not change: {bob_pixels:?}"
-        );
-        // The call says which way it goes: over loopback, directly.
-        alice.session.wait_until(
+        bob.remote_pixels()?
+    });
+    ensure!(
+        bob_pixels.0.0 != bob_pixels.1.0,
+        "bob's remote video did not change: {bob_pixels:?}"
+    );
+    // The call says which way it goes: over loopback, directly.
+    alice.session.wait_until(
             "the call path is shown",
             "return document.querySelector('[data-testid=call-path]')?.classList.contains('relayed') === false;",
             WAIT,
         )?;
-        alice.shot("4-call")?;
-        bob.shot("4-call")?;
+    alice.shot("4-call")?;
+    bob.shot("4-call")?;
 
-        // Chat, Korean included.
-        let text = "안녕하세요 from alice";
-        alice.session.type_into(
-            &alice.wait("[data-testid=chat-input]")?,
-            &format!("{text}{ENTER}"),
-        )?;
-        bob.session.wait_until(
+    // Chat, Korean included.
+    let text = "안녕하세요 from alice";
+    alice.session.type_into(
+        &alice.wait("[data-testid=chat-input]")?,
+        &format!("{text}{ENTER}"),
+    )?;
+    bob.session.wait_until(
             "bob receives the chat message",
             &format!(
                 "return [...document.querySelectorAll('.chat li')].some(li => li.innerText.includes({}));",
@@ -213,52 +254,42 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
             ),
             WAIT,
         )?;
-        bob.shot("5-chat")?;
+    bob.shot("5-chat")?;
 
-        // Bob reports alice from the call screen; the call goes on.
-        bob.session.click(&bob.wait("[data-testid=report]")?)?;
-        bob.session.click(&bob.wait("[data-testid=report-send]")?)?;
-        bob.session.wait_until(
-            "bob's report is confirmed",
-            "return !!document.querySelector('[data-screen=call] .reported');",
-            WAIT,
-        )?;
+    // Bob reports alice from the call screen; the call goes on.
+    bob.session.click(&bob.wait("[data-testid=report]")?)?;
+    bob.session.click(&bob.wait("[data-testid=report-send]")?)?;
+    bob.session.wait_until(
+        "bob's report is confirmed",
+        "return !!document.querySelector('[data-screen=call] .reported');",
+        WAIT,
+    )?;
 
-        // Next: alice leaves for someone new; bob's app searches again by itself; with no
-        // rematch cooldown on the test server they meet again, in a new call.
-        for app in [&alice, &bob] {
-            app.session.script(
+    // Next: alice leaves for someone new; bob's app searches again by itself; with no
+    // rematch cooldown on the test server they meet again, in a new call.
+    for app in [&alice, &bob] {
+        app.session.script(
                 "window.__oldVideo = document.querySelector('[data-testid=remote-video]'); return true;",
             )?;
-        }
-        alice.session.click(&alice.wait("[data-testid=next]")?)?;
-        for app in [&alice, &bob] {
-            app.session.wait_until(
-                &format!("{}: a new call after Next", app.name),
-                "const c = document.querySelector('[data-screen=call] [data-testid=remote-video]'); \
-                 return !!c && c !== window.__oldVideo && Number(c.dataset.frames || 0) > 10;",
-                WAIT,
-            )?;
-        }
-        alice.shot("6-next-call")?;
-
-        alice.session.click(&alice.wait("[data-testid=hang-up]")?)?;
-        alice.wait("[data-screen=after]")?;
-        // Rating the call: the star stays chosen once the engine has sent it.
-        alice.session.click(&alice.wait("[data-testid=rate-4]")?)?;
-        alice.wait("[data-testid=rate-4][aria-checked=true]")?;
-        alice.shot("7-after-call")?;
-        alice.session.close()?;
-        bob.session.close()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        for name in ["alice", "bob"] {
-            print_log(&profiles.path().join(name), name);
-        }
     }
-    drop(drivers);
-    result
+    alice.session.click(&alice.wait("[data-testid=next]")?)?;
+    for app in [&alice, &bob] {
+        app.session.wait_until(
+            &format!("{}: a new call after Next", app.name),
+            "const c = document.querySelector('[data-screen=call] [data-testid=remote-video]'); \
+                 return !!c && c !== window.__oldVideo && Number(c.dataset.frames || 0) > 10;",
+            WAIT,
+        )?;
+    }
+    alice.shot("6-next-call")?;
+
+    alice.session.click(&alice.wait("[data-testid=hang-up]")?)?;
+    alice.wait("[data-screen=after]")?;
+    // Rating the call: the star stays chosen once the engine has sent it.
+    alice.session.click(&alice.wait("[data-testid=rate-4]")?)?;
+    alice.wait("[data-testid=rate-4][aria-checked=true]")?;
+    alice.shot("7-after-call")?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,12 +370,13 @@ fn slow_peer_scenario(
 /// The last lines of an app's driver and app log, newest first.
 fn print_log(profile: &Path, name: &str) {
     if let Ok(text) = std::fs::read_to_string(profile.join("driver.log")) {
-        // ALSA's complaints about the missing sound card are noise here.
+        // ALSA's complaints about the missing sound card, and OpenH264's about its rate
+        // control options, are noise here.
         let tail: Vec<&str> = text
             .lines()
-            .filter(|l| !l.starts_with("ALSA lib"))
+            .filter(|l| !l.starts_with("ALSA lib") && !l.starts_with("[OpenH264]"))
             .rev()
-            .take(30)
+            .take(60)
             .collect();
         eprintln!("--- {name}'s driver and app log (last lines, newest first):");
         for line in tail {

@@ -3,7 +3,8 @@
 //! Both sides depend on this module and neither on the other's internals, so webrtc-rs
 //! stays inside `peer`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,12 +22,50 @@ pub struct RtpIn {
     pub arrived: Instant,
 }
 
-/// One encoded video frame (an H.264 access unit, Annex B) to send.
-#[derive(Debug, Clone)]
+/// One encoded video frame (an H.264 access unit, Annex B) to send. Its bytes count in
+/// [`Bandwidth::video_backlog_bytes`] from when it is made until it is dropped (sent, or
+/// given up): the count is added before the frame can reach the transport, so the
+/// transport can never take it off first (which, done by hand after queueing, left a
+/// keyframe's bytes counted for good now and then, and the encoder skipped every frame
+/// as "the transport is behind": a picture frozen for the rest of the call).
+#[derive(Debug)]
 pub struct EncodedVideo {
     pub data: Bytes,
     /// How far the 90 kHz RTP clock advances since the previous frame (capture time).
     pub ticks: u32,
+    _backlog: Backlog,
+}
+
+impl EncodedVideo {
+    pub fn new(data: Bytes, ticks: u32, bandwidth: &Arc<Bandwidth>) -> Self {
+        let bytes = data.len() as u64;
+        bandwidth
+            .video_backlog_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        Self {
+            data,
+            ticks,
+            _backlog: Backlog {
+                bandwidth: Arc::clone(bandwidth),
+                bytes,
+            },
+        }
+    }
+}
+
+/// A frame's share of the video backlog, given back when the frame is dropped.
+#[derive(Debug)]
+struct Backlog {
+    bandwidth: Arc<Bandwidth>,
+    bytes: u64,
+}
+
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        self.bandwidth
+            .video_backlog_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// One encoded audio packet (Opus) to send.
@@ -49,7 +88,8 @@ pub struct Bandwidth {
     pub queue_delay_ms: AtomicU32,
     /// The path's round-trip time from RTCP, ms (0: not known yet).
     pub rtt_ms: AtomicU32,
-    /// Encoded video bytes handed to the transport and not yet sent.
+    /// Encoded video bytes handed to the transport and not yet sent (kept by
+    /// [`EncodedVideo`] itself).
     pub video_backlog_bytes: AtomicU64,
 }
 
@@ -115,4 +155,43 @@ pub fn outbound() -> (OutboundSinks, OutboundMedia) {
         },
         OutboundMedia { video, audio },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_counts_in_the_backlog_until_it_is_dropped() {
+        let bandwidth = Arc::new(Bandwidth::default());
+        let backlog = || bandwidth.video_backlog_bytes.load(Ordering::Relaxed);
+        let key = EncodedVideo::new(Bytes::from(vec![0; 30_000]), 3000, &bandwidth);
+        let delta = EncodedVideo::new(Bytes::from(vec![0; 2_000]), 3000, &bandwidth);
+        assert_eq!(backlog(), 32_000, "counted as soon as made");
+        drop(key);
+        assert_eq!(backlog(), 2_000, "sent");
+        // The transport takes a frame off the queue before the encoder returns from
+        // queueing it: the count was already there to take off.
+        let (tx, mut rx) = mpsc::channel(1);
+        tx.try_send(delta).expect("room");
+        drop(rx.try_recv().expect("queued"));
+        assert_eq!(backlog(), 0);
+        // A frame the full queue refuses leaves the backlog too.
+        tx.try_send(EncodedVideo::new(
+            Bytes::from_static(&[1; 10]),
+            3000,
+            &bandwidth,
+        ))
+        .expect("room");
+        let refused = tx.try_send(EncodedVideo::new(
+            Bytes::from_static(&[2; 7]),
+            3000,
+            &bandwidth,
+        ));
+        assert_eq!(backlog(), 17, "the refused frame still held by the error");
+        drop(refused);
+        assert_eq!(backlog(), 10);
+        drop((tx, rx));
+        assert_eq!(backlog(), 0, "a closed queue drops what it held");
+    }
 }

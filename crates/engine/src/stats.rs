@@ -26,6 +26,8 @@ pub struct MediaCounters {
     pub total_decode_time_us: AtomicU64,
     pub frames_dropped: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// Frames the decoder took without giving a picture back.
+    pub frames_without_picture: AtomicU64,
     pub freeze_count: AtomicU64,
     pub total_freezes_duration_us: AtomicU64,
     pub decode_width: AtomicU32,

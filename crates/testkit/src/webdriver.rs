@@ -145,6 +145,12 @@ impl Driver {
                 .env("XDG_DATA_HOME", profile.join("data"))
                 .env("XDG_CONFIG_HOME", profile.join("config"))
                 .env("XDG_CACHE_HOME", profile.join("cache"))
+                // The engine's own reasons (lost frames, keyframe requests) in the log a
+                // failing test prints, unless the caller chose a filter.
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chingu_engine=debug".into()),
+                )
                 .stdout(log.try_clone()?)
                 .stderr(log),
         )

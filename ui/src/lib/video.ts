@@ -245,6 +245,11 @@ export function pullVideo(
     const ws = new WebSocket(`${where.url}/${stream}?token=${encodeURIComponent(where.token)}&w=${shownWidth()}`);
     ws.binaryType = 'arraybuffer';
     socket = ws;
+    // For devtools and end-to-end tests: where this stream's connection stands.
+    canvas.dataset.socket = 'connecting';
+    ws.onopen = () => {
+      canvas.dataset.socket = 'open';
+    };
     ws.onmessage = (message) => {
       const frame = message.data instanceof ArrayBuffer ? parseFrame(message.data) : null;
       if (!frame) {
@@ -252,12 +257,21 @@ export function pullVideo(
         ws.close();
         return;
       }
-      renderer!.draw(frame);
+      try {
+        renderer!.draw(frame);
+      } catch (e) {
+        // A frame that cannot be drawn must not stop the stream: it is acknowledged
+        // like any other, and the next one is drawn.
+        console.warn(`video ${stream}: frame not drawn:`, e);
+        canvas.dataset.drawErrors = String(Number(canvas.dataset.drawErrors ?? 0) + 1);
+      }
+      canvas.dataset.seq = String(frame.seq);
       backoffMs = 100;
       onFrame?.(frame);
       ws.send(shownWidth());
     };
     ws.onclose = () => {
+      canvas.dataset.socket = 'closed';
       if (socket === ws) socket = null;
       retry();
     };

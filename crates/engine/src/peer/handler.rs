@@ -114,22 +114,30 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let sink = match track.kind().await {
+        let kind = track.kind().await;
+        let sink = match kind {
             RtpCodecKind::Video => self.sinks.video.clone(),
             RtpCodecKind::Audio => self.sinks.audio.clone(),
             _ => return,
         };
-        self.tasks.spawn(pump_track(track, sink));
+        let ssrcs = track.ssrcs().await;
+        tracing::debug!(?kind, ?ssrcs, "remote track");
+        self.tasks.spawn(pump_track(track, sink, kind));
     }
 }
 
 /// Forwards inbound RTP to the pipeline. A full queue drops the packet (the pipeline is
 /// behind: NACK and PLI recover) rather than stalling the driver.
-async fn pump_track(track: Arc<dyn TrackRemote>, sink: mpsc::Sender<RtpIn>) {
+async fn pump_track(track: Arc<dyn TrackRemote>, sink: mpsc::Sender<RtpIn>, kind: RtpCodecKind) {
     let mut dropped = 0u64;
+    let mut forwarded = 0u64;
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
+                if forwarded == 0 {
+                    tracing::debug!(?kind, "remote track: first packet");
+                }
+                forwarded += 1;
                 let rtp = RtpIn {
                     sequence: packet.header.sequence_number,
                     timestamp: packet.header.timestamp,
@@ -152,6 +160,7 @@ async fn pump_track(track: Arc<dyn TrackRemote>, sink: mpsc::Sender<RtpIn>) {
             _ => {}
         }
     }
+    tracing::debug!(?kind, forwarded, dropped, "remote track ended");
 }
 
 /// Forwards the control channel's opening and text messages as events.

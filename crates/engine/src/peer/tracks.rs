@@ -277,24 +277,19 @@ impl Tracks {
         let video = Arc::clone(&self.video);
         let sent = Arc::clone(&self.frames_sent);
         let audio = Arc::clone(&self.audio);
-        let bandwidth = Arc::clone(&self.bandwidth);
         [
             Box::pin(async move {
                 let mut next_departure = None;
+                // Each frame leaves the backlog when `write` is done with it.
                 while let Some(frame) = video_rx.recv().await {
-                    let bytes = frame.data.len() as u64;
                     match video.write(frame, &mut next_departure).await {
                         Ok(()) => {
-                            sent.fetch_add(1, Ordering::Relaxed);
+                            if sent.fetch_add(1, Ordering::Relaxed) == 0 {
+                                tracing::debug!("video: first frame sent");
+                            }
                         }
                         Err(e) => tracing::debug!("video not sent: {e}"),
                     }
-                    // The encoder added it when it queued the frame.
-                    let _ = bandwidth.video_backlog_bytes.fetch_update(
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                        |b| Some(b.saturating_sub(bytes)),
-                    );
                 }
             }),
             Box::pin(async move {

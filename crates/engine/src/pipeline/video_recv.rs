@@ -22,6 +22,12 @@ use crate::stats::MediaCounters;
 
 /// Keyframe requests are sent at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(250);
+/// Pictures stop this long while frames keep arriving: logged once, with what the
+/// pipeline saw (the log is what a user's bug report carries).
+const STALL: Duration = Duration::from_secs(2);
+/// The decoder gives a picture for every complete frame; this many in a row without one
+/// mean it lost its references without saying so, and only a keyframe helps.
+const FRAMES_WITHOUT_PICTURE: u32 = 3;
 /// Frames queued for the decoder: room for a burst (frames held back for a
 /// retransmission are released together).
 pub(crate) const DECODE_QUEUE: usize = 16;
@@ -75,6 +81,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         bandwidth,
     } = ctx;
     let mut assembler = FrameAssembler::new();
+    let mut stall = StallWatch::new(Instant::now());
     let mut depacketizer = H264Depacketizer::default();
     let mut need_keyframe = true;
     let mut last_pli: Option<Instant> = None;
@@ -89,7 +96,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         let may_ask = last_pli.is_some() || counters.frames_assembled.load(Relaxed) > 0;
         let pli_due = (need_keyframe && may_ask)
             .then(|| last_pli.map_or(Instant::now(), |t| t + pli_interval(&bandwidth)));
-        let wake = [assembler.poll_timeout(), pli_due]
+        let wake = [assembler.poll_timeout(), pli_due, stall.next_check()]
             .into_iter()
             .flatten()
             .min();
@@ -106,7 +113,9 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         )));
         let mut gave_up = false;
         while let Some(frame) = assembler.pop(Instant::now(), &mut gave_up) {
-            counters.frames_assembled.fetch_add(1, Relaxed);
+            if counters.frames_assembled.fetch_add(1, Relaxed) == 0 {
+                tracing::debug!("incoming video: first frame assembled");
+            }
             let mut annex_b = Vec::with_capacity(frame.payloads.iter().map(|p| p.len() + 4).sum());
             let mut broken = false;
             for payload in &frame.payloads {
@@ -163,6 +172,75 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
             counters.pli_sent.fetch_add(1, Relaxed);
             last_pli = Some(Instant::now());
         }
+        let now = Instant::now();
+        let seen = (
+            counters.frames_assembled.load(Relaxed),
+            counters.frames_decoded.load(Relaxed),
+        );
+        if let Some(stalled) = stall.check(now, seen.0, seen.1) {
+            tracing::warn!(
+                stalled_ms = stalled.as_millis() as u64,
+                frames_assembled = seen.0,
+                frames_decoded = seen.1,
+                frames_dropped = counters.frames_dropped.load(Relaxed),
+                frames_lost = assembler.frames_lost,
+                packets_late = assembler.packets_late,
+                decode_errors = counters.decode_errors.load(Relaxed),
+                without_picture = counters.frames_without_picture.load(Relaxed),
+                keyframes_decoded = counters.key_frames_decoded.load(Relaxed),
+                pli_sent = counters.pli_sent.load(Relaxed),
+                need_keyframe,
+                "incoming video: frames arrive but no picture"
+            );
+        }
+    }
+}
+
+/// Notices a picture that stopped while frames still arrive (a decoder or keyframe
+/// problem rather than a network one): once per stall.
+#[derive(Debug)]
+struct StallWatch {
+    /// Frames assembled and decoded when the decoded count last moved, and when.
+    assembled: u64,
+    decoded: u64,
+    since: Instant,
+    warned: bool,
+}
+
+impl StallWatch {
+    fn new(now: Instant) -> Self {
+        Self {
+            assembled: 0,
+            decoded: 0,
+            since: now,
+            warned: false,
+        }
+    }
+
+    /// When to look again (`None` once this stall was reported: packets wake the task).
+    fn next_check(&self) -> Option<Instant> {
+        (!self.warned).then(|| self.since + STALL)
+    }
+
+    /// Returns how long the picture has stood still, the first time it is `STALL` or
+    /// more with frames assembled in that time.
+    fn check(&mut self, now: Instant, assembled: u64, decoded: u64) -> Option<Duration> {
+        if decoded != self.decoded || assembled == self.assembled {
+            // Pictures come, or nothing arrives either (a network matter, or no call yet).
+            *self = Self {
+                assembled,
+                decoded,
+                since: now,
+                warned: false,
+            };
+            return None;
+        }
+        let stalled = now.duration_since(self.since);
+        if stalled < STALL || self.warned {
+            return None;
+        }
+        self.warned = true;
+        Some(stalled)
     }
 }
 
@@ -220,11 +298,21 @@ pub(crate) fn video_decode_thread(
         return;
     };
     let mut freezes = FreezeDetector::new();
+    let mut without_picture = 0u32;
     for job in jobs {
         let started = Instant::now();
         match decoder.decode(&job.annex_b, &mut frame) {
-            Ok(true) => {}
-            Ok(false) => continue,
+            Ok(true) => without_picture = 0,
+            Ok(false) => {
+                counters.frames_without_picture.fetch_add(1, Relaxed);
+                without_picture += 1;
+                if without_picture >= FRAMES_WITHOUT_PICTURE {
+                    tracing::debug!(without_picture, "the decoder gives no pictures");
+                    wants_keyframe.notify_one();
+                    without_picture = 0;
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::debug!("decode failed: {e}");
                 counters.decode_errors.fetch_add(1, Relaxed);
@@ -240,7 +328,13 @@ pub(crate) fn video_decode_thread(
         if contains_idr(&job.annex_b) {
             counters.key_frames_decoded.fetch_add(1, Relaxed);
         }
-        counters.decode_width.store(frame.width() as u32, Relaxed);
+        if counters.decode_width.swap(frame.width() as u32, Relaxed) != frame.width() as u32 {
+            tracing::debug!(
+                width = frame.width(),
+                height = frame.height(),
+                "incoming video: picture size"
+            );
+        }
         counters.decode_height.store(frame.height() as u32, Relaxed);
         if let Some(frozen) = freezes.rendered(now) {
             counters.freeze_count.fetch_add(1, Relaxed);
@@ -271,6 +365,39 @@ mod tests {
         assert!(!contains_idr(&[0, 0, 0, 1, 0x41, 1, 2, 3]));
         assert!(!contains_idr(&[]));
         assert!(!contains_idr(&[0, 0, 1]));
+    }
+
+    #[test]
+    fn a_picture_that_stops_while_frames_arrive_is_reported_once() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut watch = StallWatch::new(t0);
+        assert_eq!(watch.check(t0 + s(1), 30, 30), None, "pictures come");
+        assert_eq!(watch.check(t0 + s(2), 60, 30), None, "one second without");
+        assert_eq!(watch.check(t0 + s(3), 90, 30), Some(s(2)));
+        assert_eq!(watch.next_check(), None, "reported: no more timed checks");
+        assert_eq!(watch.check(t0 + s(4), 120, 30), None, "once per stall");
+        assert_eq!(watch.check(t0 + s(5), 150, 31), None, "pictures again");
+        assert_eq!(watch.next_check(), Some(t0 + s(7)));
+        assert_eq!(
+            watch.check(t0 + s(7), 210, 31),
+            Some(s(2)),
+            "a second stall"
+        );
+    }
+
+    #[test]
+    fn no_frames_at_all_is_not_a_decoder_stall() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut watch = StallWatch::new(t0);
+        for t in 1..10 {
+            assert_eq!(watch.check(t0 + s(t), 0, 0), None);
+        }
+        assert_eq!(watch.next_check(), Some(t0 + s(11)));
+        // Frames come again after the quiet: a stall counts from the last check.
+        assert_eq!(watch.check(t0 + s(10), 30, 0), None);
+        assert_eq!(watch.check(t0 + s(11), 60, 0), Some(s(2)));
     }
 
     #[test]

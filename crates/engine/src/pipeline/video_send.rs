@@ -284,6 +284,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                 bitrate_bps,
                 fps: rung.fps as f32,
             };
+            tracing::debug!(w, h, bitrate_bps, target, "video encoder (re)started");
             match H264Encoder::new(settings) {
                 Ok(e) => encoder = Some((e, w, h)),
                 Err(e) => {
@@ -352,16 +353,13 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         let ticks = last_ticks.map_or(3000, |last| ticks_now.saturating_sub(last).max(1));
         last_ticks = Some(ticks_now);
         last_encoded_at = Some(started);
-        let out = EncodedVideo {
-            data: Bytes::copy_from_slice(encoded.data),
-            ticks: ticks.min(u64::from(u32::MAX)) as u32,
-        };
-        let bytes = out.data.len() as u64;
+        let out = EncodedVideo::new(
+            Bytes::copy_from_slice(encoded.data),
+            ticks.min(u64::from(u32::MAX)) as u32,
+            &ctx.bandwidth,
+        );
         match ctx.out.try_send(out) {
-            Ok(()) => {
-                // The writer takes it off once sent.
-                ctx.bandwidth.video_backlog_bytes.fetch_add(bytes, Relaxed);
-            }
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 c.frames_dropped_before_send.fetch_add(1, Relaxed);
                 // The frames after a dropped one reference it: start over from a keyframe.
