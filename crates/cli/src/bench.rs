@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use chingu_engine::pipeline::{AudioOutput, AudioSource, MediaConfig, VideoSource};
 use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, Command, Engine, EngineEvent};
+use chingu_media::opus_codec::FRAME_SAMPLES;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -94,6 +95,8 @@ pub struct DirectionResult {
     pub frame_height: u32,
     /// Audio samples concealed by the receiver, % of those played.
     pub audio_concealed_pct: f64,
+    /// Audio packets its jitter buffer threw away (late, or trimmed), % of those played.
+    pub audio_discarded_pct: f64,
     pub pli_count: u64,
     pub nack_count: u32,
 }
@@ -359,6 +362,14 @@ fn direction(
         } else {
             concealed as f64 * 100.0 / samples as f64
         },
+        audio_discarded_pct: if samples == 0 {
+            0.0
+        } else {
+            ra.packets_discarded.saturating_sub(ra0.packets_discarded) as f64
+                * FRAME_SAMPLES as f64
+                * 100.0
+                / samples as f64
+        },
         pli_count: rv.pli_count.saturating_sub(rv0.pli_count),
         nack_count: rv.nack_count.saturating_sub(rv0.nack_count),
     }
@@ -406,7 +417,7 @@ pub type Row = Result<BenchResult, (String, String)>;
 /// The scenario table as Markdown (docs/benchmarks.md), one line per direction.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed |\n\
+        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed (discarded) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
     let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
@@ -416,7 +427,7 @@ pub fn markdown(rows: &[Row]) -> String {
                 let name = r.net.as_deref().unwrap_or("loopback");
                 for (label, d) in [("up (A→B)", &r.up), ("down (B→A)", &r.down)] {
                     out.push_str(&format!(
-                        "| {name} | {} ms | {label} | {} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{} | {:.1} % |\n",
+                        "| {name} | {} ms | {label} | {} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{} | {:.1} % ({:.1} %) |\n",
                         r.connected_ms,
                         d.frames_decoded,
                         d.frames_sent,
@@ -429,6 +440,7 @@ pub fn markdown(rows: &[Row]) -> String {
                         d.frame_width,
                         d.frame_height,
                         d.audio_concealed_pct,
+                        d.audio_discarded_pct,
                     ));
                 }
             }

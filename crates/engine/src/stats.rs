@@ -36,6 +36,9 @@ pub struct MediaCounters {
     pub keyframes_requested_by_peer: AtomicU64,
     pub audio_packets_received: AtomicU64,
     pub concealed_samples: AtomicU64,
+    /// Audio packets the jitter buffer threw away: too late to play, or trimmed when it
+    /// ran far ahead of its delay.
+    pub audio_packets_discarded: AtomicU64,
     pub fec_recovered: AtomicU64,
     pub jitter_buffer_delay_us: AtomicU64,
     pub jitter_buffer_emitted: AtomicU64,
@@ -212,6 +215,8 @@ pub struct InboundAudio {
     pub jitter: f64,
     pub total_samples_received: u64,
     pub concealed_samples: u64,
+    /// W3C `packetsDiscarded`: too late to play, or dropped to bring the delay back down.
+    pub packets_discarded: u64,
     pub fec_packets_recovered: u64,
     /// Seconds, summed over emitted packets (divide by the count for the average).
     pub jitter_buffer_delay: f64,
@@ -288,6 +293,7 @@ impl CallStats {
                 jitter: net.audio_jitter,
                 total_samples_received: c.total_samples_received.load(Relaxed),
                 concealed_samples: c.concealed_samples.load(Relaxed),
+                packets_discarded: c.audio_packets_discarded.load(Relaxed),
                 fec_packets_recovered: c.fec_recovered.load(Relaxed),
                 jitter_buffer_delay: secs(&c.jitter_buffer_delay_us),
                 jitter_buffer_emitted_count: c.jitter_buffer_emitted.load(Relaxed),

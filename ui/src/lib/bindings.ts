@@ -233,6 +233,8 @@ export type InboundAudio = {
 	jitter: number | null,
 	totalSamplesReceived: number,
 	concealedSamples: number,
+	/**  W3C `packetsDiscarded`: too late to play, or dropped to bring the delay back down. */
+	packetsDiscarded: number,
 	fecPacketsRecovered: number,
 	/**  Seconds, summed over emitted packets (divide by the count for the average). */
 	jitterBufferDelay: number | null,

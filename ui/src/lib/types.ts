@@ -48,6 +48,7 @@ export function emptyStats(): CallStats {
       jitter: 0,
       totalSamplesReceived: 0,
       concealedSamples: 0,
+      packetsDiscarded: 0,
       fecPacketsRecovered: 0,
       jitterBufferDelay: 0,
       jitterBufferEmittedCount: 0,

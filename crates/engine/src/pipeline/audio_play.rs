@@ -103,6 +103,8 @@ pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
         c.concealed_samples
             .store(jitter.concealed * FRAME_SAMPLES as u64, Relaxed);
         c.fec_recovered.store(jitter.fec_recovered, Relaxed);
+        c.audio_packets_discarded
+            .store(jitter.late + jitter.discarded, Relaxed);
         c.jitter_buffer_delay_us
             .store(jitter.total_delay.as_micros() as u64, Relaxed);
         c.jitter_buffer_emitted.store(jitter.emitted, Relaxed);

@@ -1,8 +1,10 @@
 //! The audio jitter buffer, sans-IO: packets go in as they arrive; the playout clock
 //! takes one 20 ms frame out per tick, as a packet, as FEC recovered from the packet after
 //! a lost one, or as concealment. Playout starts once the first packet has waited the
-//! target delay; the target grows with observed arrival jitter and the buffer is trimmed
-//! when it runs far ahead of it.
+//! target delay; the target grows with observed arrival jitter. A packet that is late
+//! (nothing after it has arrived either) is waited for, concealing meanwhile, so a queue
+//! building on the path raises the delay instead of losing every late packet; the buffer
+//! is trimmed a frame at a time when it runs far ahead of its target.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -43,6 +45,8 @@ pub struct JitterBuffer {
     /// Running arrival jitter estimate (RFC 3550 style), from inter-arrival deviations.
     jitter: Duration,
     last_arrival: Option<(u64, Instant)>,
+    /// How long packets take to arrive, against 20 ms per sequence number.
+    transit: TransitFloor,
     /// Consecutive ticks without a packet; playout pauses after a while (DTX, mute).
     missing_run: u32,
     // W3C-style counters.
@@ -89,6 +93,7 @@ impl JitterBuffer {
         }
         if self.last_arrival.is_none_or(|(s, _)| ext > s) {
             self.last_arrival = Some((ext, now));
+            self.transit.newest(ext, now);
         }
         self.packets.insert(
             ext,
@@ -111,20 +116,22 @@ impl JitterBuffer {
             self.started = true;
             self.next = Some(first);
         }
-        // Running far ahead of the target (a burst after a stall): drop the oldest.
+        // Running far ahead of the target (the burst after a queue on the path drained):
+        // drop the oldest, one per tick, so the delay comes down in 20 ms steps rather
+        // than in one jump.
         let max_held = (self.target.as_millis() / FRAME.as_millis()) as usize + 5;
-        while self.packets.len() > max_held {
-            if let Some((&seq, _)) = self.packets.iter().next() {
-                self.packets.remove(&seq);
-                self.discarded += 1;
-                self.next = Some(seq + 1);
-            }
+        if self.packets.len() > max_held
+            && let Some((&seq, _)) = self.packets.iter().next()
+        {
+            self.packets.remove(&seq);
+            self.discarded += 1;
+            self.next = Some(self.next.map_or(seq + 1, |n| n.max(seq + 1)));
         }
         let Some(next) = self.next else {
             return Playout::Waiting;
         };
-        self.next = Some(next + 1);
         if let Some(held) = self.packets.remove(&next) {
+            self.next = Some(next + 1);
             self.missing_run = 0;
             self.emitted += 1;
             self.total_delay += now.duration_since(held.arrived);
@@ -136,8 +143,19 @@ impl JitterBuffer {
             // the next packet with a fresh delay instead of concealing forever.
             self.started = false;
             self.next = None;
+            self.transit = TransitFloor::default();
             return Playout::Waiting;
         }
+        if self.packets.is_empty() && self.transit.queued() {
+            // Nothing after it has come either, and the last packet came late: a queue on
+            // the path is growing, so this one is late rather than lost. Conceal this tick
+            // and keep waiting for it: the delay grows by 20 ms, where moving on would
+            // throw away every packet that arrives late for as long as the queue stands
+            // (NetEq's "expand"). Without a queue (random loss) it is lost: move on.
+            self.concealed += 1;
+            return Playout::Conceal;
+        }
+        self.next = Some(next + 1);
         // Recovered from FEC is decoded audio, not concealment (W3C `concealedSamples`
         // counts only what the decoder had to make up).
         match self.packets.get(&(next + 1)) {
@@ -150,6 +168,53 @@ impl JitterBuffer {
                 Playout::Conceal
             }
         }
+    }
+}
+
+/// Packets' transit time (arrival against 20 ms per sequence number, from the first
+/// packet: the sender's clock is not known, only differences matter) and its floor over
+/// the last 5–10 s (the path without a queue; windowed, so clock drift between the two
+/// ends does not build up).
+#[derive(Debug, Default)]
+struct TransitFloor {
+    origin: Option<(u64, Instant)>,
+    /// The newest packet's transit, µs.
+    newest: i64,
+    floor: i64,
+    previous_floor: i64,
+    window_start: Option<Instant>,
+}
+
+/// Transit this far above the floor means packets queue somewhere on the path.
+const QUEUED: Duration = FRAME;
+const FLOOR_WINDOW: Duration = Duration::from_secs(5);
+
+impl TransitFloor {
+    fn newest(&mut self, seq: u64, at: Instant) {
+        let (seq0, t0) = *self.origin.get_or_insert((seq, at));
+        let elapsed = at.saturating_duration_since(t0).as_micros() as i64;
+        let expected = seq.saturating_sub(seq0) as i64 * FRAME.as_micros() as i64;
+        let transit = elapsed - expected;
+        self.newest = transit;
+        match self.window_start {
+            Some(start) if at.duration_since(start) < FLOOR_WINDOW => {
+                self.floor = self.floor.min(transit);
+            }
+            Some(_) => {
+                self.previous_floor = self.floor;
+                self.floor = transit;
+                self.window_start = Some(at);
+            }
+            None => {
+                (self.floor, self.previous_floor) = (transit, transit);
+                self.window_start = Some(at);
+            }
+        }
+    }
+
+    fn queued(&self) -> bool {
+        let floor = self.floor.min(self.previous_floor);
+        self.window_start.is_some() && self.newest - floor > QUEUED.as_micros() as i64
     }
 }
 
@@ -212,6 +277,90 @@ mod tests {
         assert!(waiting);
         j.push(100, p(100), t);
         assert_eq!(j.pop(t + MIN_DELAY), Playout::Packet(p(100)));
+    }
+
+    #[test]
+    fn a_delay_that_grows_is_waited_out_not_thrown_away() {
+        let t0 = Instant::now();
+        let mut j = JitterBuffer::new();
+        // Packets every 20 ms; from packet 10 on a queue on the path holds each one
+        // 10 ms longer than the one before, up to 100 ms (video filling a bottleneck).
+        let arrival = |i: u16| {
+            let extra = u64::from(i.saturating_sub(9).min(10)) * 10;
+            t0 + FRAME * u32::from(i) + Duration::from_millis(extra)
+        };
+        let mut pushed = 0u16;
+        let mut played = Vec::new();
+        let mut t = t0;
+        while played.len() < 40 {
+            while pushed < 60 && arrival(pushed) <= t {
+                j.push(pushed, p(pushed as u8), arrival(pushed));
+                pushed += 1;
+            }
+            match j.pop(t) {
+                Playout::Packet(b) => played.push(Some(b[0])),
+                Playout::Conceal => played.push(None),
+                Playout::Waiting => {}
+                Playout::Fec(_) => panic!("nothing was lost"),
+            }
+            t += FRAME;
+        }
+        let packets: Vec<u8> = played.iter().flatten().copied().collect();
+        assert_eq!(
+            packets,
+            (0..packets.len() as u8).collect::<Vec<_>>(),
+            "every packet played, in order: {played:?}"
+        );
+        assert_eq!(j.late, 0);
+        assert_eq!(
+            j.concealed, 3,
+            "once, for the 100 ms the delay grew by less the 40 ms it already had"
+        );
+    }
+
+    #[test]
+    fn without_a_queue_a_missing_packet_is_lost_not_waited_for() {
+        let t0 = Instant::now();
+        let mut j = JitterBuffer::new();
+        // On time every 20 ms, but 10, 11 and 12 never come.
+        let mut t = t0;
+        let mut played = Vec::new();
+        for tick in 0..20u16 {
+            if !(10..=12).contains(&tick) {
+                j.push(tick, p(tick as u8), t);
+            }
+            played.push(j.pop(t));
+            t += FRAME;
+        }
+        let at = |seq: u8| played.iter().position(|x| *x == Playout::Packet(p(seq)));
+        assert_eq!(at(13), at(9).map(|i| i + 4), "13 plays on time: {played:?}");
+        assert_eq!((j.concealed, j.fec_recovered), (2, 1));
+    }
+
+    #[test]
+    fn a_burst_after_a_stall_is_trimmed_a_frame_at_a_time() {
+        let t0 = Instant::now();
+        let mut j = JitterBuffer::new();
+        j.push(0, p(0), t0);
+        assert_eq!(j.pop(t0 + MIN_DELAY), Playout::Packet(p(0)));
+        // Twenty packets arrive at once, far more than the 40 ms target holds.
+        let t = t0 + MIN_DELAY + FRAME;
+        for i in 1..=20u16 {
+            j.push(i, p(i as u8), t);
+        }
+        let mut played = Vec::new();
+        for tick in 0..20u32 {
+            let before = j.discarded;
+            if let Playout::Packet(b) = j.pop(t + FRAME * tick) {
+                played.push(b[0]);
+            }
+            assert!(j.discarded - before <= 1, "one dropped per tick at most");
+        }
+        assert!(played.windows(2).all(|w| w[0] < w[1]), "in order: {played:?}");
+        // 20 held: each tick drops one and plays one until 7 (40 ms + 5 frames) are left.
+        assert_eq!(j.discarded, 7);
+        assert_eq!(played.len(), 13);
+        assert_eq!(played.last(), Some(&20));
     }
 
     #[test]
