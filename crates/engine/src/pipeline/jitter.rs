@@ -356,7 +356,10 @@ mod tests {
             }
             assert!(j.discarded - before <= 1, "one dropped per tick at most");
         }
-        assert!(played.windows(2).all(|w| w[0] < w[1]), "in order: {played:?}");
+        assert!(
+            played.windows(2).all(|w| w[0] < w[1]),
+            "in order: {played:?}"
+        );
         // 20 held: each tick drops one and plays one until 7 (40 ms + 5 frames) are left.
         assert_eq!(j.discarded, 7);
         assert_eq!(played.len(), 13);
