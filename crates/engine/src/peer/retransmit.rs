@@ -22,8 +22,11 @@ use crate::packets::Bandwidth;
 /// Retransmissions may use this share of the target (on top of it: the encoder is
 /// given 90 % of what audio leaves, pipeline/ladder.rs) while the path shows no queue
 /// (random loss: at 20 % it takes a quarter of the rate to repair, and retransmissions
-/// are lost too) ...
+/// are lost too), more when the loss the peer reports needs it: repairing a loss rate
+/// `p` takes `p / (1 - p)` of the rate (every retransmission is lost at `p` too), with
+/// half as much again for repeated NACKs, up to [`MAX_SHARE`] ...
 const SHARE: f64 = 0.5;
+const MAX_SHARE: f64 = 1.5;
 /// ... and this share while it does (congestion: what is resent competes with what is
 /// new for a link that is already full).
 const CONGESTED_SHARE: f64 = 0.15;
@@ -60,7 +63,8 @@ impl RetransmissionBudget {
         let share = if self.bandwidth.queue_delay_ms.load(Relaxed) > CONGESTED_QUEUE_MS {
             CONGESTED_SHARE
         } else {
-            SHARE
+            let loss = (f64::from(self.bandwidth.loss_permille.load(Relaxed)) / 1000.0).min(0.9);
+            (loss / (1.0 - loss) * 1.5).clamp(SHARE, MAX_SHARE)
         };
         let rate = self.bandwidth.target_bps.load(Relaxed) as f64 * share;
         let capacity = (rate * BURST_S).max(MIN_BURST_BITS);
@@ -159,6 +163,23 @@ mod tests {
             }
         }
         assert!((100_000.0..=200_000.0).contains(&passed), "{passed}");
+    }
+
+    #[test]
+    fn heavy_random_loss_gets_a_larger_share() {
+        let bandwidth = Arc::new(Bandwidth::default());
+        bandwidth.target_bps.store(200_000, Relaxed);
+        bandwidth.loss_permille.store(400, Relaxed);
+        let mut budget = RetransmissionBudget::new(bandwidth);
+        let t0 = Instant::now();
+        // 40 % loss: 0.4 / 0.6 × 1.5 = the whole target again.
+        let mut passed = 0.0;
+        for i in 0..1000u64 {
+            if budget.afford(t0 + Duration::from_millis(i), 400.0) {
+                passed += 400.0;
+            }
+        }
+        assert!((190_000.0..=225_000.0).contains(&passed), "{passed}");
     }
 
     #[test]
