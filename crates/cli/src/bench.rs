@@ -417,8 +417,8 @@ pub type Row = Result<BenchResult, (String, String)>;
 /// The scenario table as Markdown (docs/benchmarks.md), one line per direction.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed (discarded) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed (discarded) | CPU, both ends |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
     for row in rows {
@@ -427,7 +427,7 @@ pub fn markdown(rows: &[Row]) -> String {
                 let name = r.net.as_deref().unwrap_or("loopback");
                 for (label, d) in [("up (A→B)", &r.up), ("down (B→A)", &r.down)] {
                     out.push_str(&format!(
-                        "| {name} | {} ms | {label} | {} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{} | {:.1} % ({:.1} %) |\n",
+                        "| {name} | {} ms | {label} | {} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{} | {:.1} % ({:.1} %) | {:.0} % |\n",
                         r.connected_ms,
                         d.frames_decoded,
                         d.frames_sent,
@@ -441,12 +441,13 @@ pub fn markdown(rows: &[Row]) -> String {
                         d.frame_height,
                         d.audio_concealed_pct,
                         d.audio_discarded_pct,
+                        r.cpu_pct_one_core,
                     ));
                 }
             }
             Err((name, error)) => {
                 out.push_str(&format!(
-                    "| {name} | {} | | | | | | | |\n",
+                    "| {name} | {} | | | | | | | | |\n",
                     error.replace('|', "/").replace('\n', " ")
                 ));
             }

@@ -185,6 +185,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
     let mut scaled = frame.clone();
     let mut last_encoded_at: Option<Instant> = None;
     let mut last_keyframe: Option<Instant> = None;
+    let mut keyframes = 0u64;
     // A frame was dropped after encoding: the next must be a keyframe.
     let mut broken = false;
     let mut last_ticks: Option<u64> = None;
@@ -320,10 +321,13 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         let rtt = Duration::from_millis(u64::from(ctx.bandwidth.rtt_ms.load(Relaxed)));
         let spacing = KEYFRAME_SPACING.max(rtt * 2);
         // Spacing applies to the peer's requests; a stream we broke ourselves (a frame
-        // dropped after encoding) cannot wait: every frame after it is undecodable.
+        // dropped after encoding) cannot wait: every frame after it is undecodable. Nor
+        // can a request after the stream's first keyframe only: the peer never had a
+        // picture (that keyframe left before its keys were ready), and a receiver does
+        // not ask while a keyframe is still arriving (frames are released in order).
         if std::mem::take(&mut broken) {
             force = true;
-        } else if force && last_keyframe.is_some_and(|at| at.elapsed() < spacing) {
+        } else if force && keyframes > 1 && last_keyframe.is_some_and(|at| at.elapsed() < spacing) {
             // Not yet: keep the request for a later frame.
             ctx.keyframe.store(true, Relaxed);
             force = false;
@@ -346,6 +350,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             .fetch_add(encoded.data.len() as u64, Relaxed);
         if encoded.keyframe {
             c.key_frames_encoded.fetch_add(1, Relaxed);
+            keyframes += 1;
             last_keyframe = Some(Instant::now());
         }
         // RTP time from capture time, cumulatively, so rounding never drifts.
