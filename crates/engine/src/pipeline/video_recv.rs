@@ -81,7 +81,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         bandwidth,
     } = ctx;
     let mut assembler = FrameAssembler::new();
-    let mut stall = StallWatch::new(Instant::now());
+    let mut stall = StallWatch::default();
     let mut depacketizer = H264Depacketizer::default();
     let mut need_keyframe = true;
     let mut last_pli: Option<Instant> = None;
@@ -198,44 +198,40 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
 
 /// Notices a picture that stopped while frames still arrive (a decoder or keyframe
 /// problem rather than a network one): once per stall.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct StallWatch {
-    /// Frames assembled and decoded when the decoded count last moved, and when.
+    /// Frames assembled and decoded when the decoded count last moved.
     assembled: u64,
     decoded: u64,
-    since: Instant,
+    /// When a frame was first seen assembled with no picture since.
+    waiting_since: Option<Instant>,
     warned: bool,
 }
 
 impl StallWatch {
-    fn new(now: Instant) -> Self {
-        Self {
-            assembled: 0,
-            decoded: 0,
-            since: now,
-            warned: false,
-        }
-    }
-
-    /// When to look again (`None` once this stall was reported: packets wake the task).
+    /// When to look again (`None` while no frame waits for a picture, or once this stall
+    /// was reported: packets wake the task anyway).
     fn next_check(&self) -> Option<Instant> {
-        (!self.warned).then(|| self.since + STALL)
+        self.waiting_since
+            .filter(|_| !self.warned)
+            .map(|since| since + STALL)
     }
 
-    /// Returns how long the picture has stood still, the first time it is `STALL` or
-    /// more with frames assembled in that time.
+    /// Returns how long frames have arrived without a picture, the first time that is
+    /// `STALL` or more.
     fn check(&mut self, now: Instant, assembled: u64, decoded: u64) -> Option<Duration> {
-        if decoded != self.decoded || assembled == self.assembled {
-            // Pictures come, or nothing arrives either (a network matter, or no call yet).
+        if decoded != self.decoded {
             *self = Self {
                 assembled,
                 decoded,
-                since: now,
-                warned: false,
+                ..Self::default()
             };
             return None;
         }
-        let stalled = now.duration_since(self.since);
+        if assembled != self.assembled && self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+        let stalled = now.duration_since(self.waiting_since?);
         if stalled < STALL || self.warned {
             return None;
         }
@@ -370,18 +366,24 @@ mod tests {
     #[test]
     fn a_picture_that_stops_while_frames_arrive_is_reported_once() {
         let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut watch = StallWatch::new(t0);
-        assert_eq!(watch.check(t0 + s(1), 30, 30), None, "pictures come");
-        assert_eq!(watch.check(t0 + s(2), 60, 30), None, "one second without");
-        assert_eq!(watch.check(t0 + s(3), 90, 30), Some(s(2)));
+        let ms = Duration::from_millis;
+        let mut watch = StallWatch::default();
+        assert_eq!(watch.check(t0 + ms(1000), 30, 30), None, "pictures come");
+        assert_eq!(watch.next_check(), None, "nothing waits for a picture");
+        // Checked on every packet: most see no new frame; the stall runs from the first
+        // frame without a picture.
+        assert_eq!(watch.check(t0 + ms(1100), 31, 30), None);
+        assert_eq!(watch.check(t0 + ms(1110), 31, 30), None);
+        assert_eq!(watch.next_check(), Some(t0 + ms(3100)));
+        assert_eq!(watch.check(t0 + ms(3000), 90, 30), None, "1.9 s");
+        assert_eq!(watch.check(t0 + ms(3100), 93, 30), Some(ms(2000)));
         assert_eq!(watch.next_check(), None, "reported: no more timed checks");
-        assert_eq!(watch.check(t0 + s(4), 120, 30), None, "once per stall");
-        assert_eq!(watch.check(t0 + s(5), 150, 31), None, "pictures again");
-        assert_eq!(watch.next_check(), Some(t0 + s(7)));
+        assert_eq!(watch.check(t0 + ms(4000), 120, 30), None, "once per stall");
+        assert_eq!(watch.check(t0 + ms(5000), 150, 31), None, "pictures again");
+        assert_eq!(watch.check(t0 + ms(5100), 151, 31), None);
         assert_eq!(
-            watch.check(t0 + s(7), 210, 31),
-            Some(s(2)),
+            watch.check(t0 + ms(7100), 210, 31),
+            Some(ms(2000)),
             "a second stall"
         );
     }
@@ -390,14 +392,15 @@ mod tests {
     fn no_frames_at_all_is_not_a_decoder_stall() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut watch = StallWatch::new(t0);
+        let mut watch = StallWatch::default();
         for t in 1..10 {
             assert_eq!(watch.check(t0 + s(t), 0, 0), None);
         }
-        assert_eq!(watch.next_check(), Some(t0 + s(11)));
-        // Frames come again after the quiet: a stall counts from the last check.
+        assert_eq!(watch.next_check(), None);
+        // Frames come after the quiet: the stall counts from the first of them.
         assert_eq!(watch.check(t0 + s(10), 30, 0), None);
-        assert_eq!(watch.check(t0 + s(11), 60, 0), Some(s(2)));
+        assert_eq!(watch.check(t0 + s(11), 60, 0), None);
+        assert_eq!(watch.check(t0 + s(12), 90, 0), Some(s(2)));
     }
 
     #[test]
