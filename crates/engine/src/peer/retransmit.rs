@@ -139,6 +139,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Offers one packet of `bits` every millisecond for a second from `start`; returns
+    /// the bits let through.
+    fn offer_for_a_second(budget: &mut RetransmissionBudget, start: Instant, bits: f64) -> f64 {
+        (0..1000u64)
+            .filter(|&i| budget.afford(start + Duration::from_millis(i), bits))
+            .count() as f64
+            * bits
+    }
+
     #[test]
     fn retransmissions_are_limited_to_a_share_of_the_target() {
         let bandwidth = Arc::new(Bandwidth::default());
@@ -146,22 +155,11 @@ mod tests {
         let mut budget = RetransmissionBudget::new(bandwidth);
         let t0 = Instant::now();
         // Over one second, offer 1 Mbit of retransmissions: about half may pass.
-        let mut passed = 0.0;
-        for i in 0..1000u64 {
-            if budget.afford(t0 + Duration::from_millis(i), 1000.0) {
-                passed += 1000.0;
-            }
-        }
+        let passed = offer_for_a_second(&mut budget, t0, 1000.0);
         assert!((450_000.0..=560_000.0).contains(&passed), "{passed}");
         // With a queue on the path, much less.
         budget.bandwidth.queue_delay_ms.store(100, Relaxed);
-        let t1 = t0 + Duration::from_secs(2);
-        let mut passed = 0.0;
-        for i in 0..1000u64 {
-            if budget.afford(t1 + Duration::from_millis(i), 1000.0) {
-                passed += 1000.0;
-            }
-        }
+        let passed = offer_for_a_second(&mut budget, t0 + Duration::from_secs(2), 1000.0);
         assert!((100_000.0..=200_000.0).contains(&passed), "{passed}");
     }
 
@@ -173,12 +171,7 @@ mod tests {
         let mut budget = RetransmissionBudget::new(bandwidth);
         let t0 = Instant::now();
         // 40 % loss: 0.4 / 0.6 × 1.5 = the whole target again.
-        let mut passed = 0.0;
-        for i in 0..1000u64 {
-            if budget.afford(t0 + Duration::from_millis(i), 400.0) {
-                passed += 400.0;
-            }
-        }
+        let passed = offer_for_a_second(&mut budget, t0, 400.0);
         assert!((190_000.0..=225_000.0).contains(&passed), "{passed}");
     }
 

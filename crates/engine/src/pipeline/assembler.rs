@@ -248,6 +248,14 @@ mod tests {
         Bytes::from(vec![x])
     }
 
+    /// A small seeded pseudo-random sequence for the tests.
+    fn xorshift(mut x: u32) -> u32 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    }
+
     #[test]
     fn in_order_frames_come_out_on_the_marker() {
         let now = Instant::now();
@@ -384,9 +392,7 @@ mod tests {
         for seq in 0..2000u16 {
             clean.push(seq, u32::from(seq), true, b(0), now);
             while clean.pop(now, &mut lost).is_some() {}
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            x = xorshift(x);
             // 40 % never come.
             if x % 10 >= 4 {
                 lossy.push(seq, u32::from(seq), true, b(0), now);
@@ -420,9 +426,7 @@ mod tests {
         let mut lost = false;
         let mut x = 0x1234_5678u32;
         for i in 0..20_000u32 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            x = xorshift(x);
             a.push(x as u16, x >> 8, x & 3 == 0, b(x as u8), now);
             let t = now + Duration::from_millis(u64::from(i / 10));
             while a.pop(t, &mut lost).is_some() {}
