@@ -99,6 +99,9 @@ pub struct DirectionResult {
     pub audio_discarded_pct: f64,
     pub pli_count: u64,
     pub nack_count: u32,
+    /// Packets the sender resent over RTX, and the receiver got over RTX.
+    pub retransmitted_packets_sent: u64,
+    pub retransmitted_packets_received: u64,
 }
 
 /// User plus system CPU seconds of this process, from /proc/self/stat.
@@ -372,6 +375,13 @@ fn direction(
         },
         pli_count: rv.pli_count.saturating_sub(rv0.pli_count),
         nack_count: rv.nack_count.saturating_sub(rv0.nack_count),
+        retransmitted_packets_sent: sender
+            .outbound_video
+            .retransmitted_packets_sent
+            .saturating_sub(sender0.outbound_video.retransmitted_packets_sent),
+        retransmitted_packets_received: rv
+            .retransmitted_packets_received
+            .saturating_sub(rv0.retransmitted_packets_received),
     }
 }
 

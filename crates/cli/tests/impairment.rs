@@ -3,7 +3,7 @@
 //! with generous bounds (the figures are in docs/benchmarks.md, from `cargo xtask bench`):
 //! congestion control brings the estimate under a capped uplink and the encoder follows
 //! it down the ladder, audio keeps flowing while video congests, a call recovers after
-//! its link steps down and up, and lost packets are retransmitted.
+//! its link steps down and up, and lost packets are retransmitted over RTX.
 
 use std::time::Duration;
 
@@ -77,6 +77,15 @@ async fn lost_packets_are_retransmitted_and_video_keeps_its_rate_under_random_lo
     let r = call("loss=5%,seed=7", 10).await;
     let up = &r.up;
     assert!(up.nack_count > 0, "no NACK under 5 % loss");
+    // Repairs travel over RTX, on their own SSRC (RFC 4588), and arrive as such.
+    for (direction, d) in [("up", up), ("down", &r.down)] {
+        assert!(
+            d.retransmitted_packets_sent > 0 && d.retransmitted_packets_received > 0,
+            "{direction}: no retransmission over RTX: {} sent, {} received",
+            d.retransmitted_packets_sent,
+            d.retransmitted_packets_received
+        );
+    }
     assert!(
         up.frames_decoded * 10 >= up.frames_sent * 9,
         "retransmission must repair most of 5 % loss: {} of {}",

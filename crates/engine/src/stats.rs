@@ -94,6 +94,10 @@ pub struct NetStats {
     pub video_packets_lost: i64,
     pub video_jitter: f64,
     pub video_nack_count_sent: u32,
+    /// Sent over RTX (RFC 4588) in answer to NACKs.
+    pub video_retransmitted_packets_sent: u64,
+    /// Received over RTX and restored to the media stream.
+    pub video_retransmitted_packets_received: u64,
     pub audio_packets_sent: u64,
     pub audio_bytes_sent: u64,
     pub audio_packets_received: u64,
@@ -171,6 +175,8 @@ pub struct OutboundVideo {
     pub frame_height: u32,
     pub nack_count: u32,
     pub pli_count: u32,
+    /// Sent over RTX in answer to NACKs.
+    pub retransmitted_packets_sent: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -194,6 +200,8 @@ pub struct InboundVideo {
     pub frame_height: u32,
     pub nack_count: u32,
     pub pli_count: u64,
+    /// Received over RTX (restored to the media stream, counted in `packets_received` too).
+    pub retransmitted_packets_received: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -264,6 +272,7 @@ impl CallStats {
                 pli_count: net
                     .video_pli_count_received
                     .max(c.keyframes_requested_by_peer.load(Relaxed) as u32),
+                retransmitted_packets_sent: net.video_retransmitted_packets_sent,
             },
             inbound_video: InboundVideo {
                 frames_received: c.frames_assembled.load(Relaxed),
@@ -281,6 +290,7 @@ impl CallStats {
                 frame_height: c.decode_height.load(Relaxed),
                 nack_count: net.video_nack_count_sent,
                 pli_count: c.pli_sent.load(Relaxed),
+                retransmitted_packets_received: net.video_retransmitted_packets_received,
             },
             outbound_audio: OutboundAudio {
                 packets_sent: net.audio_packets_sent,

@@ -260,6 +260,8 @@ export type InboundVideo = {
 	frameHeight: number,
 	nackCount: number,
 	pliCount: number,
+	/**  Received over RTX (restored to the media stream, counted in `packets_received` too). */
+	retransmittedPacketsReceived: number,
 };
 
 export type OutboundAudio = {
@@ -281,6 +283,8 @@ export type OutboundVideo = {
 	frameHeight: number,
 	nackCount: number,
 	pliCount: number,
+	/**  Sent over RTX in answer to NACKs. */
+	retransmittedPacketsSent: number,
 };
 
 /**  One end of a candidate pair. */

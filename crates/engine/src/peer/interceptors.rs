@@ -2,8 +2,9 @@
 //! TWCC reports on what we receive, RTCP reports) with NACK bounded, plus ours: keyframe
 //! requests handed to the application ([`super::keyframe`]), send-side congestion
 //! control — our packets carry transport-wide sequence numbers, the peer's feedback drives
-//! our estimator ([`super::bwe`]) and the encoder follows what it publishes — and the
-//! retransmission budget ([`super::retransmit`]). No pacer interceptor: its one FIFO would
+//! our estimator ([`super::bwe`]) and the encoder follows what it publishes —, the
+//! retransmission budget ([`super::retransmit`]) and retransmissions received over RTX
+//! restored before the NACK generator sees them ([`super::rtx`]). No pacer interceptor: its one FIFO would
 //! queue audio behind video; the video writer paces (`tracks.rs`).
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_
 use webrtc::peer_connection::{MediaEngine, Registry};
 
 use super::keyframe::KeyframeRequestForwarder;
-use super::{bwe, retransmit};
+use super::{bwe, retransmit, rtx};
 use crate::packets::Bandwidth;
 
 /// How often the receiver asks again for packets still missing.
@@ -71,6 +72,9 @@ pub(super) fn registry(
     let registry = configure_twcc_receiver_only(registry, media)?;
     Ok(configure_rtcp_reports(registry)
         .with(Slot::from(14_000), KeyframeRequestForwarder::default())
+        // After a FEC decoder's place, before the NACK generator's (7_000): a packet that
+        // came over RTX counts as arrived on its media stream.
+        .with(Slot::from(6_500), rtx::RtxReceiver::new())
         .with(
             Slot::CongestionControl,
             CongestionControlBuilder::new(estimator).build(),

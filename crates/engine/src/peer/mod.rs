@@ -24,6 +24,7 @@ pub mod privacy;
 mod redundant;
 mod retransmit;
 pub mod route;
+mod rtx;
 mod tasks;
 mod tcp_turn;
 mod tracks;
@@ -55,7 +56,7 @@ use nudge::nudge_driver;
 use privacy::CandidatePolicy;
 use route::MediaRoute;
 pub(crate) use tasks::PeerTasks;
-use tracks::{H264_PT, OPUS_PT, Tracks};
+use tracks::{H264_PT, OPUS_PT, RTX_PT, Tracks};
 
 pub use tracks::duration_for_ticks;
 
@@ -214,6 +215,17 @@ impl Peer {
                 RTCRtpCodecParameters {
                     rtp_codec: tracks::h264_codec(),
                     payload_type: H264_PT,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(codec)?;
+        // Retransmissions on their own SSRC (RFC 4588), as libwebrtc sends them: the
+        // receiver tells a repair from a late packet, and padding never looks like media.
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: tracks::rtx_codec(),
+                    payload_type: RTX_PT,
                 },
                 RtpCodecKind::Video,
             )

@@ -31,6 +31,7 @@ pub(super) fn net_stats(
                         n.video_bytes_sent += sent.bytes_sent;
                         n.video_nack_count_received += s.nack_count;
                         n.video_pli_count_received += s.pli_count;
+                        n.video_retransmitted_packets_sent += s.retransmitted_packets_sent;
                     }
                     RtpCodecKind::Audio => {
                         n.audio_packets_sent += sent.packets_sent;
@@ -48,6 +49,7 @@ pub(super) fn net_stats(
                         n.video_packets_lost += recv.packets_lost;
                         n.video_jitter = recv.jitter;
                         n.video_nack_count_sent += s.nack_count;
+                        n.video_retransmitted_packets_received += s.retransmitted_packets_received;
                     }
                     RtpCodecKind::Audio => {
                         n.audio_packets_received += recv.packets_received;

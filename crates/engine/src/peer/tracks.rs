@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
+};
 use rtc::rtp::packetizer::Packetizer;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -25,6 +27,8 @@ use crate::packets::{Bandwidth, EncodedAudio, EncodedVideo, OutboundMedia};
 /// Payload types we offer; the answer may pick others, so senders read the negotiated one.
 pub(super) const H264_PT: u8 = 102;
 pub(super) const OPUS_PT: u8 = 111;
+/// H.264 retransmissions (RFC 4588 RTX, `apt` = [`H264_PT`]).
+pub(super) const RTX_PT: u8 = 103;
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 const RTP_MTU: usize = 1200;
 /// Video leaves at this multiple of the congestion-control target (libwebrtc: 2.5), so a
@@ -52,6 +56,16 @@ pub(super) fn h264_codec() -> RTCRtpCodec {
         clock_rate: 90_000,
         channels: 0,
         sdp_fmtp_line: H264_FMTP.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+pub(super) fn rtx_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RTX.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!("apt={H264_PT}"),
         rtcp_feedback: vec![],
     }
 }

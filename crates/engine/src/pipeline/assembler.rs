@@ -8,6 +8,10 @@
 //!
 //! Assembling on the marker bit, not on the next frame's first packet, saves a frame
 //! interval of latency (33 ms at 30 fps) against webrtc-rs's `SampleBuilder`.
+//!
+//! A packet without payload (padding only: a peer without RTX probing the path on its
+//! media stream, as browsers do) fills its sequence number and belongs to no frame; it
+//! neither completes nor breaks one.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -169,6 +173,7 @@ impl FrameAssembler {
     /// `gave_up` is set when a frame was lost on the way (a keyframe is needed).
     pub fn pop(&mut self, now: Instant, gave_up: &mut bool) -> Option<Assembled> {
         loop {
+            self.skip_padding();
             let next = self.next?;
             if let Some(frame) = self.complete_at(next) {
                 return Some(frame);
@@ -183,12 +188,30 @@ impl FrameAssembler {
         }
     }
 
+    /// Moves past padding-only packets where the next frame would start.
+    fn skip_padding(&mut self) {
+        while let Some(next) = self.next
+            && self
+                .packets
+                .get(&next)
+                .is_some_and(|p| p.payload.is_empty())
+        {
+            self.packets.remove(&next);
+            self.next = Some(next + 1);
+        }
+    }
+
     fn complete_at(&mut self, next: u64) -> Option<Assembled> {
         let first = self.packets.get(&next)?;
         let timestamp = first.timestamp;
         let mut end = next;
         loop {
             let p = self.packets.get(&end)?;
+            if p.payload.is_empty() {
+                // Padding inside the run: not part of the frame, but not a hole either.
+                end += 1;
+                continue;
+            }
             if p.timestamp != timestamp {
                 // A new frame began without a marker on the last one: release what we
                 // have as the frame (the decoder judges it).
@@ -203,7 +226,9 @@ impl FrameAssembler {
         let mut payloads = Vec::with_capacity((end - next + 1) as usize);
         let mut first_arrival = None;
         for seq in next..=end {
-            if let Some(p) = self.packets.remove(&seq) {
+            if let Some(p) = self.packets.remove(&seq)
+                && !p.payload.is_empty()
+            {
                 first_arrival.get_or_insert(p.arrived);
                 payloads.push(p.payload);
             }
@@ -405,6 +430,40 @@ mod tests {
         assert_eq!(clean.wait, FRAME_WAIT);
         // Eight NACK rounds 25 ms apart and a round trip.
         assert_eq!(lossy.wait, NACK_INTERVAL * 8 + rtt);
+    }
+
+    #[test]
+    fn padding_only_packets_cost_no_frame() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut lost = false;
+        let pad = Bytes::new;
+        // Padding before the first frame, between frames (with the last frame's
+        // timestamp, as browsers send it), inside a frame's run, and after a frame whose
+        // retransmission is still on its way.
+        a.push(1, 100, false, pad(), now);
+        a.push(2, 100, true, b(2), now);
+        a.push(3, 100, false, pad(), now);
+        a.push(4, 100, false, pad(), now);
+        a.push(5, 200, false, b(5), now);
+        a.push(6, 200, false, pad(), now);
+        a.push(7, 200, true, b(7), now);
+        let f = a.pop(now, &mut lost).expect("frame 100");
+        assert_eq!((f.timestamp, f.payloads), (100, vec![b(2)]));
+        let f = a.pop(now, &mut lost).expect("frame 200");
+        assert_eq!((f.timestamp, f.payloads), (200, vec![b(5), b(7)]));
+        a.push(9, 300, true, b(9), now);
+        a.push(10, 300, false, pad(), now);
+        a.push(11, 400, true, b(11), now);
+        assert_eq!(a.pop(now, &mut lost), None, "packet 8 is missing");
+        a.push(8, 300, false, b(8), now + Duration::from_millis(30));
+        let f = a.pop(now, &mut lost).expect("frame 300");
+        assert_eq!(f.payloads, vec![b(8), b(9)]);
+        assert_eq!(a.pop(now, &mut lost).expect("frame 400").timestamp, 400);
+        assert_eq!(a.pop(now + MAX_FRAME_WAIT, &mut lost), None);
+        assert!(!lost, "nothing was given up");
+        assert_eq!(a.frames_lost, 0);
+        assert!(a.packets.is_empty());
     }
 
     #[test]
