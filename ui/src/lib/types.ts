@@ -28,7 +28,7 @@ export function emptyStats(): CallStats {
   const video = { packetsLost: 0, jitter: 0, nackCount: 0, pliCount: 0, frameWidth: 0, frameHeight: 0 };
   return {
     elapsedMs: 0,
-    outboundVideo: { ...video, framesEncoded: 0, keyFramesEncoded: 0, totalEncodeTime: 0, framesSent: 0, packetsSent: 0, bytesSent: 0 },
+    outboundVideo: { ...video, framesEncoded: 0, keyFramesEncoded: 0, totalEncodeTime: 0, framesSent: 0, packetsSent: 0, bytesSent: 0, retransmittedPacketsSent: 0 },
     inboundVideo: {
       ...video,
       framesReceived: 0,
@@ -40,6 +40,7 @@ export function emptyStats(): CallStats {
       totalFreezesDuration: 0,
       packetsReceived: 0,
       bytesReceived: 0,
+      retransmittedPacketsReceived: 0,
     },
     outboundAudio: { packetsSent: 0, bytesSent: 0, audioLevelDbfs: -120 },
     inboundAudio: {
