@@ -29,6 +29,7 @@ pub mod ids;
 pub mod packets;
 pub mod peer;
 pub mod pipeline;
+pub mod red;
 pub mod signaling;
 pub mod stats;
 

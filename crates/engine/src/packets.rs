@@ -17,6 +17,11 @@ pub struct RtpIn {
     pub timestamp: u32,
     pub marker: bool,
     pub payload: Bytes,
+    /// A copy of an earlier frame from this packet's redundancy (RED), not a packet of
+    /// its own (audio only).
+    pub copy: bool,
+    /// How many copies of earlier frames the packet carried (audio only).
+    pub copies: u8,
     /// When the transport handed it over (jitter is measured from this, not from when a
     /// playout tick got to it).
     pub arrived: Instant,
@@ -91,6 +96,8 @@ pub struct Bandwidth {
     /// Encoded video bytes handed to the transport and not yet sent (kept by
     /// [`EncodedVideo`] itself).
     pub video_backlog_bytes: AtomicU64,
+    /// What audio redundancy (RED copies) adds to the audio rate now, bits/s.
+    pub audio_redundancy_bps: AtomicU64,
 }
 
 /// Inbound RTP per track queued from the transport to the pipeline (~1 s of 720p video).

@@ -33,6 +33,8 @@ pub(super) struct Handler {
     pub(super) closing: Arc<AtomicBool>,
     pub(super) tasks: Arc<PeerTasks>,
     pub(super) nudge: Arc<NudgeState>,
+    /// The negotiated RED payload type (0: none), shared with our audio track.
+    pub(super) red_payload_type: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Handler {
@@ -122,38 +124,91 @@ impl PeerConnectionEventHandler for Handler {
         };
         let ssrcs = track.ssrcs().await;
         tracing::debug!(?kind, ?ssrcs, "remote track");
-        self.tasks.spawn(pump_track(track, sink, kind));
+        let red = (kind == RtpCodecKind::Audio).then(|| Arc::clone(&self.red_payload_type));
+        self.tasks.spawn(pump_track(track, sink, kind, red));
     }
+}
+
+/// The packets the pipeline gets for one RTP packet: itself, or, for audio in RED
+/// (`red`: the negotiated payload type), the copies of earlier frames it carries (each
+/// under the sequence number of the packet that first carried that frame: one 20 ms
+/// frame per packet) and then its own frame.
+pub(super) fn inbound(packet: rtc::rtp::Packet, red: Option<u8>, arrived: Instant) -> Vec<RtpIn> {
+    let header = &packet.header;
+    let plain = |payload| RtpIn {
+        sequence: header.sequence_number,
+        timestamp: header.timestamp,
+        marker: header.marker,
+        payload,
+        copy: false,
+        copies: 0,
+        arrived,
+    };
+    if red.is_none_or(|red| red == 0 || red != header.payload_type) {
+        return vec![plain(packet.payload.clone())];
+    }
+    let red = match crate::red::decode(&packet.payload) {
+        Ok(red) => red,
+        Err(e) => {
+            tracing::debug!("audio packet dropped: {e}");
+            return Vec::new();
+        }
+    };
+    const FRAME_TICKS: u32 = 960;
+    let mut out = Vec::with_capacity(red.copies.len() + 1);
+    for copy in &red.copies {
+        let back = copy.offset / FRAME_TICKS;
+        if copy.offset % FRAME_TICKS != 0 || back == 0 || back > 16 {
+            continue;
+        }
+        out.push(RtpIn {
+            sequence: header.sequence_number.wrapping_sub(back as u16),
+            timestamp: header.timestamp.wrapping_sub(copy.offset),
+            marker: false,
+            payload: copy.data.clone(),
+            copy: true,
+            copies: 0,
+            arrived,
+        });
+    }
+    out.push(RtpIn {
+        copies: red.copies.len().min(u8::MAX as usize) as u8,
+        ..plain(red.primary)
+    });
+    out
 }
 
 /// Forwards inbound RTP to the pipeline. A full queue drops the packet (the pipeline is
 /// behind: NACK and PLI recover) rather than stalling the driver.
-async fn pump_track(track: Arc<dyn TrackRemote>, sink: mpsc::Sender<RtpIn>, kind: RtpCodecKind) {
+async fn pump_track(
+    track: Arc<dyn TrackRemote>,
+    sink: mpsc::Sender<RtpIn>,
+    kind: RtpCodecKind,
+    red: Option<Arc<std::sync::atomic::AtomicU8>>,
+) {
     let mut dropped = 0u64;
     let mut forwarded = 0u64;
-    while let Some(event) = track.poll().await {
+    'events: while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 if forwarded == 0 {
                     tracing::debug!(?kind, "remote track: first packet");
                 }
                 forwarded += 1;
-                let rtp = RtpIn {
-                    sequence: packet.header.sequence_number,
-                    timestamp: packet.header.timestamp,
-                    marker: packet.header.marker,
-                    payload: packet.payload,
-                    arrived: Instant::now(),
-                };
-                match sink.try_send(rtp) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        dropped += 1;
-                        if dropped.is_power_of_two() {
-                            tracing::warn!(dropped, "media pipeline behind: RTP dropped");
+                let red = red
+                    .as_ref()
+                    .map(|r| r.load(std::sync::atomic::Ordering::Relaxed));
+                for rtp in inbound(packet, red, Instant::now()) {
+                    match sink.try_send(rtp) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            dropped += 1;
+                            if dropped.is_power_of_two() {
+                                tracing::warn!(dropped, "media pipeline behind: RTP dropped");
+                            }
                         }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break 'events,
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }
             }
             TrackRemoteEvent::OnEnded => break,
@@ -181,5 +236,53 @@ pub(super) async fn pump_channel(channel: Arc<dyn DataChannel>, events: mpsc::Se
         if events.send(out).await.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u16, ts: u32, pt: u8, payload: Vec<u8>) -> rtc::rtp::Packet {
+        let mut p = rtc::rtp::Packet::default();
+        p.header.sequence_number = seq;
+        p.header.timestamp = ts;
+        p.header.payload_type = pt;
+        p.payload = bytes::Bytes::from(payload);
+        p
+    }
+
+    #[test]
+    fn red_packets_become_their_frame_and_the_copies_they_carry() {
+        let now = Instant::now();
+        let mut red = Vec::new();
+        crate::red::encode(111, b"ten", &[(1920, b"eight"), (960, b"nine")], &mut red);
+        let out = inbound(packet(10, 9600, 63, red), Some(63), now);
+        let got: Vec<(u16, u32, &[u8], bool, u8)> = out
+            .iter()
+            .map(|p| (p.sequence, p.timestamp, &p.payload[..], p.copy, p.copies))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (8, 7680, &b"eight"[..], true, 0),
+                (9, 8640, &b"nine"[..], true, 0),
+                (10, 9600, &b"ten"[..], false, 2),
+            ]
+        );
+        // Plain Opus (another payload type, or no RED negotiated) passes as it is.
+        for red in [Some(63), Some(0), None] {
+            let out = inbound(packet(11, 1, 111, b"opus".to_vec()), red, now);
+            assert_eq!(out.len(), 1);
+            assert_eq!((&out[0].payload[..], out[0].copy), (&b"opus"[..], false));
+        }
+        // A RED payload that does not parse is dropped, with no panic; copies at offsets
+        // that are not whole frames are skipped.
+        assert!(inbound(packet(12, 1, 63, vec![0x80 | 111, 0]), Some(63), now).is_empty());
+        let mut odd = Vec::new();
+        crate::red::encode(111, b"p", &[(500, b"odd")], &mut odd);
+        let out = inbound(packet(13, 1000, 63, odd), Some(63), now);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].copies, 1);
     }
 }

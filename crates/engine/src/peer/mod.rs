@@ -56,7 +56,7 @@ use nudge::nudge_driver;
 use privacy::CandidatePolicy;
 use route::MediaRoute;
 pub(crate) use tasks::PeerTasks;
-use tracks::{H264_PT, OPUS_PT, RTX_PT, Tracks};
+use tracks::{H264_PT, OPUS_PT, RED_PT, RTX_PT, Tracks};
 
 pub use tracks::duration_for_ticks;
 
@@ -239,6 +239,17 @@ impl Peer {
                 RtpCodecKind::Audio,
             )
             .map_err(codec)?;
+        // Opus in RED, offered after plain Opus: copies of earlier frames when the path
+        // loses packets (tracks.rs, red.rs).
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: tracks::red_codec(),
+                    payload_type: RED_PT,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(codec)?;
         let bandwidth = Arc::new(Bandwidth::default());
         let registry = interceptors::registry(&mut media, options.max_bitrate_bps, &bandwidth)
             .map_err(codec)?;
@@ -295,7 +306,9 @@ impl Peer {
         let channel = Arc::new(Mutex::new(None));
         let closing = Arc::new(AtomicBool::new(false));
         let nudge = Arc::new(NudgeState::default());
+        let tracks = Tracks::new(&options.track_prefix, Arc::clone(&bandwidth))?;
         let handler = Arc::new(Handler {
+            red_payload_type: Arc::clone(&tracks.audio.red_payload_type),
             events: events_tx.clone(),
             policy,
             route: options.route.clone(),
@@ -307,7 +320,6 @@ impl Peer {
             tasks: Arc::clone(&tasks),
             nudge: Arc::clone(&nudge),
         });
-        let tracks = Tracks::new(&options.track_prefix, Arc::clone(&bandwidth))?;
         let mut builder = PeerConnectionBuilder::new();
         if let Some(runtime) = redundant::HandshakeRuntime::shared() {
             builder = builder.with_runtime(runtime);
@@ -490,9 +502,12 @@ impl Peer {
             let Ok(params) = sender.get_parameters().await else {
                 continue;
             };
-            if let Some(codec) = params.rtp_parameters.codecs.first() {
-                self.tracks
-                    .learn_payload_type(&codec.rtp_codec.mime_type, codec.payload_type);
+            // The first is what we send; RED, if the answer kept it, wraps it.
+            for (i, codec) in params.rtp_parameters.codecs.iter().enumerate() {
+                let mime = &codec.rtp_codec.mime_type;
+                if i == 0 || mime.eq_ignore_ascii_case(tracks::MIME_TYPE_RED) {
+                    self.tracks.learn_payload_type(mime, codec.payload_type);
+                }
             }
         }
     }

@@ -27,6 +27,8 @@ use crate::packets::{Bandwidth, EncodedAudio, EncodedVideo, OutboundMedia};
 /// Payload types we offer; the answer may pick others, so senders read the negotiated one.
 pub(super) const H264_PT: u8 = 102;
 pub(super) const OPUS_PT: u8 = 111;
+/// Opus in RED (RFC 2198).
+pub(super) const RED_PT: u8 = 63;
 /// H.264 retransmissions (RFC 4588 RTX, `apt` = [`H264_PT`]).
 pub(super) const RTX_PT: u8 = 103;
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
@@ -70,6 +72,19 @@ pub(super) fn rtx_codec() -> RTCRtpCodec {
     }
 }
 
+/// Opus in RED (RFC 2198): copies of earlier frames in each packet.
+pub(super) const MIME_TYPE_RED: &str = "audio/red";
+
+pub(super) fn red_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RED.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: format!("{OPUS_PT}/{OPUS_PT}"),
+        rtcp_feedback: vec![],
+    }
+}
+
 pub(super) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -103,15 +118,34 @@ fn media_track(
     )
 }
 
-/// The outgoing audio track: Opus samples, packetized by webrtc-rs.
+/// The outgoing audio track: Opus samples, packetized by webrtc-rs; in RED (RFC 2198)
+/// with copies of the frames before when the peer negotiated it.
 pub(super) struct AudioTrack {
     pub(super) track: Arc<TrackLocalStaticSample>,
     pub(super) ssrc: u32,
     pub(super) payload_type: AtomicU8,
+    /// The negotiated RED payload type (0: none; plain Opus).
+    pub(super) red_payload_type: Arc<AtomicU8>,
+    /// The last frames sent, newest last (only the audio writer task touches it).
+    recent: std::sync::Mutex<std::collections::VecDeque<Bytes>>,
+    bandwidth: Arc<Bandwidth>,
 }
 
+/// How many earlier frames each audio packet carries at a loss (per mille) the peer
+/// reports: none on a clean path (Opus's own FEC covers a stray loss), one from 2 %, two
+/// from 10 % (a frame is then lost only if three packets in a row are), three from 25 %.
+pub(super) fn red_copies(loss_permille: u32) -> usize {
+    match loss_permille {
+        0..20 => 0,
+        20..100 => 1,
+        100..250 => 2,
+        _ => MAX_RED_COPIES,
+    }
+}
+const MAX_RED_COPIES: usize = 3;
+
 impl AudioTrack {
-    pub(super) fn new(prefix: &str) -> Result<Self, PeerError> {
+    pub(super) fn new(prefix: &str, bandwidth: Arc<Bandwidth>) -> Result<Self, PeerError> {
         let ssrc = random_u32();
         let track = TrackLocalStaticSample::new(
             Instant::now(),
@@ -122,15 +156,56 @@ impl AudioTrack {
             track: Arc::new(track),
             ssrc,
             payload_type: AtomicU8::new(0),
+            red_payload_type: Arc::new(AtomicU8::new(0)),
+            recent: Default::default(),
+            bandwidth,
         })
     }
 
-    /// Sends one Opus packet covering `duration`.
+    /// The payload to send for the Opus frame `data` (RED around it when negotiated),
+    /// and its payload type.
+    fn payload(&self, pt: u8, data: Bytes, duration: Duration) -> (u8, Bytes) {
+        let red = self.red_payload_type.load(Ordering::Relaxed);
+        if red == 0 {
+            return (pt, data);
+        }
+        let copies = red_copies(self.bandwidth.loss_permille.load(Ordering::Relaxed));
+        let ticks = (duration.as_secs_f64() * 48_000.0).round() as u32;
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let blocks: Vec<(u32, &[u8])> = recent
+            .iter()
+            .rev()
+            .take(copies)
+            .enumerate()
+            .map(|(i, frame)| (ticks * (i as u32 + 1), &frame[..]))
+            .rev()
+            .collect();
+        let copy_bytes: usize = blocks.iter().map(|(_, b)| b.len() + 4).sum();
+        let mut out = Vec::with_capacity(1 + copy_bytes + data.len());
+        crate::red::encode(pt, &data, &blocks, &mut out);
+        // What the copies add, for the encoder's budget (pipeline/ladder.rs).
+        let per_second = 1.0 / duration.as_secs_f64().max(0.001);
+        self.bandwidth.audio_redundancy_bps.store(
+            (copy_bytes as f64 * 8.0 * per_second) as u64,
+            Ordering::Relaxed,
+        );
+        recent.push_back(data);
+        if recent.len() > MAX_RED_COPIES {
+            recent.pop_front();
+        }
+        (red, Bytes::from(out))
+    }
+
+    /// Sends one Opus frame covering `duration`.
     async fn write(&self, data: Bytes, duration: Duration) -> Result<(), PeerError> {
         let pt = self.payload_type.load(Ordering::SeqCst);
         if pt == 0 {
             return Err(PeerError::NotNegotiated);
         }
+        let (pt, data) = self.payload(pt, data, duration);
         self.track
             .write_sample(
                 self.ssrc,
@@ -254,7 +329,7 @@ impl Tracks {
     pub(super) fn new(prefix: &str, bandwidth: Arc<Bandwidth>) -> Result<Self, PeerError> {
         Ok(Self {
             video: Arc::new(VideoTrack::new(prefix, Arc::clone(&bandwidth))?),
-            audio: Arc::new(AudioTrack::new(prefix)?),
+            audio: Arc::new(AudioTrack::new(prefix, Arc::clone(&bandwidth))?),
             frames_sent: Arc::new(AtomicU64::new(0)),
             bandwidth,
         })
@@ -269,7 +344,9 @@ impl Tracks {
 
     /// Records the payload type the answer chose for a codec.
     pub(super) fn learn_payload_type(&self, mime_type: &str, payload_type: u8) {
-        let target = if mime_type.eq_ignore_ascii_case(MIME_TYPE_H264) {
+        let target = if mime_type.eq_ignore_ascii_case(MIME_TYPE_RED) {
+            &self.audio.red_payload_type
+        } else if mime_type.eq_ignore_ascii_case(MIME_TYPE_H264) {
             &self.video.payload_type
         } else if mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS) {
             &self.audio.payload_type
@@ -327,6 +404,39 @@ pub fn duration_for_ticks(ticks: u32, clock_rate: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_carries_more_copies_as_loss_grows_and_only_in_red() {
+        assert_eq!(
+            [0, 19, 20, 99, 100, 249, 250, 400].map(red_copies),
+            [0, 0, 1, 1, 2, 2, 3, 3]
+        );
+        let bandwidth = Arc::new(Bandwidth::default());
+        let audio = AudioTrack::new("t", Arc::clone(&bandwidth)).expect("track");
+        let frame = Duration::from_millis(20);
+        // Not negotiated: plain Opus.
+        let (pt, data) = audio.payload(111, Bytes::from_static(b"a"), frame);
+        assert_eq!((pt, &data[..]), (111, &b"a"[..]));
+        audio.red_payload_type.store(63, Ordering::Relaxed);
+        bandwidth.loss_permille.store(150, Ordering::Relaxed);
+        let mut last = Bytes::new();
+        for frame_data in [b"b", b"c", b"d"] {
+            let (pt, data) = audio.payload(111, Bytes::from_static(frame_data), frame);
+            assert_eq!(pt, 63);
+            last = data;
+        }
+        let red = crate::red::decode(&last).expect("RED");
+        assert_eq!(&red.primary[..], b"d");
+        let copies: Vec<(u32, &[u8])> =
+            red.copies.iter().map(|c| (c.offset, &c.data[..])).collect();
+        assert_eq!(copies, vec![(1920, &b"b"[..]), (960, &b"c"[..])]);
+        assert!(bandwidth.audio_redundancy_bps.load(Ordering::Relaxed) > 0);
+        // A clean path: no copies, and no redundancy charged to video.
+        bandwidth.loss_permille.store(0, Ordering::Relaxed);
+        let (_, data) = audio.payload(111, Bytes::from_static(b"e"), frame);
+        assert!(crate::red::decode(&data).unwrap().copies.is_empty());
+        assert_eq!(bandwidth.audio_redundancy_bps.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn durations_give_exact_ticks() {

@@ -13,7 +13,7 @@ use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder};
 use tokio::sync::mpsc;
 
 use super::config::{AudioOutput, AudioTap, Device, MediaNotice};
-use super::jitter::{JitterBuffer, Playout};
+use super::jitter::{JitterBuffer, MIN_DELAY, Playout};
 use super::reopen::Reopener;
 use crate::packets::RtpIn;
 use crate::stats::MediaCounters;
@@ -78,7 +78,14 @@ pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
         let now = Instant::now();
         if due > now {
             match ctx.rx.recv_timeout(due - now) {
+                Ok(p) if p.copy => {
+                    jitter.push_copy(p.sequence, p.payload, p.arrived);
+                    continue;
+                }
                 Ok(p) => {
+                    // Copies from n frames back arrive n frames late: wait for them.
+                    let back = u32::from(p.copies.max(1)) - 1;
+                    jitter.set_min_delay(MIN_DELAY + frame * back);
                     jitter.push(p.sequence, p.payload, p.arrived);
                     continue;
                 }

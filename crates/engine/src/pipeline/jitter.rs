@@ -4,7 +4,11 @@
 //! target delay; the target grows with observed arrival jitter. A packet that is late
 //! (nothing after it has arrived either) is waited for, concealing meanwhile, so a queue
 //! building on the path raises the delay instead of losing every late packet; the buffer
-//! is trimmed a frame at a time when it runs far ahead of its target.
+//! is trimmed a frame at a time when it runs far ahead of its target. Copies of frames
+//! from a later packet's redundancy (RED) fill in what was lost; while copies come, the
+//! target covers the distance they arrive from, and a missing frame whose soonest
+//! possible arrival (at the path's least transit) is less than the target ago is waited
+//! for, concealing meanwhile (the delay grows to the target), rather than skipped.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -42,6 +46,8 @@ pub struct JitterBuffer {
     seq: super::seq::SeqExtender,
     started: bool,
     target: Duration,
+    /// The least target (more while redundant copies come from further back).
+    min_delay: Duration,
     /// Running arrival jitter estimate (RFC 3550 style), from inter-arrival deviations.
     jitter: Duration,
     last_arrival: Option<(u64, Instant)>,
@@ -62,8 +68,33 @@ impl JitterBuffer {
     pub fn new() -> Self {
         Self {
             target: MIN_DELAY,
+            min_delay: MIN_DELAY,
             ..Self::default()
         }
+    }
+
+    /// Raises (or lowers back) the least delay: redundant copies `n` frames back arrive
+    /// `n` frames late, and are only of use if the buffer waits that long.
+    pub fn set_min_delay(&mut self, min: Duration) {
+        self.min_delay = min.clamp(MIN_DELAY, MAX_DELAY);
+        self.target = (self.min_delay.max(self.jitter * 3)).min(MAX_DELAY);
+    }
+
+    /// A copy of frame `seq` from a later packet's redundancy: kept if that frame is
+    /// still to be played and did not arrive itself. Arrival statistics are the
+    /// packets' own; a copy that is not needed is not counted as late.
+    pub fn push_copy(&mut self, seq: u16, payload: Bytes, now: Instant) {
+        let ext = self.seq.extend(seq);
+        if self.next.is_some_and(|n| ext < n) || self.packets.contains_key(&ext) {
+            return;
+        }
+        self.packets.insert(
+            ext,
+            Held {
+                payload,
+                arrived: now,
+            },
+        );
     }
 
     pub fn target_delay(&self) -> Duration {
@@ -89,7 +120,7 @@ impl JitterBuffer {
             } else {
                 self.jitter - (self.jitter - deviation) / 16
             };
-            self.target = (MIN_DELAY.max(self.jitter * 3)).min(MAX_DELAY);
+            self.target = (self.min_delay.max(self.jitter * 3)).min(MAX_DELAY);
         }
         if self.last_arrival.is_none_or(|(s, _)| ext > s) {
             self.last_arrival = Some((ext, now));
@@ -155,6 +186,17 @@ impl JitterBuffer {
             self.concealed += 1;
             return Playout::Conceal;
         }
+        // Played sooner after it was due to arrive than the target (the target rose, or
+        // the path got faster): wait this one out, concealing — the delay grows a frame,
+        // and its copy in a later packet may still come.
+        if self
+            .transit
+            .earliest_arrival(next)
+            .is_some_and(|due| now.saturating_duration_since(due) < self.target)
+        {
+            self.concealed += 1;
+            return Playout::Conceal;
+        }
         self.next = Some(next + 1);
         // Recovered from FEC is decoded audio, not concealment (W3C `concealedSamples`
         // counts only what the decoder had to make up).
@@ -212,6 +254,19 @@ impl TransitFloor {
         }
     }
 
+    /// The soonest frame `seq` could have arrived: at the path's least transit.
+    fn earliest_arrival(&self, seq: u64) -> Option<Instant> {
+        let (seq0, t0) = self.origin?;
+        let floor = self.floor.min(self.previous_floor);
+        let offset_us = seq.checked_sub(seq0)? as i64 * FRAME.as_micros() as i64 + floor;
+        let offset = Duration::from_micros(offset_us.unsigned_abs());
+        if offset_us >= 0 {
+            t0.checked_add(offset)
+        } else {
+            t0.checked_sub(offset)
+        }
+    }
+
     fn queued(&self) -> bool {
         let floor = self.floor.min(self.previous_floor);
         self.window_start.is_some() && self.newest - floor > QUEUED.as_micros() as i64
@@ -224,6 +279,57 @@ mod tests {
 
     fn p(x: u8) -> Bytes {
         Bytes::from(vec![x])
+    }
+
+    #[test]
+    fn a_copy_fills_a_loss_and_the_delay_grows_to_cover_the_copies() {
+        let frame = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let at = |n: u32| t0 + frame * n;
+        let mut j = JitterBuffer::new();
+        // A packet every 20 ms; playout starts 40 ms after the first.
+        j.push(1, p(1), at(1));
+        j.push(2, p(2), at(2));
+        assert_eq!(j.pop(at(3)), Playout::Packet(p(1)));
+        // Copies now come from two frames back: the target covers them.
+        j.set_min_delay(MIN_DELAY + frame);
+        assert_eq!(j.target_delay(), Duration::from_millis(60));
+        j.push(4, p(4), at(4));
+        assert_eq!(j.pop(at(4)), Playout::Packet(p(2)));
+        // 3 was lost; its copy comes with 5, just after 3 is due. The buffer holds less
+        // than its target, so it waits a frame instead of moving on ...
+        assert_eq!(j.pop(at(5)), Playout::Conceal);
+        j.push(5, p(5), at(5));
+        j.push_copy(3, p(3), at(5));
+        // ... and plays the copy.
+        assert_eq!(j.pop(at(6)), Playout::Packet(p(3)));
+        j.push(6, p(6), at(6));
+        // A copy of a frame that came itself, and one of a frame already played: ignored.
+        j.push_copy(5, p(99), at(6));
+        j.push_copy(1, p(98), at(6));
+        assert_eq!(j.pop(at(7)), Playout::Packet(p(4)));
+        assert_eq!(j.pop(at(8)), Playout::Packet(p(5)));
+        assert_eq!(
+            (j.concealed, j.late),
+            (1, 0),
+            "unneeded copies are not late"
+        );
+    }
+
+    #[test]
+    fn at_its_target_a_loss_is_skipped_not_waited_for() {
+        let frame = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut j = JitterBuffer::new();
+        // 40 ms target; 1, 2, 4, 5 arrive; 3 never does.
+        let mut out = Vec::new();
+        for seq in [1u16, 2, 4, 5, 6] {
+            let t = t0 + frame * u32::from(seq);
+            j.push(seq, p(seq as u8), t);
+            out.push(j.pop(t));
+        }
+        assert!(out.contains(&Playout::Fec(p(4))), "{out:?}");
+        assert_eq!(j.concealed, 0);
     }
 
     #[test]
@@ -247,11 +353,15 @@ mod tests {
         j.push(5, p(5), t0 + FRAME * 2);
         let t = t0 + MIN_DELAY;
         assert_eq!(j.pop(t), Playout::Packet(p(1)));
-        assert_eq!(j.pop(t), Playout::Packet(p(2)));
-        assert_eq!(j.pop(t), Playout::Packet(p(3)));
-        assert_eq!(j.pop(t), Playout::Fec(p(5)), "4 lost, 5 carries its FEC");
-        assert_eq!(j.pop(t), Playout::Packet(p(5)));
-        assert_eq!(j.pop(t), Playout::Conceal);
+        assert_eq!(j.pop(t + FRAME), Playout::Packet(p(2)));
+        assert_eq!(j.pop(t + FRAME * 2), Playout::Packet(p(3)));
+        assert_eq!(
+            j.pop(t + FRAME * 3),
+            Playout::Fec(p(5)),
+            "4 lost, 5 carries its FEC"
+        );
+        assert_eq!(j.pop(t + FRAME * 4), Playout::Packet(p(5)));
+        assert_eq!(j.pop(t + FRAME * 5), Playout::Conceal);
         assert_eq!(
             (j.fec_recovered, j.concealed),
             (1, 1),
@@ -381,5 +491,67 @@ mod tests {
         }
         assert!(j.target_delay() > MIN_DELAY, "{:?}", j.target_delay());
         assert!(j.target_delay() <= MAX_DELAY);
+    }
+
+    /// Packets every 20 ms with 0–20 ms of jitter, `loss` % of them lost at random, each
+    /// carrying `copies` earlier frames (RED) from the 50th on, as a sender does once it
+    /// has heard of the loss; returns the share of frames concealed, %.
+    fn concealed_pct(loss: u32, copies: u16) -> f64 {
+        let t0 = Instant::now();
+        let mut j = JitterBuffer::new();
+        let mut x = 0x2545_f491u32;
+        let mut random = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let frames = 5000u32;
+        let mut arrivals: Vec<(u64, u16)> = (0..frames)
+            .filter_map(|seq| {
+                let lost = random() % 100 < loss;
+                let jitter_us = u64::from(random() % 20_000);
+                (!lost).then_some((u64::from(seq) * 20_000 + 10_000 + jitter_us, seq as u16))
+            })
+            .collect();
+        arrivals.sort_unstable();
+        let mut arrivals = arrivals.into_iter().peekable();
+        let (mut played, mut concealed) = (0u32, 0u32);
+        for tick in 0..u64::from(frames) {
+            let now_us = tick * 20_000;
+            while let Some((at_us, seq)) = arrivals.next_if(|&(at, _)| at <= now_us) {
+                let at = t0 + Duration::from_micros(at_us);
+                let carried = if seq >= 50 { copies } else { 0 };
+                for back in (1..=carried).filter(|&b| b <= seq) {
+                    j.push_copy(seq - back, p(0), at);
+                }
+                if carried > 0 {
+                    j.set_min_delay(MIN_DELAY + FRAME * u32::from(carried - 1));
+                }
+                j.push(seq, p(1), at);
+            }
+            match j.pop(t0 + Duration::from_micros(now_us)) {
+                Playout::Waiting => {}
+                Playout::Conceal => (played, concealed) = (played + 1, concealed + 1),
+                _ => played += 1,
+            }
+        }
+        f64::from(concealed) * 100.0 / f64::from(played)
+    }
+
+    #[test]
+    fn redundancy_keeps_audio_going_through_heavy_random_loss() {
+        // Opus's own FEC alone: a frame is concealed when it and the next are lost.
+        let alone = concealed_pct(40, 0);
+        assert!((12.0..20.0).contains(&alone), "{alone}");
+        // Three copies (the sender's choice above 25 % loss): the delay grows to cover
+        // them, and a frame is lost only if four packets in a row are.
+        let red = concealed_pct(40, 3);
+        assert!(
+            red < 3.0,
+            "{red} % concealed with three copies at 40 % loss"
+        );
+        // And no loss, no concealment, whatever the copies.
+        assert_eq!(concealed_pct(0, 2), 0.0);
     }
 }

@@ -259,7 +259,14 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         let Some(ladder) = ladder.as_mut() else {
             continue;
         };
-        let target = ctx.bandwidth.target_bps.load(Relaxed);
+        // Audio redundancy (RED copies under loss) comes out of video's share (0 stays
+        // "no estimate yet"; an estimate never becomes 0).
+        let target = match ctx.bandwidth.target_bps.load(Relaxed) {
+            0 => 0,
+            t => t
+                .saturating_sub(ctx.bandwidth.audio_redundancy_bps.load(Relaxed))
+                .max(1),
+        };
         let Decision { rung, bitrate_bps } = ladder.decide(target, Instant::now());
         // The rung's frame rate: skip source frames that come too soon (by our clock:
         // relayed frames carry no capture time of their own).
