@@ -8,6 +8,7 @@
 //! reported on its own.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::netsim::{NetCounts, NetSim, Scenario};
-use crate::peer::{PeerSetup, Probe, bitrate_for, percentile_ms};
+use crate::peer::{PeerSetup, Probe, Reference, bitrate_for, percentile_ms};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Percentiles {
@@ -102,6 +103,11 @@ pub struct DirectionResult {
     /// Packets the sender resent over RTX, and the receiver got over RTX.
     pub retransmitted_packets_sent: u64,
     pub retransmitted_packets_received: u64,
+    /// With a `.y4m` source: mean Y-PSNR of the received pictures against the frames
+    /// they came from (scaled to the received size; barcode rows left out), dB, and the
+    /// tenth percentile (the worst pictures).
+    pub psnr_y_db: Option<f64>,
+    pub psnr_y_p10_db: Option<f64>,
 }
 
 /// User plus system CPU seconds of this process, from /proc/self/stat.
@@ -133,6 +139,7 @@ struct Side {
     stats: Option<CallStats>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn side(
     url: &str,
     name: &str,
@@ -140,8 +147,14 @@ fn side(
     height: u32,
     tone: f64,
     net: Option<&Arc<NetSim>>,
-) -> Side {
-    let probe = Arc::new(Mutex::new(Probe::default()));
+    video_file: Option<&Path>,
+) -> anyhow::Result<Side> {
+    // Each side receives what the other sends: the same file.
+    let reference = video_file.map(Reference::open).transpose()?;
+    let probe = Arc::new(Mutex::new(Probe {
+        reference,
+        ..Probe::default()
+    }));
     let setup = PeerSetup {
         server: url.to_owned(),
         nickname: name.to_owned(),
@@ -152,10 +165,13 @@ fn side(
         net: None,
     };
     let media = MediaConfig {
-        video: Some(VideoSource::TestPattern {
-            width,
-            height,
-            fps: 30,
+        video: Some(match video_file {
+            Some(path) => VideoSource::File(path.to_owned()),
+            None => VideoSource::TestPattern {
+                width,
+                height,
+                fps: 30,
+            },
         }),
         audio: Some(AudioSource::Tone { frequency_hz: tone }),
         output: AudioOutput::Discard,
@@ -168,7 +184,7 @@ fn side(
     let mut config = setup.engine_config("bench", media, false);
     config.peer.route = net.map(NetSim::route);
     let (engine, events, task) = Engine::start(config);
-    Side {
+    Ok(Side {
         engine,
         events,
         task,
@@ -176,7 +192,7 @@ fn side(
         matched_at: None,
         connected_ms: None,
         stats: None,
-    }
+    })
 }
 
 impl Side {
@@ -202,10 +218,19 @@ pub async fn run_size(
     height: u32,
     duration: Duration,
     net: Option<&Scenario>,
+    video_file: Option<&Path>,
 ) -> anyhow::Result<BenchResult> {
     let sim = net.map(|s| NetSim::start(s.clone()));
-    let mut a = side(url, "bench-a", width, height, 440.0, sim.as_ref());
-    let mut b = side(url, "bench-b", width, height, 880.0, None);
+    let mut a = side(
+        url,
+        "bench-a",
+        width,
+        height,
+        440.0,
+        sim.as_ref(),
+        video_file,
+    )?;
+    let mut b = side(url, "bench-b", width, height, 880.0, None, video_file)?;
     for (s, name) in [(&a, "bench-a"), (&b, "bench-b")] {
         s.engine
             .send(Command::Search(chingu_engine::call_state::SearchPrefs {
@@ -263,10 +288,19 @@ pub async fn run_size(
     let connected_ms = a.connected_ms.max(b.connected_ms).unwrap_or(0);
     let mut latencies = Vec::new();
     let mut per_side = Vec::new();
+    let mut psnr_per_side = Vec::new();
     let mut out_of_order = 0;
     for s in [&a, &b] {
         let p = s.probe.lock().map_err(|_| anyhow::anyhow!("probe"))?;
         let settle = p.first_frame.map(|f| f + Duration::from_secs(1));
+        let mut psnr: Vec<f64> = p
+            .psnr
+            .iter()
+            .filter(|(t, _)| settle.is_none_or(|s| *t >= s))
+            .map(|(_, db)| *db)
+            .collect();
+        psnr.sort_unstable_by(f64::total_cmp);
+        psnr_per_side.push(psnr);
         let mut mine: Vec<u32> = p
             .latencies
             .iter()
@@ -280,8 +314,8 @@ pub async fn run_size(
     }
     latencies.sort_unstable();
     // B receives what A sends (up); A receives what B sends (down).
-    let up = direction(&base_a, &sa, &base_b, &sb, &per_side[1]);
-    let down = direction(&base_b, &sb, &base_a, &sa, &per_side[0]);
+    let up = direction(&base_a, &sa, &base_b, &sb, &per_side[1], &psnr_per_side[1]);
+    let down = direction(&base_b, &sb, &base_a, &sa, &per_side[0], &psnr_per_side[0]);
     let both = |f: fn(&CallStats) -> f64| f(&sa) + f(&sb);
     let frames_encoded = both(|s| s.outbound_video.frames_encoded as f64);
     let frames_decoded = both(|s| s.inbound_video.frames_decoded as f64);
@@ -332,6 +366,7 @@ fn direction(
     receiver0: &CallStats,
     receiver: &CallStats,
     latencies: &[u32],
+    psnr_sorted: &[f64],
 ) -> DirectionResult {
     let window_s =
         (receiver.elapsed_ms.saturating_sub(receiver0.elapsed_ms) as f64 / 1000.0).max(0.001);
@@ -382,6 +417,9 @@ fn direction(
         retransmitted_packets_received: rv
             .retransmitted_packets_received
             .saturating_sub(rv0.retransmitted_packets_received),
+        psnr_y_db: (!psnr_sorted.is_empty())
+            .then(|| psnr_sorted.iter().sum::<f64>() / psnr_sorted.len() as f64),
+        psnr_y_p10_db: psnr_sorted.get(psnr_sorted.len() / 10).copied(),
     }
 }
 
@@ -392,6 +430,27 @@ pub async fn run(
     duration: Duration,
     nets: &[Scenario],
 ) -> anyhow::Result<Vec<BenchResult>> {
+    run_with(sizes, duration, nets, None).await
+}
+
+/// As [`run`]; with `video_file`, both peers send that `.y4m` file (at its size and
+/// frame rate; `sizes` is not used) and each received picture is compared with the frame
+/// it came from (`psnr_y_db`).
+pub async fn run_with(
+    sizes: &[(u32, u32)],
+    duration: Duration,
+    nets: &[Scenario],
+    video_file: Option<&Path>,
+) -> anyhow::Result<Vec<BenchResult>> {
+    let file_size;
+    let sizes = match video_file {
+        Some(path) => {
+            let header = chingu_media::y4m::Y4mFile::open(path)?.header();
+            file_size = [(header.width as u32, header.height as u32)];
+            &file_size[..]
+        }
+        None => sizes,
+    };
     let dir = std::env::temp_dir().join(format!("chingu-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let server = chingu_server::start(chingu_server::Config {
@@ -405,11 +464,11 @@ pub async fn run(
     let mut results = Vec::new();
     for &(w, h) in sizes {
         if nets.is_empty() {
-            results.push(run_size(&url, w, h, duration, None).await?);
+            results.push(run_size(&url, w, h, duration, None, video_file).await?);
         }
         for net in nets {
             results.push(
-                run_size(&url, w, h, duration, Some(net))
+                run_size(&url, w, h, duration, Some(net), video_file)
                     .await
                     .with_context(|| format!("scenario {}", net.name))?,
             );

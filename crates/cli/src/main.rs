@@ -72,6 +72,10 @@ enum Command {
         height: u32,
         #[arg(long, default_value_t = 440.0)]
         tone: f64,
+        /// Send this `.y4m` file (4:2:0, looped at its frame rate, barcode-stamped)
+        /// instead of the synthetic pattern; `--width`/`--height` are not used.
+        #[arg(long)]
+        video_file: Option<std::path::PathBuf>,
         /// Chat messages to send once the peer's control channel is up (repeatable);
         /// the peer's messages are printed and listed in the summary.
         #[arg(long)]
@@ -110,6 +114,11 @@ enum Command {
         /// Also write the scenarios as a Markdown table to this file.
         #[arg(long)]
         table: Option<std::path::PathBuf>,
+        /// Both peers send this `.y4m` file (4:2:0, looped at its frame rate) instead of
+        /// the synthetic pattern, at its size (`--sizes` is not used); each received
+        /// picture is compared with its source frame (`psnrYDb`).
+        #[arg(long)]
+        video_file: Option<std::path::PathBuf>,
     },
     /// Simulate many clients matching and signaling against a server; prints figures.
     Load {
@@ -174,6 +183,7 @@ fn main() -> anyhow::Result<()> {
             width,
             height,
             tone,
+            video_file,
             chat,
             json,
         } => {
@@ -186,6 +196,7 @@ fn main() -> anyhow::Result<()> {
                 width,
                 height,
                 tone_hz: tone,
+                video_file,
                 duration: Duration::from_secs(duration),
                 wait: Duration::from_secs(wait),
                 chat,
@@ -215,6 +226,7 @@ fn main() -> anyhow::Result<()> {
             json,
             net,
             table,
+            video_file,
         } => {
             let mut nets = Vec::new();
             for spec in &net {
@@ -244,10 +256,11 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             };
             if nets.is_empty() {
-                let results = runtime.block_on(chingu_cli::bench::run(
+                let results = runtime.block_on(chingu_cli::bench::run_with(
                     &sizes,
                     Duration::from_secs(duration),
                     &[],
+                    video_file.as_deref(),
                 ))?;
                 for r in results {
                     print(&serde_json::to_value(&r)?)?;
@@ -258,10 +271,11 @@ fn main() -> anyhow::Result<()> {
             let mut failed = 0;
             let mut rows = Vec::new();
             for net in &nets {
-                let outcome = runtime.block_on(chingu_cli::bench::run(
+                let outcome = runtime.block_on(chingu_cli::bench::run_with(
                     &sizes,
                     Duration::from_secs(duration),
                     std::slice::from_ref(net),
+                    video_file.as_deref(),
                 ));
                 match outcome {
                     Ok(results) => {

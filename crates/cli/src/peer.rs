@@ -31,6 +31,49 @@ pub struct Probe {
     pub latencies: Vec<(Instant, u32)>,
     pub last_frame_number: Option<u32>,
     pub out_of_order: u64,
+    /// The `.y4m` file the peer sends, to measure received pictures against.
+    pub reference: Option<Reference>,
+    /// Y-PSNR of each received picture against its source frame (dB), with when.
+    pub psnr: Vec<(Instant, f64)>,
+}
+
+/// A sender's source file and the buffers for comparing a received picture with it.
+#[derive(Debug)]
+pub struct Reference {
+    file: chingu_media::y4m::Y4mFile,
+    source: chingu_media::I420Frame,
+    scaled: chingu_media::I420Frame,
+}
+
+impl Reference {
+    pub fn open(path: &std::path::Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            file: chingu_media::y4m::Y4mFile::open(path)?,
+            source: chingu_media::I420Frame::new(2, 2)?,
+            scaled: chingu_media::I420Frame::new(2, 2)?,
+        })
+    }
+
+    /// Y-PSNR of `received` against the source frame `stamp` names, stamped as the
+    /// sender stamped it and scaled to the received size as the sender's ladder would;
+    /// the barcode rows are left out.
+    fn psnr(&mut self, received: &chingu_media::I420Frame, stamp: barcode::Stamp) -> Option<f64> {
+        self.file
+            .read(stamp.frame_number as usize, &mut self.source)
+            .ok()?;
+        barcode::write(&mut self.source, stamp);
+        let (w, h) = (received.width(), received.height());
+        let band = barcode::band_height(self.source.width(), self.source.height()).unwrap_or(0);
+        let skip = (band * h).div_ceil(self.source.height()) + 2;
+        let reference = if (w, h) == (self.source.width(), self.source.height()) {
+            &self.source
+        } else {
+            self.scaled.resize(w, h).ok()?;
+            chingu_media::scale::scale(&self.source, &mut self.scaled);
+            &self.scaled
+        };
+        chingu_media::y4m::psnr_y(reference, received, skip)
+    }
 }
 
 impl Probe {
@@ -48,6 +91,10 @@ impl Probe {
                     p.out_of_order += 1;
                 }
                 p.last_frame_number = Some(stamp.frame_number);
+                let psnr = p.reference.as_mut().and_then(|r| r.psnr(frame, stamp));
+                if let Some(db) = psnr {
+                    p.psnr.push((now, db));
+                }
             }
         })
     }
@@ -106,6 +153,8 @@ pub struct BotConfig {
     pub width: u32,
     pub height: u32,
     pub tone_hz: f64,
+    /// A `.y4m` file to send instead of the pattern (`width`/`height` not used).
+    pub video_file: Option<std::path::PathBuf>,
     /// How long to stay in the call.
     pub duration: Duration,
     /// How long to wait for a partner.
@@ -155,17 +204,28 @@ pub fn percentile_ms(sorted_us: &[u32], p: f64) -> Option<f64> {
 /// through `line` once a second; returns the summary.
 pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Result<BotSummary> {
     let probe = Arc::new(Mutex::new(Probe::default()));
+    // The encoder's ceiling follows what is sent: the file's size, else the pattern's.
+    let (width, height) = match &config.video_file {
+        Some(path) => {
+            let header = chingu_media::y4m::Y4mFile::open(path)?.header();
+            (header.width as u32, header.height as u32)
+        }
+        None => (config.width, config.height),
+    };
     let media = MediaConfig {
-        video: Some(VideoSource::TestPattern {
-            width: config.width,
-            height: config.height,
-            fps: 30,
+        video: Some(match &config.video_file {
+            Some(path) => VideoSource::File(path.clone()),
+            None => VideoSource::TestPattern {
+                width: config.width,
+                height: config.height,
+                fps: 30,
+            },
         }),
         audio: Some(AudioSource::Tone {
             frequency_hz: config.tone_hz,
         }),
         output: AudioOutput::Discard,
-        video_bitrate_bps: bitrate_for(config.width, config.height),
+        video_bitrate_bps: bitrate_for(width, height),
         camera_fallback: false,
         remote_video: Some(Probe::sink(&probe)),
         local_preview: None,

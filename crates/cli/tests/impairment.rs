@@ -101,3 +101,44 @@ async fn lost_packets_are_retransmitted_and_video_keeps_its_rate_under_random_lo
     let link = r.link.expect("link counts");
     assert!(link.up.lost > 0 && link.down.lost > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_y4m_file_is_sent_and_each_picture_measured_against_its_frame() {
+    // 45 frames of the moving pattern at 320x240, 15 fps, as a .y4m file.
+    let mut pattern = chingu_media::pattern::TestPattern::new();
+    let frames: Vec<chingu_media::I420Frame> = (0..45u64)
+        .map(|i| {
+            let mut f = chingu_media::I420Frame::new(320, 240).expect("frame");
+            pattern.draw(&mut f, i * 66_000);
+            f
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("chingu-bench-{}.y4m", std::process::id()));
+    let mut bytes = Vec::new();
+    chingu_media::y4m::write(&mut bytes, &frames, 15).expect("y4m");
+    std::fs::write(&path, bytes).expect("write");
+    // Neighbouring frames of the pattern differ (motion): a picture compared with the
+    // wrong frame scores far below what the call must reach.
+    let neighbours = chingu_media::y4m::psnr_y(&frames[0], &frames[1], 0).expect("same size");
+    assert!(neighbours < 18.0, "{neighbours}");
+    let results = chingu_cli::bench::run_with(&[], Duration::from_secs(4), &[], Some(&path))
+        .await
+        .expect("the call connects and is measured");
+    let _ = std::fs::remove_file(&path);
+    let r = &results[0];
+    eprintln!("{}", serde_json::to_string(r).expect("json"));
+    assert_eq!(r.size, "320x240", "the file's size is what is sent");
+    for (direction, d) in [("up", &r.up), ("down", &r.down)] {
+        assert!(
+            d.frames_decoded > 20,
+            "{direction}: {} decoded",
+            d.frames_decoded
+        );
+        let psnr = d
+            .psnr_y_db
+            .expect("every picture is compared with its frame");
+        // H.264 keeps the (hard to code) pattern at ~28–29 dB here; a picture from the
+        // wrong frame, or a corrupted one, scores far lower.
+        assert!(psnr > 23.0, "{direction}: Y-PSNR {psnr:.1} dB");
+    }
+}

@@ -17,6 +17,7 @@ pub mod pattern;
 pub mod resample;
 pub mod scale;
 pub mod tone;
+pub mod y4m;
 
 pub use frame::I420Frame;
 
@@ -48,4 +49,6 @@ pub enum MediaError {
     DeviceNotFound { kind: &'static str, id: String },
     #[error("audio device: {0}")]
     Device(String),
+    #[error("video file: {0}")]
+    VideoFile(String),
 }

@@ -36,6 +36,9 @@ pub enum VideoSource {
     Relay(Arc<FrameRelay>),
     /// The synthetic pattern with a frame-number/timestamp barcode.
     TestPattern { width: u32, height: u32, fps: u32 },
+    /// A `.y4m` file, looped at its own frame rate, each frame stamped with the same
+    /// barcode as the pattern (so the same frames can be sent by any WebRTC stack).
+    File(std::path::PathBuf),
     /// A camera (`None`: the first one), nearest mode to the request.
     Camera {
         id: Option<String>,

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chingu_media::audio_device::DeviceEvent;
+use chingu_media::barcode::{self, Stamp};
 use chingu_media::camera::Camera;
 use chingu_media::frame::now_us;
 use chingu_media::h264::{EncoderSettings, H264Encoder};
 use chingu_media::pattern::TestPattern;
+use chingu_media::y4m::Y4mFile;
 use chingu_media::{I420Frame, MediaError};
 use tokio::sync::mpsc;
 
@@ -60,6 +62,27 @@ pub(crate) enum FrameSource {
     },
     Camera(Camera),
     Relay(Arc<FrameRelay>),
+    File {
+        file: Y4mFile,
+        frames: u32,
+        interval: Duration,
+        due: Instant,
+    },
+}
+
+/// Waits for the next tick of a clocked source (pattern, file): false if it is not due
+/// within `max_wait`. Late by more than a frame (a stall), it skips ahead, not bursts.
+fn tick(due: &mut Instant, interval: Duration, max_wait: Duration) -> bool {
+    let now = Instant::now();
+    if *due > now {
+        std::thread::sleep((*due - now).min(max_wait));
+    }
+    let now = Instant::now();
+    if *due > now {
+        return false;
+    }
+    *due = (*due + interval).max(now);
+    true
 }
 
 impl FrameSource {
@@ -72,19 +95,32 @@ impl FrameSource {
                 interval,
                 due,
             } => {
-                let now = Instant::now();
-                if *due > now {
-                    std::thread::sleep((*due - now).min(max_wait));
-                }
-                let now = Instant::now();
-                if *due > now {
+                if !tick(due, *interval, max_wait) {
                     return false;
                 }
-                // Late by more than a frame (a stall): skip ahead, do not burst.
-                *due = (*due + *interval).max(now);
                 let capture = now_us();
                 frame.capture_us = capture;
                 pattern.draw(frame, capture);
+                true
+            }
+            FrameSource::File {
+                file,
+                frames,
+                interval,
+                due,
+            } => {
+                if !tick(due, *interval, max_wait) {
+                    return false;
+                }
+                let number = *frames;
+                if let Err(e) = file.read(number as usize, frame) {
+                    tracing::warn!("video file: {e}");
+                    return false;
+                }
+                *frames = frames.wrapping_add(1);
+                let capture = now_us();
+                frame.capture_us = capture;
+                barcode::write(frame, Stamp::new(number, capture));
                 true
             }
             FrameSource::Relay(relay) => relay.wait_take(frame, max_wait),
@@ -122,6 +158,17 @@ pub(crate) fn open_video(
             Ok(FrameSource::Camera(Camera::open(id.as_deref(), *request)?))
         }
         VideoSource::Relay(relay) => Ok(FrameSource::Relay(Arc::clone(relay))),
+        VideoSource::File(path) => {
+            let file = Y4mFile::open(path)?;
+            let header = file.header();
+            frame.resize(header.width, header.height)?;
+            Ok(FrameSource::File {
+                file,
+                frames: 0,
+                interval: Duration::from_secs_f64(1.0 / header.fps.clamp(1.0, 60.0)),
+                due: Instant::now(),
+            })
+        }
     }
 }
 
