@@ -108,6 +108,11 @@ pub struct DirectionResult {
     /// tenth percentile (the worst pictures).
     pub psnr_y_db: Option<f64>,
     pub psnr_y_p10_db: Option<f64>,
+    /// Standard deviation of the intervals between shown frames, ms (judder; from W3C
+    /// `totalInterFrameDelay` and `totalSquaredInterFrameDelay`).
+    pub inter_frame_delay_std_ms: f64,
+    /// Mean time a frame was held after it was complete, for smooth playout, ms.
+    pub video_jitter_buffer_ms: f64,
 }
 
 /// User plus system CPU seconds of this process, from /proc/self/stat.
@@ -420,6 +425,20 @@ fn direction(
         psnr_y_db: (!psnr_sorted.is_empty())
             .then(|| psnr_sorted.iter().sum::<f64>() / psnr_sorted.len() as f64),
         psnr_y_p10_db: psnr_sorted.get(psnr_sorted.len() / 10).copied(),
+        inter_frame_delay_std_ms: {
+            let n = rv
+                .jitter_buffer_emitted_count
+                .saturating_sub(rv0.jitter_buffer_emitted_count)
+                .max(1) as f64;
+            let mean = (rv.total_inter_frame_delay - rv0.total_inter_frame_delay) / n;
+            let squares =
+                (rv.total_squared_inter_frame_delay - rv0.total_squared_inter_frame_delay) / n;
+            (squares - mean * mean).max(0.0).sqrt() * 1000.0
+        },
+        video_jitter_buffer_ms: (rv.jitter_buffer_delay - rv0.jitter_buffer_delay) * 1000.0
+            / rv.jitter_buffer_emitted_count
+                .saturating_sub(rv0.jitter_buffer_emitted_count)
+                .max(1) as f64,
     }
 }
 

@@ -30,6 +30,14 @@ pub struct MediaCounters {
     pub frames_without_picture: AtomicU64,
     pub freeze_count: AtomicU64,
     pub total_freezes_duration_us: AtomicU64,
+    /// Sums over rendered frames of the interval since the one before (µs) and of its
+    /// square (µs²): W3C `totalInterFrameDelay`, `totalSquaredInterFrameDelay`.
+    pub total_inter_frame_delay_us: AtomicU64,
+    pub total_squared_inter_frame_delay_us2: AtomicU64,
+    /// Video frames' time from complete to rendered, held for smooth playout (µs), and
+    /// how many frames were rendered.
+    pub video_jitter_buffer_delay_us: AtomicU64,
+    pub video_jitter_buffer_emitted: AtomicU64,
     pub decode_width: AtomicU32,
     pub decode_height: AtomicU32,
     pub pli_sent: AtomicU64,
@@ -192,6 +200,14 @@ pub struct InboundVideo {
     pub freeze_count: u64,
     /// Seconds.
     pub total_freezes_duration: f64,
+    /// Seconds, and seconds squared: the intervals between rendered frames (their
+    /// spread is judder).
+    pub total_inter_frame_delay: f64,
+    pub total_squared_inter_frame_delay: f64,
+    /// Seconds frames were held before rendering (W3C `jitterBufferDelay`, counted here
+    /// from when a frame was complete), and how many were rendered.
+    pub jitter_buffer_delay: f64,
+    pub jitter_buffer_emitted_count: u64,
     pub packets_received: u64,
     pub packets_lost: i64,
     pub jitter: f64,
@@ -282,6 +298,12 @@ impl CallStats {
                 frames_dropped: c.frames_dropped.load(Relaxed),
                 freeze_count: c.freeze_count.load(Relaxed),
                 total_freezes_duration: secs(&c.total_freezes_duration_us),
+                total_inter_frame_delay: secs(&c.total_inter_frame_delay_us),
+                total_squared_inter_frame_delay: c.total_squared_inter_frame_delay_us2.load(Relaxed)
+                    as f64
+                    / 1e12,
+                jitter_buffer_delay: secs(&c.video_jitter_buffer_delay_us),
+                jitter_buffer_emitted_count: c.video_jitter_buffer_emitted.load(Relaxed),
                 packets_received: net.video_packets_received,
                 packets_lost: net.video_packets_lost,
                 jitter: net.video_jitter,

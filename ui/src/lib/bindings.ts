@@ -252,6 +252,18 @@ export type InboundVideo = {
 	freezeCount: number,
 	/**  Seconds. */
 	totalFreezesDuration: number | null,
+	/**
+	 *  Seconds, and seconds squared: the intervals between rendered frames (their
+	 *  spread is judder).
+	 */
+	totalInterFrameDelay: number | null,
+	totalSquaredInterFrameDelay: number | null,
+	/**
+	 *  Seconds frames were held before rendering (W3C `jitterBufferDelay`, counted here
+	 *  from when a frame was complete), and how many were rendered.
+	 */
+	jitterBufferDelay: number | null,
+	jitterBufferEmittedCount: number,
 	packetsReceived: number,
 	packetsLost: number,
 	jitter: number | null,

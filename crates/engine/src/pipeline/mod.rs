@@ -25,6 +25,7 @@ mod audio_send;
 pub mod config;
 pub mod jitter;
 pub mod ladder;
+pub mod playout;
 pub mod relay;
 mod reopen;
 pub mod seq;

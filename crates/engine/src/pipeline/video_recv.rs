@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
 use super::config::{FrameInfo, MediaNotice, VideoSink};
+use super::playout::{self, Playout};
 use crate::packets::{Bandwidth, RtpIn};
 use crate::peer::depacketize::H264Depacketizer;
 use crate::stats::MediaCounters;
@@ -36,6 +37,9 @@ pub(crate) struct DecodeJob {
     annex_b: Vec<u8>,
     rtp_timestamp: u32,
     received_us: u64,
+    /// When the frame was complete, and when to show it (`playout.rs`).
+    complete: Instant,
+    show_at: Instant,
 }
 
 /// Whether an Annex B access unit holds an IDR slice.
@@ -81,6 +85,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         bandwidth,
     } = ctx;
     let mut assembler = FrameAssembler::new();
+    let mut playout = Playout::new();
     let mut stall = StallWatch::default();
     let mut depacketizer = H264Depacketizer::default();
     let mut need_keyframe = true;
@@ -148,10 +153,13 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 }
                 need_keyframe = false;
             }
+            let complete = Instant::now();
             let job = DecodeJob {
                 annex_b,
                 rtp_timestamp: frame.timestamp,
                 received_us: to_us(frame.first_arrival),
+                complete,
+                show_at: playout.schedule(frame.timestamp, complete, frame.repaired),
             };
             match decoder.try_send(job) {
                 Ok(()) => {}
@@ -294,6 +302,7 @@ pub(crate) fn video_decode_thread(
         return;
     };
     let mut freezes = FreezeDetector::new();
+    let mut last_shown: Option<Instant> = None;
     let mut without_picture = 0u32;
     for job in jobs {
         let started = Instant::now();
@@ -316,10 +325,27 @@ pub(crate) fn video_decode_thread(
                 continue;
             }
         }
-        let now = Instant::now();
+        let decoded = Instant::now();
         counters
             .total_decode_time_us
-            .fetch_add((now - started).as_micros() as u64, Relaxed);
+            .fetch_add((decoded - started).as_micros() as u64, Relaxed);
+        // Shown on its capture clock (playout.rs): wait for its time.
+        if job.show_at > decoded {
+            std::thread::sleep((job.show_at - decoded).min(playout::MAX_DELAY));
+        }
+        let now = Instant::now();
+        counters.video_jitter_buffer_delay_us.fetch_add(
+            now.saturating_duration_since(job.complete).as_micros() as u64,
+            Relaxed,
+        );
+        counters.video_jitter_buffer_emitted.fetch_add(1, Relaxed);
+        if let Some(last) = last_shown.replace(now) {
+            let gap = now.saturating_duration_since(last).as_micros() as u64;
+            counters.total_inter_frame_delay_us.fetch_add(gap, Relaxed);
+            counters
+                .total_squared_inter_frame_delay_us2
+                .fetch_add(gap.saturating_mul(gap), Relaxed);
+        }
         counters.frames_decoded.fetch_add(1, Relaxed);
         if contains_idr(&job.annex_b) {
             counters.key_frames_decoded.fetch_add(1, Relaxed);
