@@ -37,8 +37,6 @@ struct Held {
     marker: bool,
     payload: Bytes,
     arrived: Instant,
-    /// It came after a packet numbered beyond it (a retransmission).
-    out_of_order: bool,
 }
 
 /// A complete frame's packets, in order.
@@ -48,8 +46,6 @@ pub struct Assembled {
     pub payloads: Vec<Bytes>,
     /// When its first packet arrived.
     pub first_arrival: Instant,
-    /// One of its packets came after packets beyond it: it waited for a retransmission.
-    pub repaired: bool,
 }
 
 #[derive(Debug)]
@@ -124,7 +120,6 @@ impl FrameAssembler {
         now: Instant,
     ) -> bool {
         let ext = self.seq.extend(seq);
-        let out_of_order = self.highest.is_some_and(|highest| ext < highest);
         match self.highest {
             Some(highest) if ext > highest => {
                 // Every number skipped is missing for now; a huge jump (a restarted
@@ -149,7 +144,6 @@ impl FrameAssembler {
                 marker,
                 payload,
                 arrived: now,
-                out_of_order,
             },
         );
         true
@@ -231,13 +225,11 @@ impl FrameAssembler {
         }
         let mut payloads = Vec::with_capacity((end - next + 1) as usize);
         let mut first_arrival = None;
-        let mut repaired = false;
         for seq in next..=end {
             if let Some(p) = self.packets.remove(&seq)
                 && !p.payload.is_empty()
             {
                 first_arrival.get_or_insert(p.arrived);
-                repaired |= p.out_of_order;
                 payloads.push(p.payload);
             }
         }
@@ -246,7 +238,6 @@ impl FrameAssembler {
             timestamp,
             payloads,
             first_arrival: first_arrival?,
-            repaired,
         })
     }
 
@@ -339,10 +330,7 @@ mod tests {
         a.push(2, 100, false, b(2), now + Duration::from_millis(40));
         let f = a.pop(now, &mut lost).unwrap();
         assert_eq!(f.payloads, vec![b(1), b(2), b(3)]);
-        assert!(f.repaired, "it waited for packet 2");
-        let f = a.pop(now, &mut lost).unwrap();
-        assert_eq!(f.timestamp, 200);
-        assert!(!f.repaired);
+        assert_eq!(a.pop(now, &mut lost).unwrap().timestamp, 200);
         assert!(!lost);
     }
 

@@ -25,7 +25,6 @@ mod audio_send;
 pub mod config;
 pub mod jitter;
 pub mod ladder;
-pub mod playout;
 pub mod relay;
 mod reopen;
 pub mod seq;

@@ -16,7 +16,6 @@ use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
 use super::config::{FrameInfo, MediaNotice, VideoSink};
-use super::playout::{self, Playout};
 use crate::packets::{Bandwidth, RtpIn};
 use crate::peer::depacketize::H264Depacketizer;
 use crate::stats::MediaCounters;
@@ -37,9 +36,8 @@ pub(crate) struct DecodeJob {
     annex_b: Vec<u8>,
     rtp_timestamp: u32,
     received_us: u64,
-    /// When the frame was complete, and when to show it (`playout.rs`).
+    /// When the frame was complete.
     complete: Instant,
-    show_at: Instant,
 }
 
 /// Whether an Annex B access unit holds an IDR slice.
@@ -85,7 +83,6 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         bandwidth,
     } = ctx;
     let mut assembler = FrameAssembler::new();
-    let mut playout = Playout::new();
     let mut stall = StallWatch::default();
     let mut depacketizer = H264Depacketizer::default();
     let mut need_keyframe = true;
@@ -153,13 +150,11 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 }
                 need_keyframe = false;
             }
-            let complete = Instant::now();
             let job = DecodeJob {
                 annex_b,
                 rtp_timestamp: frame.timestamp,
                 received_us: to_us(frame.first_arrival),
-                complete,
-                show_at: playout.schedule(frame.timestamp, complete, frame.repaired),
+                complete: Instant::now(),
             };
             match decoder.try_send(job) {
                 Ok(()) => {}
@@ -329,11 +324,9 @@ pub(crate) fn video_decode_thread(
         counters
             .total_decode_time_us
             .fetch_add((decoded - started).as_micros() as u64, Relaxed);
-        // Shown on its capture clock (playout.rs): wait for its time.
-        if job.show_at > decoded {
-            std::thread::sleep((job.show_at - decoded).min(playout::MAX_DELAY));
-        }
-        let now = Instant::now();
+        // Shown as soon as it is decoded: no playout delay (docs/decisions/0010, "video
+        // playout": a delay from completion jitter cost more latency than it saved judder).
+        let now = decoded;
         counters.video_jitter_buffer_delay_us.fetch_add(
             now.saturating_duration_since(job.complete).as_micros() as u64,
             Relaxed,
