@@ -129,11 +129,16 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// The packets the pipeline gets for one RTP packet: itself, or, for audio in RED
+/// Hands `emit` what the pipeline gets for one RTP packet: itself, or, for audio in RED
 /// (`red`: the negotiated payload type), the copies of earlier frames it carries (each
 /// under the sequence number of the packet that first carried that frame: one 20 ms
-/// frame per packet) and then its own frame.
-pub(super) fn inbound(packet: rtc::rtp::Packet, red: Option<u8>, arrived: Instant) -> Vec<RtpIn> {
+/// frame per packet) and then its own frame. Nothing is allocated per packet.
+pub(super) fn inbound(
+    packet: rtc::rtp::Packet,
+    red: Option<u8>,
+    arrived: Instant,
+    mut emit: impl FnMut(RtpIn),
+) {
     let header = &packet.header;
     let plain = |payload| RtpIn {
         sequence: header.sequence_number,
@@ -145,23 +150,23 @@ pub(super) fn inbound(packet: rtc::rtp::Packet, red: Option<u8>, arrived: Instan
         arrived,
     };
     if red.is_none_or(|red| red == 0 || red != header.payload_type) {
-        return vec![plain(packet.payload.clone())];
+        emit(plain(packet.payload.clone()));
+        return;
     }
     let red = match crate::red::decode(&packet.payload) {
         Ok(red) => red,
         Err(e) => {
             tracing::debug!("audio packet dropped: {e}");
-            return Vec::new();
+            return;
         }
     };
     const FRAME_TICKS: u32 = 960;
-    let mut out = Vec::with_capacity(red.copies.len() + 1);
     for copy in &red.copies {
         let back = copy.offset / FRAME_TICKS;
         if copy.offset % FRAME_TICKS != 0 || back == 0 || back > 16 {
             continue;
         }
-        out.push(RtpIn {
+        emit(RtpIn {
             sequence: header.sequence_number.wrapping_sub(back as u16),
             timestamp: header.timestamp.wrapping_sub(copy.offset),
             marker: false,
@@ -171,11 +176,10 @@ pub(super) fn inbound(packet: rtc::rtp::Packet, red: Option<u8>, arrived: Instan
             arrived,
         });
     }
-    out.push(RtpIn {
+    emit(RtpIn {
         copies: red.copies.len().min(u8::MAX as usize) as u8,
         ..plain(red.primary)
     });
-    out
 }
 
 /// Forwards inbound RTP to the pipeline. A full queue drops the packet (the pipeline is
@@ -188,7 +192,7 @@ async fn pump_track(
 ) {
     let mut dropped = 0u64;
     let mut forwarded = 0u64;
-    'events: while let Some(event) = track.poll().await {
+    while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 if forwarded == 0 {
@@ -198,7 +202,8 @@ async fn pump_track(
                 let red = red
                     .as_ref()
                     .map(|r| r.load(std::sync::atomic::Ordering::Relaxed));
-                for rtp in inbound(packet, red, Instant::now()) {
+                let mut closed = false;
+                inbound(packet, red, Instant::now(), |rtp| {
                     match sink.try_send(rtp) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
@@ -207,8 +212,11 @@ async fn pump_track(
                                 tracing::warn!(dropped, "media pipeline behind: RTP dropped");
                             }
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => break 'events,
+                        Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
                     }
+                });
+                if closed {
+                    break;
                 }
             }
             TrackRemoteEvent::OnEnded => break,
@@ -252,12 +260,18 @@ mod tests {
         p
     }
 
+    fn inbound_all(packet: rtc::rtp::Packet, red: Option<u8>, now: Instant) -> Vec<RtpIn> {
+        let mut out = Vec::new();
+        inbound(packet, red, now, |rtp| out.push(rtp));
+        out
+    }
+
     #[test]
     fn red_packets_become_their_frame_and_the_copies_they_carry() {
         let now = Instant::now();
         let mut red = Vec::new();
         crate::red::encode(111, b"ten", &[(1920, b"eight"), (960, b"nine")], &mut red);
-        let out = inbound(packet(10, 9600, 63, red), Some(63), now);
+        let out = inbound_all(packet(10, 9600, 63, red), Some(63), now);
         let got: Vec<(u16, u32, &[u8], bool, u8)> = out
             .iter()
             .map(|p| (p.sequence, p.timestamp, &p.payload[..], p.copy, p.copies))
@@ -272,16 +286,16 @@ mod tests {
         );
         // Plain Opus (another payload type, or no RED negotiated) passes as it is.
         for red in [Some(63), Some(0), None] {
-            let out = inbound(packet(11, 1, 111, b"opus".to_vec()), red, now);
+            let out = inbound_all(packet(11, 1, 111, b"opus".to_vec()), red, now);
             assert_eq!(out.len(), 1);
             assert_eq!((&out[0].payload[..], out[0].copy), (&b"opus"[..], false));
         }
         // A RED payload that does not parse is dropped, with no panic; copies at offsets
         // that are not whole frames are skipped.
-        assert!(inbound(packet(12, 1, 63, vec![0x80 | 111, 0]), Some(63), now).is_empty());
+        assert!(inbound_all(packet(12, 1, 63, vec![0x80 | 111, 0]), Some(63), now).is_empty());
         let mut odd = Vec::new();
         crate::red::encode(111, b"p", &[(500, b"odd")], &mut odd);
-        let out = inbound(packet(13, 1000, 63, odd), Some(63), now);
+        let out = inbound_all(packet(13, 1000, 63, odd), Some(63), now);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].copies, 1);
     }

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use chingu_proto::{IceServer, Signal};
 use rtc::peer_connection::transport::RTCDtlsRole;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::{Mutex, mpsc};
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -56,7 +56,7 @@ use nudge::nudge_driver;
 use privacy::CandidatePolicy;
 use route::MediaRoute;
 pub(crate) use tasks::PeerTasks;
-use tracks::{H264_PT, OPUS_PT, RED_PT, RTX_PT, Tracks};
+use tracks::Tracks;
 
 pub use tracks::duration_for_ticks;
 
@@ -210,46 +210,7 @@ impl Peer {
     ) -> Result<(Self, mpsc::Receiver<PeerEvent>), PeerError> {
         let codec = |e: rtc::shared::error::Error| PeerError::Codec(e.to_string());
         let mut media = MediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: tracks::h264_codec(),
-                    payload_type: H264_PT,
-                },
-                RtpCodecKind::Video,
-            )
-            .map_err(codec)?;
-        // Retransmissions on their own SSRC (RFC 4588), as libwebrtc sends them: the
-        // receiver tells a repair from a late packet, and padding never looks like media.
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: tracks::rtx_codec(),
-                    payload_type: RTX_PT,
-                },
-                RtpCodecKind::Video,
-            )
-            .map_err(codec)?;
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: tracks::opus_codec(),
-                    payload_type: OPUS_PT,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(codec)?;
-        // Opus in RED, offered after plain Opus: copies of earlier frames when the path
-        // loses packets (tracks.rs, red.rs).
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: tracks::red_codec(),
-                    payload_type: RED_PT,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(codec)?;
+        tracks::register_codecs(&mut media).map_err(codec)?;
         let bandwidth = Arc::new(Bandwidth::default());
         let registry = interceptors::registry(&mut media, options.max_bitrate_bps, &bandwidth)
             .map_err(codec)?;

@@ -14,11 +14,13 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::rtp::packetizer::Packetizer;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
 };
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::MediaEngine;
 
 use super::PeerError;
 use crate::ids::random_u32;
@@ -51,6 +53,28 @@ const FAST_PACING_BPS: f64 = 100_000_000.0;
 const QUEUE_SEEN_MS: u32 = 10;
 /// The writer sleeps only when it is this far ahead of its pace (timer granularity).
 const PACE_SLACK: Duration = Duration::from_millis(2);
+
+/// Registers the formats we offer, in this order: H.264, its retransmissions on their
+/// own SSRC (RFC 4588 RTX, as libwebrtc sends them: the receiver tells a repair from a
+/// late packet, and padding never looks like media), Opus, and Opus in RED after it
+/// (copies of earlier frames when the path loses packets; red.rs).
+pub(super) fn register_codecs(media: &mut MediaEngine) -> Result<(), rtc::shared::error::Error> {
+    for (rtp_codec, payload_type, kind) in [
+        (h264_codec(), H264_PT, RtpCodecKind::Video),
+        (rtx_codec(), RTX_PT, RtpCodecKind::Video),
+        (opus_codec(), OPUS_PT, RtpCodecKind::Audio),
+        (red_codec(), RED_PT, RtpCodecKind::Audio),
+    ] {
+        media.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec,
+                payload_type,
+            },
+            kind,
+        )?;
+    }
+    Ok(())
+}
 
 pub(super) fn h264_codec() -> RTCRtpCodec {
     RTCRtpCodec {
