@@ -81,6 +81,7 @@ pub struct BenchResult {
 pub struct DirectionResult {
     /// Capture on the sender to decoded on the receiver, from the barcodes.
     pub capture_to_render_ms: Percentiles,
+    /// Frames the sender sent, counted over as long a time as the receiver's window.
     pub frames_sent: u64,
     pub frames_decoded: u64,
     /// W3C freezes (a frame later than max(3 x the average gap, gap + 150 ms)).
@@ -255,8 +256,21 @@ pub async fn run_size(
             () = tokio::time::sleep_until(setup_deadline) => bail!("no video within 20 s"),
         }
     }
+    // Counters at the start of the window: the first stats each side reports from now
+    // on, so each direction's figures cover the window alone on both sides (the last
+    // report from before could be seconds old on one side and not the other: the
+    // sender's frames then counted over a longer time than the receiver's).
+    a.stats = None;
+    b.stats = None;
+    let stats_deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while a.stats.is_none() || b.stats.is_none() {
+        tokio::select! {
+            Some(e) = a.events.recv() => a.handle(e)?,
+            Some(e) = b.events.recv() => b.handle(e)?,
+            () = tokio::time::sleep_until(stats_deadline) => bail!("no stats"),
+        }
+    }
     let window_start = Instant::now();
-    // Counters at the start of the window, so each direction's figures cover it alone.
     let (base_a, base_b) = (
         a.stats.clone().unwrap_or_default(),
         b.stats.clone().unwrap_or_default(),
@@ -387,10 +401,22 @@ fn direction(
             p95: percentile_ms(latencies, 95.0),
             p99: percentile_ms(latencies, 99.0),
         },
-        frames_sent: sender
-            .outbound_video
-            .frames_sent
-            .saturating_sub(sender0.outbound_video.frames_sent),
+        // Over as long a time as the receiver's window: the two sides report stats at
+        // their own moments, up to a second apart, and a sender's window a second longer
+        // than the receiver's read as 8 % of frames lost.
+        frames_sent: {
+            let sent = sender
+                .outbound_video
+                .frames_sent
+                .saturating_sub(sender0.outbound_video.frames_sent);
+            let sender_window = sender.elapsed_ms.saturating_sub(sender0.elapsed_ms);
+            let receiver_window = receiver.elapsed_ms.saturating_sub(receiver0.elapsed_ms);
+            if sender_window == 0 {
+                sent
+            } else {
+                (sent as f64 * receiver_window as f64 / sender_window as f64).round() as u64
+            }
+        },
         frames_decoded: rv.frames_decoded.saturating_sub(rv0.frames_decoded),
         freeze_count: rv.freeze_count.saturating_sub(rv0.freeze_count),
         total_freezes_duration: (rv.total_freezes_duration - rv0.total_freezes_duration).max(0.0),
