@@ -312,20 +312,10 @@ pub async fn run_size(
     for s in [&a, &b] {
         let p = s.probe.lock().map_err(|_| anyhow::anyhow!("probe"))?;
         let settle = p.first_frame.map(|f| f + Duration::from_secs(1));
-        let mut psnr: Vec<f64> = p
-            .psnr
-            .iter()
-            .filter(|(t, _)| settle.is_none_or(|s| *t >= s))
-            .map(|(_, db)| *db)
-            .collect();
+        let mut psnr = settled(&p.psnr, settle);
         psnr.sort_unstable_by(f64::total_cmp);
         psnr_per_side.push(psnr);
-        let mut mine: Vec<u32> = p
-            .latencies
-            .iter()
-            .filter(|(t, _)| settle.is_none_or(|s| *t >= s))
-            .map(|(_, l)| *l)
-            .collect();
+        let mut mine = settled(&p.latencies, settle);
         latencies.extend_from_slice(&mine);
         mine.sort_unstable();
         per_side.push(mine);
@@ -375,6 +365,15 @@ pub async fn run_size(
         let _ = tokio::time::timeout(Duration::from_secs(10), s.task).await;
     }
     Ok(result)
+}
+
+/// The values of `samples` seen from `settle` on (all of them without one).
+fn settled<T: Copy>(samples: &[(Instant, T)], settle: Option<Instant>) -> Vec<T> {
+    samples
+        .iter()
+        .filter(|(t, _)| settle.is_none_or(|s| *t >= s))
+        .map(|&(_, v)| v)
+        .collect()
 }
 
 /// One direction over the window: the sender's stats at its start and end, the
