@@ -56,6 +56,13 @@ impl EngineHost {
             && current.settings.server_url == settings.server_url
             && current.settings.relay_only == settings.relay_only
         {
+            // The microphone's processing changes at once, in a call too.
+            if current.settings.processing() != settings.processing() {
+                let _ = current
+                    .engine
+                    .send(Command::SetAudioProcessing(settings.processing()))
+                    .await;
+            }
             current.settings = settings;
             return Ok(());
         }
@@ -133,6 +140,7 @@ async fn engine_config(settings: &Settings, video: &Arc<VideoHub>) -> CommandRes
     let mut media = tauri::async_runtime::spawn_blocking(move || MediaConfig::for_devices(&choice))
         .await
         .map_err(CommandError::internal)?;
+    media.processing = settings.processing();
     let (remote, local) = video.sinks();
     media.remote_video = Some(remote);
     media.local_preview = Some(local);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chingu_engine::device_check::CheckEvent;
+use chingu_engine::device_check::{CheckEvent, MicTestStep};
 use chingu_engine::pipeline::Device;
 use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, EngineEvent};
@@ -77,6 +77,10 @@ pub enum UiEvent {
     MicLevel {
         dbfs: f32,
     },
+    /// "Test my microphone" moved on.
+    MicTest {
+        step: MicTestStep,
+    },
     /// `true`: nothing has arrived from the peer for a few seconds (the network may be
     /// down; the call ends if it stays so); `false`: media flows again.
     MediaInterrupted {
@@ -116,6 +120,7 @@ pub async fn forward_check(app: AppHandle, mut events: mpsc::Receiver<CheckEvent
             &app,
             match event {
                 CheckEvent::Level { dbfs } => UiEvent::MicLevel { dbfs },
+                CheckEvent::MicTest(step) => UiEvent::MicTest { step },
                 CheckEvent::DeviceError { device, message } => {
                     UiEvent::DeviceError { device, message }
                 }

@@ -96,6 +96,7 @@ async fn start_device_check(
     shell: State<'_, Arc<Shell>>,
     camera_id: Option<String>,
     microphone_id: Option<String>,
+    processing: settings::MicProcessing,
 ) -> CommandResult<()> {
     shell.stop_check().await;
     let (tx, rx) = tokio::sync::mpsc::channel(32);
@@ -107,6 +108,8 @@ async fn start_device_check(
             video: true,
             audio: true,
             camera_fallback: true,
+            // The meter shows what a call would send with the switches as they are now.
+            processing: processing.into(),
             preview,
         },
         tx,
@@ -115,6 +118,26 @@ async fn start_device_check(
     *shell.check.lock().await = Some(check);
     tauri::async_runtime::spawn(events::forward_check(app, rx));
     Ok(())
+}
+
+/// Records three seconds of the microphone (processed) and plays them back on
+/// `speaker_id`; progress comes as `mic_test` events. Needs the device check running.
+#[tauri::command]
+#[specta::specta]
+async fn test_microphone(
+    shell: State<'_, Arc<Shell>>,
+    speaker_id: Option<String>,
+) -> CommandResult<()> {
+    match shell.check.lock().await.as_ref() {
+        Some(check) => {
+            check.test_microphone(speaker_id);
+            Ok(())
+        }
+        None => Err(CommandError::new(
+            CommandErrorCode::NotReady,
+            "the device check is not running",
+        )),
+    }
 }
 
 #[tauri::command]
@@ -241,6 +264,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             list_devices,
             start_device_check,
             stop_device_check,
+            test_microphone,
         ])
         .events(tauri_specta::collect_events![events::UiEvent])
 }

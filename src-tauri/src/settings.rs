@@ -79,6 +79,11 @@ pub struct Settings {
     pub camera_id: Option<String>,
     pub microphone_id: Option<String>,
     pub speaker_id: Option<String>,
+    /// The microphone's processing before it is sent (all on by default: most people
+    /// call on laptop speakers).
+    pub echo_cancellation: bool,
+    pub noise_suppression: bool,
+    pub auto_gain: bool,
     /// Not shown in the UI: the device's secret id for the server, made on first run.
     #[serde(skip)]
     pub device_id: String,
@@ -96,6 +101,9 @@ impl Default for Settings {
             camera_id: None,
             microphone_id: None,
             speaker_id: None,
+            echo_cancellation: true,
+            noise_suppression: true,
+            auto_gain: true,
             device_id: String::new(),
         }
     }
@@ -138,6 +146,38 @@ impl Settings {
             ));
         }
         Ok(Self { nickname, ..self })
+    }
+}
+
+impl Settings {
+    /// What runs on the microphone.
+    pub fn processing(&self) -> chingu_engine::pipeline::ProcessingSettings {
+        MicProcessing {
+            echo_cancellation: self.echo_cancellation,
+            noise_suppression: self.noise_suppression,
+            auto_gain: self.auto_gain,
+        }
+        .into()
+    }
+}
+
+/// The microphone's processing switches, as the device check takes them (before they
+/// are saved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct MicProcessing {
+    pub echo_cancellation: bool,
+    pub noise_suppression: bool,
+    pub auto_gain: bool,
+}
+
+impl From<MicProcessing> for chingu_engine::pipeline::ProcessingSettings {
+    fn from(p: MicProcessing) -> Self {
+        Self {
+            echo_cancellation: p.echo_cancellation,
+            noise_suppression: p.noise_suppression,
+            gain_control: p.auto_gain,
+        }
     }
 }
 
@@ -228,6 +268,11 @@ mod tests {
             ("c", UiLanguage::Auto)
         );
         assert_eq!(s.languages, vec!["ko".to_string()]);
+        // Settings saved before the processing switches existed: everything on.
+        assert!(s.echo_cancellation && s.noise_suppression && s.auto_gain);
+        let s: Settings =
+            serde_json::from_str(r#"{"nickname":"d","echoCancellation":false}"#).unwrap();
+        assert!(!s.processing().echo_cancellation && s.processing().noise_suppression);
         let json = serde_json::to_value(Settings::default()).unwrap();
         assert!(json.get("serverUrl").is_some());
         assert!(

@@ -134,6 +134,20 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
         app.shot("1-onboarding-hide-my-ip")?;
     }
     app.session.click(&app.wait("[data-testid=relay-only]")?)?;
+    // Echo cancellation is on by default; turned off, the screen says what that costs.
+    ensure!(
+        app.session.text("[data-testid=echo-off-says]")?.is_empty(),
+        "no warning while echo cancellation is on"
+    );
+    app.session
+        .click(&app.wait("[data-testid=echo-cancellation]")?)?;
+    let warning = app.session.text("[data-testid=echo-off-says]")?;
+    ensure!(
+        !warning.is_empty(),
+        "turning echo cancellation off says why not to"
+    );
+    app.session
+        .click(&app.wait("[data-testid=echo-cancellation]")?)?;
     if screenshot {
         app.shot("1-onboarding")?;
     }
@@ -144,10 +158,17 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
 
 fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Result<()> {
     let x = Xvfb::start()?;
+    // A microphone and speakers for the apps (the microphone test), from a user-space
+    // PulseAudio; its microphone plays a tone.
+    let mut pulse = chingu_testkit::pulse::Pulse::start();
+    if let Some(pulse) = pulse.as_mut() {
+        pulse.play_tone("vmic", 440.0);
+    }
+    let sound = pulse.as_ref().map(|p| p.client_env()).unwrap_or_default();
     let profiles = chingu_testkit::tempdir()?;
     let drivers = [
-        Driver::start(driver, &x.display, &profiles.path().join("alice"))?,
-        Driver::start(driver, &x.display, &profiles.path().join("bob"))?,
+        Driver::start_with(driver, &x.display, &profiles.path().join("alice"), &sound)?,
+        Driver::start_with(driver, &x.display, &profiles.path().join("bob"), &sound)?,
     ];
     let app_path = app.to_str().context("app path is not UTF-8")?;
     let result = (|| -> Result<()> {
@@ -161,7 +182,7 @@ fn scenario(app: &Path, driver: &Path, server_url: &str, artifacts: &Path) -> Re
             session: Session::start(drivers[1].port, app_path)?,
             artifacts: artifacts.to_owned(),
         };
-        if let Err(e) = call_steps(&alice, &bob, server_url) {
+        if let Err(e) = call_steps(&alice, &bob, server_url, pulse.is_some()) {
             for app in [&alice, &bob] {
                 app.print_page_state();
                 let _ = app.shot("failed");
@@ -191,7 +212,54 @@ fn keep_log(profile: &Path, name: &str, artifacts: &Path) {
 }
 
 /// The scenario's steps, from onboarding to the after-call screen.
-fn call_steps(alice: &App, bob: &App, server_url: &str) -> Result<()> {
+/// "Test my microphone" in the real app: three seconds recorded from the (PulseAudio)
+/// microphone, which plays a tone, then played back; the screen follows each step.
+fn test_microphone(app: &App) -> Result<()> {
+    let says = || app.session.text("[data-testid=mic-test-says]");
+    let idle = says()?;
+    app.session.click(&app.wait("[data-testid=mic-test]")?)?;
+    app.session.wait_until(
+        "microphone test recording",
+        &format!(
+            "return document.querySelector('[data-testid=mic-test-says]')?.innerText !== {};",
+            serde_json::to_string(&idle)?
+        ),
+        WAIT,
+    )?;
+    let recording = says()?;
+    app.session.wait_until(
+        "microphone test played back",
+        &format!(
+            "return ![{}, {}].includes(document.querySelector('[data-testid=mic-test-says]')?.innerText);",
+            serde_json::to_string(&idle)?,
+            serde_json::to_string(&recording)?
+        ),
+        WAIT,
+    )?;
+    app.shot("1-onboarding-mic-test")?;
+    // Playing, then done: anything but a failure (the microphone and speaker exist).
+    let failed = "return /could not run|할 수 없어요/.test(document.querySelector('[data-testid=mic-test-says]')?.innerText ?? '');";
+    app.session.wait_until(
+        "microphone test done",
+        "return !document.querySelector('[data-testid=mic-test]')?.disabled;",
+        WAIT,
+    )?;
+    let done = says()?;
+    ensure!(
+        !app.session.script(failed)?.as_bool().unwrap_or(true),
+        "the microphone test failed: {done:?}"
+    );
+    ensure!(
+        done != recording && done != idle,
+        "the test ended where it began: {idle:?} / {recording:?} / {done:?}"
+    );
+    Ok(())
+}
+
+fn call_steps(alice: &App, bob: &App, server_url: &str, devices: bool) -> Result<()> {
+    if devices {
+        test_microphone(alice)?;
+    }
     onboard(alice, server_url, true)?;
     onboard(bob, server_url, false)?;
     // The lobby shows the server's count once connected.

@@ -13,8 +13,8 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chingu_engine::device_check::{self, CheckConfig, CheckEvent, DeviceCheck};
-use chingu_engine::pipeline::{AudioOutput, AudioSource, Device, VideoSource};
+use chingu_engine::device_check::{self, CheckConfig, CheckEvent, DeviceCheck, MicTestStep};
+use chingu_engine::pipeline::{AudioOutput, AudioSource, Device, ProcessingSettings, VideoSource};
 use chingu_engine::{Command as EngineCommand, EngineEvent};
 use chingu_media::camera::CameraRequest;
 use chingu_media::tone::{ToneGenerator, dominant_tone};
@@ -60,6 +60,9 @@ async fn the_device_check_lists_devices_and_meters_the_microphone() {
             video: false,
             audio: true,
             camera_fallback: false,
+            // The meter reads the tone as played (a noise suppressor learns a steady
+            // tone as noise and takes it away).
+            processing: ProcessingSettings::OFF,
             preview: std::sync::Arc::new(|_, _| {}),
         },
         tx,
@@ -81,9 +84,208 @@ async fn the_device_check_lists_devices_and_meters_the_microphone() {
                 }
             }
             CheckEvent::DeviceError { device, message } => panic!("{device}: {message}"),
+            CheckEvent::MicTest(step) => panic!("no microphone test was asked for: {step:?}"),
         }
     }
     drop(check);
+}
+
+/// Records `device`'s monitor (48 kHz mono) into a shared buffer, from now on.
+fn record(pulse: &mut Pulse, device: &str) -> std::sync::Arc<std::sync::Mutex<Vec<i16>>> {
+    let mut parec = Owned::spawn(
+        Command::new("parec")
+            .args([
+                &format!("--device={device}"),
+                "--format=s16le",
+                "--rate=48000",
+                "--channels=1",
+                "--latency-msec=20",
+            ])
+            .stdout(Stdio::piped()),
+    )
+    .expect("run parec");
+    let mut out = parec.child().stdout.take().expect("parec stdout");
+    pulse.own(parec);
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&heard);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 9600];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut heard = sink.lock().expect("recording");
+            heard.extend(
+                buf[..n - n % 2]
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
+        }
+    });
+    heard
+}
+
+/// "Test my microphone" on real devices: three seconds of the microphone are recorded
+/// (its level reported), then played on the speaker, where a recording of the speaker
+/// finds the microphone's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_microphone_test_records_and_plays_back() {
+    let Some(mut pulse) = Pulse::start() else {
+        return;
+    };
+    play_tone_into_vmic(&mut pulse, 440.0);
+    let speaker = record(&mut pulse, "vsink.monitor");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let check = DeviceCheck::start(
+        CheckConfig {
+            camera: None,
+            microphone: None,
+            video: false,
+            audio: true,
+            camera_fallback: false,
+            processing: ProcessingSettings::OFF,
+            preview: std::sync::Arc::new(|_, _| {}),
+        },
+        tx,
+    )
+    .expect("check thread");
+    check.test_microphone(None);
+    let mut steps = Vec::new();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while !matches!(
+        steps.last(),
+        Some(MicTestStep::Done | MicTestStep::Failed { .. })
+    ) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(CheckEvent::MicTest(step))) => steps.push(step),
+            Ok(Some(_)) => {}
+            other => panic!("the test did not finish: {steps:?} ({other:?})"),
+        }
+    }
+    drop(check);
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(steps[0], MicTestStep::Recording);
+    let MicTestStep::Playing { dbfs } = steps[1] else {
+        panic!("{steps:?}");
+    };
+    assert!(
+        (-15.0..-6.0).contains(&dbfs),
+        "a -9 dBFS tone recorded at {dbfs} dBFS"
+    );
+    assert_eq!(steps[2], MicTestStep::Done);
+    let played = speaker.lock().expect("recording").clone();
+    let loud: Vec<i16> = played
+        .chunks(4800)
+        .filter(|c| chingu_media::level::dbfs(c) > -20.0)
+        .flatten()
+        .copied()
+        .collect();
+    assert!(
+        loud.len() >= 48_000 * 2,
+        "{} ms of the playback reached the speaker",
+        loud.len() / 48
+    );
+    assert_eq!(dominant_tone(&loud, &[440.0, 880.0]), Some(440.0));
+}
+
+/// Echo in a real call: engine A's speaker is looped back into its microphone through
+/// PulseAudio (100 ms late), as laptop speakers are; engine B talks (espeak-ng speech).
+/// What B's decoder receives from A is A's echo of B: with the processing on, it is far
+/// below what A's speaker played; switched off mid-call, it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_a_speaker_to_microphone_loop_carries_no_echo() {
+    let Some(mut pulse) = Pulse::start() else {
+        return;
+    };
+    chingu_testkit::pulse::pactl(&[
+        "load-module",
+        "module-loopback",
+        "source=vsink.monitor",
+        "sink=vmic",
+        "latency_msec=100",
+    ]);
+    let speaker = record(&mut pulse, "vsink.monitor");
+    // B's voice: espeak-ng speech, looped at real-time pace.
+    let voice = chingu_cli::audio_bench::talkers().expect("espeak-ng (cargo xtask installs it)");
+    let voice: Vec<i16> = voice.far.iter().map(|&s| s as i16).collect();
+    let relay = std::sync::Arc::new(chingu_engine::pipeline::AudioRelay::default());
+    let talker = std::sync::Arc::clone(&relay);
+    let talking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still = std::sync::Arc::clone(&talking);
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let mut sent = 0usize;
+        while still.load(std::sync::atomic::Ordering::Relaxed) {
+            let at = sent % (voice.len() - voice.len() % 960);
+            talker.push(&voice[at..at + 960]);
+            sent += 960;
+            let due = start + Duration::from_micros(sent as u64 * 1_000_000 / 48_000);
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        }
+    });
+
+    let dir = chingu_testkit::tempdir().expect("temp dir");
+    let server = server(dir.path()).await;
+    let url = server.ws_url();
+    let mut a = client(
+        &url,
+        "alice",
+        ClientOptions {
+            audio: Some(AudioSource::Microphone { id: None }),
+            output: AudioOutput::Speaker { id: None },
+            ..Default::default()
+        },
+    );
+    let mut b = client(
+        &url,
+        "bob",
+        ClientOptions {
+            audio: Some(AudioSource::Relay(relay)),
+            ..Default::default()
+        },
+    );
+    a.search().await;
+    b.search().await;
+    a.in_call().await;
+    b.in_call().await;
+    // Echo return loss enhancement end to end: A's speaker (the echo at its microphone,
+    // the loop having unity gain) over what reached B, over the same two seconds.
+    let erle = |pulse_speaker: &[i16], at_b: &[i16]| {
+        let n = 96_000.min(pulse_speaker.len()).min(at_b.len());
+        let played = chingu_media::level::dbfs(&pulse_speaker[pulse_speaker.len() - n..]);
+        let received = chingu_media::level::dbfs(&at_b[at_b.len() - n..]);
+        (played, received, f64::from(played - received))
+    };
+    // Converged: speech has played for a while.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (played, received, on) = erle(
+        &speaker.lock().expect("recording"),
+        &b.seen.lock().expect("probe").audio,
+    );
+    eprintln!("processing on: speaker {played:.1} dBFS, at B {received:.1} dBFS: {on:.1} dB");
+    a.send(EngineCommand::SetAudioProcessing(ProcessingSettings::OFF))
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (played, received, off) = erle(
+        &speaker.lock().expect("recording"),
+        &b.seen.lock().expect("probe").audio,
+    );
+    eprintln!("processing off: speaker {played:.1} dBFS, at B {received:.1} dBFS: {off:.1} dB");
+    talking.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        played > -40.0,
+        "B's voice reached A's speaker ({played} dBFS)"
+    );
+    assert!(
+        on > 20.0,
+        "with the processing on, the echo is only {on:.1} dB down"
+    );
+    assert!(off < 10.0, "with it off, the echo is {off:.1} dB down");
+    a.send(EngineCommand::HangUp).await;
+    a.ended().await;
+    b.ended().await;
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,6 +335,7 @@ async fn a_call_through_real_audio_devices() {
         ClientOptions {
             audio: Some(AudioSource::Microphone { id: None }),
             output: AudioOutput::Speaker { id: None },
+            processing: ProcessingSettings::OFF,
             ..Default::default()
         },
     );

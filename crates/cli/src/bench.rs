@@ -181,6 +181,7 @@ fn side(
         }),
         audio: Some(AudioSource::Tone { frequency_hz: tone }),
         output: AudioOutput::Discard,
+        processing: Default::default(),
         video_bitrate_bps: bitrate_for(width, height),
         camera_fallback: false,
         remote_video: Some(Probe::sink(&probe)),

@@ -1,9 +1,11 @@
 //! chingu-cli: headless Chingu peers and tools on the same engine as the app:
 //! [`peer`] (`bot` and `echo`), [`bench`] (two peers and a server in one process),
+//! [`audio_bench`] (the microphone's processing in a simulated room),
 //! [`load`] (the signaling load generator) and [`attack`] (what one address can do to a
 //! server, and what honest users see meanwhile).
 
 pub mod attack;
+pub mod audio_bench;
 pub mod bench;
 pub mod load;
 pub mod netsim;

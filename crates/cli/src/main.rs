@@ -120,6 +120,22 @@ enum Command {
         #[arg(long)]
         video_file: Option<std::path::PathBuf>,
     },
+    /// The microphone's processing stage (echo cancellation, noise suppression, gain
+    /// control) in a simulated room: one JSON object per echo delay (needs espeak-ng).
+    AudioBench {
+        /// Echo delays to run, ms.
+        #[arg(long, value_delimiter = ',', default_values_t = chingu_cli::audio_bench::DELAYS_MS.to_vec())]
+        delays: Vec<u64>,
+        /// Which parts run: all (the app's default), echo (echo cancellation only), off.
+        #[arg(long, default_value = "all")]
+        stage: String,
+        /// Compact JSON (one object per line).
+        #[arg(long)]
+        json: bool,
+        /// Also write the figures as a Markdown table to this file.
+        #[arg(long)]
+        table: Option<std::path::PathBuf>,
+    },
     /// Simulate many clients matching and signaling against a server; prints figures.
     Load {
         /// WebSocket URL of the server, e.g. ws://127.0.0.1:7878/v1/ws
@@ -300,6 +316,41 @@ fn main() -> anyhow::Result<()> {
             }
             if failed > 0 && failed == nets.len() {
                 anyhow::bail!("no scenario could be measured");
+            }
+        }
+        Command::AudioBench {
+            delays,
+            stage,
+            json,
+            table,
+        } => {
+            use chingu_media::processing::ProcessingSettings;
+            let settings = match stage.as_str() {
+                "all" => ProcessingSettings::default(),
+                "echo" => ProcessingSettings {
+                    echo_cancellation: true,
+                    ..ProcessingSettings::OFF
+                },
+                "off" => ProcessingSettings::OFF,
+                other => anyhow::bail!("--stage {other:?}: expected all, echo or off"),
+            };
+            let talkers = chingu_cli::audio_bench::talkers()?;
+            let mut rows = Vec::new();
+            for delay in delays {
+                let figures = chingu_cli::audio_bench::measure(
+                    &talkers,
+                    Duration::from_millis(delay),
+                    settings,
+                );
+                if json {
+                    print_line(&serde_json::to_string(&figures)?);
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&figures)?);
+                }
+                rows.push(figures);
+            }
+            if let Some(path) = &table {
+                chingu_cli::audio_bench::write_table(path, &rows)?;
             }
         }
         Command::Load {

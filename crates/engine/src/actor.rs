@@ -416,6 +416,13 @@ impl Actor {
                 }
                 return;
             }
+            Command::SetAudioProcessing(settings) => {
+                self.config.media.processing = settings;
+                if let Some(media) = self.call.as_ref().and_then(|c| c.media.as_ref()) {
+                    media.set_processing(settings);
+                }
+                return;
+            }
         };
         self.step(input).await;
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::call_state::{CallState, CommandFailure, EndReason, SearchPrefs};
 use crate::peer::PeerOptions;
-use crate::pipeline::{AudioSource, Device, MediaConfig, VideoSource};
+use crate::pipeline::{AudioSource, Device, MediaConfig, ProcessingSettings, VideoSource};
 use crate::signaling::SignalingConfig;
 use crate::stats::CallStats;
 
@@ -37,6 +37,9 @@ pub enum Command {
     SetVideoSource(Option<VideoSource>),
     /// Switch the microphone mid-call; `None` sends silence.
     SetAudioSource(Option<AudioSource>),
+    /// Turn echo cancellation, noise suppression or gain control on or off, for this
+    /// call (at once) and the next ones.
+    SetAudioProcessing(ProcessingSettings),
     SendChat(String),
     Report {
         reason: ReportReason,

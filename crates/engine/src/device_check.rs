@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chingu_media::audio_device::{self, Microphone};
+use chingu_media::audio_device::{self, Microphone, Speaker};
 use chingu_media::level::LevelMeter;
+use chingu_media::processing::{AudioProcessor, ProcessingSettings};
 use chingu_media::{I420Frame, camera};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -92,9 +93,49 @@ pub fn devices() -> Devices {
 pub enum CheckEvent {
     /// The microphone's level over the last 100 ms, in dBFS (-120 for silence).
     Level { dbfs: f32 },
+    /// "Test my microphone" ([`DeviceCheck::test_microphone`]) moved on.
+    MicTest(MicTestStep),
     /// A device could not be opened or stopped working (for the camera, the message
     /// says when the synthetic pattern is shown instead).
     DeviceError { device: Device, message: String },
+}
+
+/// Where a microphone test is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum MicTestStep {
+    /// Recording [`MIC_TEST`] of the microphone, processed as a call would send it.
+    Recording,
+    /// Playing it back; `dbfs` is the recording's level.
+    Playing {
+        dbfs: f32,
+    },
+    Done,
+    /// No microphone, or the speaker could not be opened or stopped.
+    Failed {
+        message: String,
+    },
+}
+
+/// How long "test my microphone" records.
+pub const MIC_TEST: Duration = Duration::from_secs(3);
+/// Playback is queued this far ahead of the speaker (60 ms), and given to the echo
+/// canceller as it is queued, so the meter does not show the playback as the voice.
+const PLAYBACK_AHEAD: usize = 2_880;
+
+enum MicTest {
+    Recording {
+        speaker: Option<String>,
+        recorded: Vec<i16>,
+    },
+    Playing {
+        speaker: Speaker,
+        recorded: Vec<i16>,
+        at: usize,
+        /// Done by then even if the speaker stopped taking samples.
+        until: Instant,
+    },
 }
 
 /// What to check.
@@ -108,6 +149,8 @@ pub struct CheckConfig {
     pub audio: bool,
     /// Show the synthetic pattern when the camera cannot be opened.
     pub camera_fallback: bool,
+    /// The level shown is the microphone after this processing: what a call would send.
+    pub processing: ProcessingSettings,
     pub preview: VideoSink,
 }
 
@@ -119,6 +162,7 @@ impl std::fmt::Debug for CheckConfig {
             .field("video", &self.video)
             .field("audio", &self.audio)
             .field("camera_fallback", &self.camera_fallback)
+            .field("processing", &self.processing)
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +171,8 @@ impl std::fmt::Debug for CheckConfig {
 #[derive(Debug)]
 pub struct DeviceCheck {
     stop: Arc<AtomicBool>,
+    /// "Test my microphone" requests: the speaker to play back on.
+    tests: std::sync::mpsc::Sender<Option<String>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -138,13 +184,22 @@ impl DeviceCheck {
     pub fn start(config: CheckConfig, events: mpsc::Sender<CheckEvent>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
+        let (tests, test_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("chingu-device-check".into())
-            .spawn(move || check_thread(config, events, &thread_stop))?;
+            .spawn(move || check_thread(config, events, &thread_stop, &test_rx))?;
         Ok(Self {
             stop,
+            tests,
             thread: Some(thread),
         })
+    }
+
+    /// Records [`MIC_TEST`] of the microphone (processed), then plays it on `speaker`
+    /// (`None`: the default); progress comes as [`CheckEvent::MicTest`]. A test asked
+    /// for during another starts over.
+    pub fn test_microphone(&self, speaker: Option<String>) {
+        let _ = self.tests.send(speaker);
     }
 }
 
@@ -157,10 +212,19 @@ impl Drop for DeviceCheck {
     }
 }
 
-fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &AtomicBool) {
+fn check_thread(
+    config: CheckConfig,
+    events: mpsc::Sender<CheckEvent>,
+    stop: &AtomicBool,
+    tests: &std::sync::mpsc::Receiver<Option<String>>,
+) {
     let report = |device, message| {
         let _ = events.try_send(CheckEvent::DeviceError { device, message });
     };
+    let step = |step| {
+        let _ = events.try_send(CheckEvent::MicTest(step));
+    };
+    let mut test: Option<MicTest> = None;
     let Ok(mut frame) = I420Frame::new(640, 480) else {
         return;
     };
@@ -180,6 +244,7 @@ fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &At
         }
     }
     let mut pcm = vec![0i16; 480]; // 10 ms at 48 kHz
+    let mut processor = AudioProcessor::new(config.processing);
     let mut meter = LevelMeter::default();
     let mut next_level = Instant::now() + LEVEL_INTERVAL;
     while !stop.load(Relaxed) {
@@ -187,7 +252,15 @@ fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &At
         // one, else the video source.
         if let Some(m) = mic.as_mut() {
             while m.read_timeout(&mut pcm, MIC_WAIT) {
+                // Only a microphone test's playback is played here, and it is given to
+                // the echo canceller as it is queued.
+                if let Err(e) = processor.capture(&mut pcm) {
+                    tracing::warn!("audio processing: {e}");
+                }
                 meter.push(&pcm);
+                if let Some(MicTest::Recording { recorded, .. }) = test.as_mut() {
+                    recorded.extend_from_slice(&pcm);
+                }
                 if m.buffered() < pcm.len() {
                     break;
                 }
@@ -197,6 +270,21 @@ fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &At
                 mic = None;
             }
         }
+        while let Ok(speaker) = tests.try_recv() {
+            test = if mic.is_some() {
+                step(MicTestStep::Recording);
+                Some(MicTest::Recording {
+                    speaker,
+                    recorded: Vec::with_capacity(MIC_TEST.as_millis() as usize * 48),
+                })
+            } else {
+                step(MicTestStep::Failed {
+                    message: "no microphone".into(),
+                });
+                None
+            };
+        }
+        test = mic_test(test, &mut processor, &step);
         let video_wait = if mic.is_some() {
             Duration::ZERO
         } else {
@@ -223,6 +311,69 @@ fn check_thread(config: CheckConfig, events: mpsc::Sender<CheckEvent>, stop: &At
     }
 }
 
+/// Moves a microphone test on: from recording to playing once [`MIC_TEST`] is recorded,
+/// and keeps the speaker fed until everything was played.
+fn mic_test(
+    test: Option<MicTest>,
+    processor: &mut AudioProcessor,
+    step: &dyn Fn(MicTestStep),
+) -> Option<MicTest> {
+    match test? {
+        MicTest::Recording { speaker, recorded }
+            if recorded.len() >= MIC_TEST.as_millis() as usize * 48 =>
+        {
+            match Speaker::open(speaker.as_deref()) {
+                Ok(speaker) => {
+                    step(MicTestStep::Playing {
+                        dbfs: chingu_media::level::dbfs(&recorded),
+                    });
+                    Some(MicTest::Playing {
+                        speaker,
+                        recorded,
+                        at: 0,
+                        until: Instant::now() + MIC_TEST + Duration::from_secs(2),
+                    })
+                }
+                Err(e) => {
+                    step(MicTestStep::Failed {
+                        message: e.to_string(),
+                    });
+                    None
+                }
+            }
+        }
+        MicTest::Playing {
+            mut speaker,
+            recorded,
+            mut at,
+            until,
+        } => {
+            if let Some(audio_device::DeviceEvent::Ended { reason }) = speaker.poll_event() {
+                step(MicTestStep::Failed { message: reason });
+                return None;
+            }
+            while speaker.queued() < PLAYBACK_AHEAD && at < recorded.len() {
+                let block = &recorded[at..(at + 480).min(recorded.len())];
+                at += speaker.write(block);
+                if block.len() == 480 {
+                    let _ = processor.render(block);
+                }
+            }
+            if (at >= recorded.len() && speaker.queued() == 0) || Instant::now() > until {
+                step(MicTestStep::Done);
+                return None;
+            }
+            Some(MicTest::Playing {
+                speaker,
+                recorded,
+                at,
+                until,
+            })
+        }
+        recording => Some(recording),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +397,7 @@ mod tests {
                 video: true,
                 audio: false,
                 camera_fallback: true,
+                processing: ProcessingSettings::OFF,
                 preview,
             },
             tx,

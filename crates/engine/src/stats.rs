@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// Counters the media threads keep, read for stats. Written with relaxed atomics from
 /// the threads that own each figure.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MediaCounters {
     pub frames_encoded: AtomicU64,
     pub key_frames_encoded: AtomicU64,
@@ -51,13 +51,73 @@ pub struct MediaCounters {
     pub jitter_buffer_delay_us: AtomicU64,
     pub jitter_buffer_emitted: AtomicU64,
     pub total_samples_received: AtomicU64,
+    /// Decoded frames not given to the speaker because it still had more than 60 ms
+    /// queued (it started late or stalled).
+    pub speaker_frames_dropped: AtomicU64,
+    /// The echo canceller's own estimates, refreshed every second while a microphone is
+    /// processed: ERLE in hundredths of a dB and the echo's delay in ms (`u32::MAX`:
+    /// none yet).
+    pub echo_erle_centi_db: AtomicU32,
+    pub echo_delay_ms: AtomicU32,
     /// Audio levels in hundredths of a dB above silence (0 = -120 dBFS, what nothing
     /// measured yet reads as; 12_000 = full scale).
     local_level: AtomicU32,
     remote_level: AtomicU32,
 }
 
+impl Default for MediaCounters {
+    fn default() -> Self {
+        let none = || AtomicU32::new(u32::MAX);
+        Self {
+            frames_encoded: AtomicU64::default(),
+            key_frames_encoded: AtomicU64::default(),
+            total_encode_time_us: AtomicU64::default(),
+            frames_dropped_before_send: AtomicU64::default(),
+            bytes_encoded: AtomicU64::default(),
+            encode_width: AtomicU32::default(),
+            encode_height: AtomicU32::default(),
+            frames_assembled: AtomicU64::default(),
+            frames_decoded: AtomicU64::default(),
+            key_frames_decoded: AtomicU64::default(),
+            total_decode_time_us: AtomicU64::default(),
+            frames_dropped: AtomicU64::default(),
+            decode_errors: AtomicU64::default(),
+            frames_without_picture: AtomicU64::default(),
+            freeze_count: AtomicU64::default(),
+            total_freezes_duration_us: AtomicU64::default(),
+            total_inter_frame_delay_us: AtomicU64::default(),
+            total_squared_inter_frame_delay_us2: AtomicU64::default(),
+            video_jitter_buffer_delay_us: AtomicU64::default(),
+            video_jitter_buffer_emitted: AtomicU64::default(),
+            decode_width: AtomicU32::default(),
+            decode_height: AtomicU32::default(),
+            pli_sent: AtomicU64::default(),
+            keyframes_requested_by_peer: AtomicU64::default(),
+            audio_packets_received: AtomicU64::default(),
+            concealed_samples: AtomicU64::default(),
+            audio_packets_discarded: AtomicU64::default(),
+            fec_recovered: AtomicU64::default(),
+            jitter_buffer_delay_us: AtomicU64::default(),
+            jitter_buffer_emitted: AtomicU64::default(),
+            total_samples_received: AtomicU64::default(),
+            speaker_frames_dropped: AtomicU64::default(),
+            echo_erle_centi_db: none(),
+            echo_delay_ms: none(),
+            local_level: AtomicU32::default(),
+            remote_level: AtomicU32::default(),
+        }
+    }
+}
+
 impl MediaCounters {
+    /// Stores the echo canceller's estimates (see the fields).
+    pub fn set_echo(&self, erle_db: Option<f64>, delay_ms: Option<i32>) {
+        let erle = erle_db.map_or(u32::MAX, |db| (db.clamp(0.0, 200.0) * 100.0) as u32);
+        let delay = delay_ms.map_or(u32::MAX, |ms| ms.max(0) as u32);
+        self.echo_erle_centi_db.store(erle, Relaxed);
+        self.echo_delay_ms.store(delay, Relaxed);
+    }
+
     pub fn local_level_dbfs(&self) -> f32 {
         load_level(&self.local_level)
     }
@@ -228,6 +288,11 @@ pub struct OutboundAudio {
     pub bytes_sent: u64,
     /// dBFS of what we send (0 = full scale).
     pub audio_level_dbfs: f32,
+    /// W3C media-source `echoReturnLossEnhancement`: the echo canceller's own estimate
+    /// of what it removes (its linear filter), dB; null without a processed microphone.
+    pub echo_return_loss_enhancement: Option<f64>,
+    /// The echo's delay (speaker to microphone) the canceller found, ms.
+    pub echo_delay_ms: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -246,6 +311,9 @@ pub struct InboundAudio {
     pub jitter_buffer_delay: f64,
     pub jitter_buffer_emitted_count: u64,
     pub audio_level_dbfs: f32,
+    /// Decoded frames not played because the speaker still had 60 ms queued (it started
+    /// late or stalled): each is 20 ms of delay taken back out.
+    pub speaker_frames_dropped: u64,
 }
 
 /// One snapshot, emitted every second during a call.
@@ -318,6 +386,14 @@ impl CallStats {
                 packets_sent: net.audio_packets_sent,
                 bytes_sent: net.audio_bytes_sent,
                 audio_level_dbfs: c.local_level_dbfs(),
+                echo_return_loss_enhancement: match c.echo_erle_centi_db.load(Relaxed) {
+                    u32::MAX => None,
+                    centi => Some(f64::from(centi) / 100.0),
+                },
+                echo_delay_ms: match c.echo_delay_ms.load(Relaxed) {
+                    u32::MAX => None,
+                    ms => Some(ms),
+                },
             },
             inbound_audio: InboundAudio {
                 packets_received: net.audio_packets_received,
@@ -330,6 +406,7 @@ impl CallStats {
                 jitter_buffer_delay: secs(&c.jitter_buffer_delay_us),
                 jitter_buffer_emitted_count: c.jitter_buffer_emitted.load(Relaxed),
                 audio_level_dbfs: c.remote_level_dbfs(),
+                speaker_frames_dropped: c.speaker_frames_dropped.load(Relaxed),
             },
             round_trip_time: net.round_trip_time,
             available_outgoing_bitrate: net.available_outgoing_bitrate,

@@ -432,6 +432,11 @@ impl Speaker {
         n
     }
 
+    /// Samples queued and not yet taken by the device.
+    pub fn queued(&self) -> usize {
+        RING_SAMPLES - self.ring.slots()
+    }
+
     pub fn poll_event(&self) -> Option<DeviceEvent> {
         self.thread.events.try_recv().ok()
     }

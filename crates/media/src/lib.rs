@@ -8,13 +8,16 @@ pub mod audio_device;
 pub mod barcode;
 pub mod camera;
 pub mod convert;
+pub mod echo_metrics;
 pub mod frame;
 pub mod h264;
 pub mod latest;
 pub mod level;
 pub mod opus_codec;
 pub mod pattern;
+pub mod processing;
 pub mod resample;
+pub mod room;
 pub mod scale;
 pub mod tone;
 pub mod y4m;
@@ -51,4 +54,8 @@ pub enum MediaError {
     Device(String),
     #[error("video file: {0}")]
     VideoFile(String),
+    #[error("audio frame of {got} samples: the processing takes whole blocks of {block}")]
+    AudioFrame { got: usize, block: usize },
+    #[error("audio processing: {0}")]
+    Processing(String),
 }

@@ -80,6 +80,51 @@ impl Pulse {
         stdin
     }
 
+    /// A sine of `frequency_hz` at half scale (-9 dBFS RMS) played into `device` at
+    /// real-time pace until the daemon stops: a "microphone" that is always talking.
+    pub fn play_tone(&mut self, device: &str, frequency_hz: f64) {
+        use std::io::Write;
+        let mut feed = self.play_into(device);
+        std::thread::spawn(move || {
+            let step = std::f64::consts::TAU * frequency_hz / 48_000.0;
+            let mut phase = 0.0f64;
+            let mut bytes = Vec::with_capacity(9600);
+            loop {
+                bytes.clear();
+                for _ in 0..4800 {
+                    let sample = (0.5 * 32767.0 * phase.sin()) as i16;
+                    bytes.extend_from_slice(&sample.to_le_bytes());
+                    phase = (phase + step) % std::f64::consts::TAU;
+                }
+                if feed.write_all(&bytes).is_err() {
+                    break; // pacat was stopped
+                }
+            }
+        });
+    }
+
+    /// What a client with another HOME (an app under WebDriver) needs to reach this
+    /// daemon: its socket (from `pactl info`) and its cookie.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        let info = Command::new("pactl")
+            .arg("info")
+            .env("LC_ALL", "C")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if let Some(server) = info.lines().find_map(|l| l.strip_prefix("Server String: ")) {
+            env.push(("PULSE_SERVER".into(), server.trim().to_owned()));
+        }
+        if let Some(home) = std::env::var_os("HOME") {
+            let cookie = std::path::Path::new(&home).join(".config/pulse/cookie");
+            if cookie.is_file() {
+                env.push(("PULSE_COOKIE".into(), cookie.display().to_string()));
+            }
+        }
+        env
+    }
+
     /// Keeps a helper process to be killed before the daemon stops.
     pub fn own(&mut self, child: Owned) {
         self.children.push(child);

@@ -129,6 +129,17 @@ impl Driver {
     /// under `profile` (the driver's environment is the app's), its output in
     /// `profile/driver.log`. Returns once it accepts connections.
     pub fn start(driver: &Path, display: &str, profile: &Path) -> Result<Self> {
+        Self::start_with(driver, display, profile, &[])
+    }
+
+    /// [`Driver::start`] with more variables in the app's environment (e.g. where its
+    /// sound server is: [`crate::pulse::Pulse::client_env`]).
+    pub fn start_with(
+        driver: &Path,
+        display: &str,
+        profile: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let ports = free_ports(2)?;
         std::fs::create_dir_all(profile)?;
         let log = std::fs::File::create(profile.join("driver.log"))?;
@@ -151,6 +162,7 @@ impl Driver {
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chingu_engine=debug".into()),
                 )
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdout(log.try_clone()?)
                 .stderr(log),
         )

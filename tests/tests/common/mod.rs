@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chingu_engine::call_state::SearchPrefs;
 use chingu_engine::peer::PeerOptions;
-use chingu_engine::pipeline::{AudioOutput, AudioSource, MediaConfig, VideoSource};
+use chingu_engine::pipeline::{
+    AudioOutput, AudioSource, MediaConfig, ProcessingSettings, VideoSource,
+};
 use chingu_engine::signaling::SignalingConfig;
 use chingu_engine::{CallView, Command, Engine, EngineConfig, EngineEvent};
 use chingu_media::barcode;
@@ -75,6 +77,8 @@ pub struct ClientOptions {
     /// Instead of the test pattern (e.g. a camera).
     pub video: Option<VideoSource>,
     pub camera_fallback: bool,
+    /// The microphone's processing (the app's default: everything on).
+    pub processing: ProcessingSettings,
 }
 
 impl Default for ClientOptions {
@@ -88,6 +92,7 @@ impl Default for ClientOptions {
             output: AudioOutput::Discard,
             video: None,
             camera_fallback: false,
+            processing: ProcessingSettings::default(),
         }
     }
 }
@@ -117,6 +122,7 @@ pub fn client(url: &str, name: &str, options: ClientOptions) -> Client {
             frequency_hz: options.tone_hz,
         })),
         output: options.output,
+        processing: options.processing,
         video_bitrate_bps: if options.width >= 640 {
             1_000_000
         } else {

@@ -1,4 +1,4 @@
-import type { Devices, EngineEvent, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, MicProcessing, ReportReason, Settings } from './types';
 import type { Stream } from './video';
 
 /**
@@ -22,11 +22,13 @@ export interface Backend {
   /** The cameras, microphones and speakers for the pickers. */
   listDevices(): Promise<Devices>;
   /**
-   * Previews the camera on the `local` stream and reports the microphone's level
-   * (`mic_level` events) until `stopDeviceCheck` or a search.
+   * Previews the camera on the `local` stream and reports the microphone's level after
+   * `processing` (`mic_level` events) until `stopDeviceCheck` or a search.
    */
-  startDeviceCheck(cameraId: string | null, microphoneId: string | null): Promise<void>;
+  startDeviceCheck(cameraId: string | null, microphoneId: string | null, processing: MicProcessing): Promise<void>;
   stopDeviceCheck(): Promise<void>;
+  /** Records three seconds of the microphone, then plays them (`mic_test` events). */
+  testMicrophone(speakerId: string | null): Promise<void>;
   /** Draws a video stream on `canvas` until the returned function is called. */
   attachVideo(stream: Stream, canvas: HTMLCanvasElement): () => void;
   /** Subscribes to engine events; returns the unsubscribe function. */
@@ -43,4 +45,7 @@ export const DEFAULT_SETTINGS: Settings = {
   cameraId: null,
   microphoneId: null,
   speakerId: null,
+  echoCancellation: true,
+  noiseSuppression: true,
+  autoGain: true,
 };

@@ -30,8 +30,13 @@ export const commands = {
 	 *  microphone's level (`mic_level` events) until stopped or a search starts. With no
 	 *  camera, the test pattern is shown and the UI told.
 	 */
-	startDeviceCheck: (cameraId: string | null, microphoneId: string | null) => typedError<null, CommandError>(__TAURI_INVOKE("start_device_check", { cameraId, microphoneId })),
+	startDeviceCheck: (cameraId: string | null, microphoneId: string | null, processing: MicProcessing) => typedError<null, CommandError>(__TAURI_INVOKE("start_device_check", { cameraId, microphoneId, processing })),
 	stopDeviceCheck: () => typedError<null, CommandError>(__TAURI_INVOKE("stop_device_check")),
+	/**
+	 *  Records three seconds of the microphone (processed) and plays them back on
+	 *  `speaker_id`; progress comes as `mic_test` events. Needs the device check running.
+	 */
+	testMicrophone: (speakerId: string | null) => typedError<null, CommandError>(__TAURI_INVOKE("test_microphone", { speakerId })),
 };
 
 /** Events */
@@ -79,7 +84,7 @@ export type CallStats_Deserialize = {
 	elapsedMs: number,
 	outboundVideo: OutboundVideo,
 	inboundVideo: InboundVideo,
-	outboundAudio: OutboundAudio,
+	outboundAudio: OutboundAudio_Deserialize,
 	inboundAudio: InboundAudio,
 	roundTripTime?: number | null,
 	/**  What our congestion control lets us send, bits/s. */
@@ -98,7 +103,7 @@ export type CallStats_Serialize = {
 	elapsedMs: number,
 	outboundVideo: OutboundVideo,
 	inboundVideo: InboundVideo,
-	outboundAudio: OutboundAudio,
+	outboundAudio: OutboundAudio_Serialize,
 	inboundAudio: InboundAudio,
 	roundTripTime: number | null,
 	/**  What our congestion control lets us send, bits/s. */
@@ -240,6 +245,11 @@ export type InboundAudio = {
 	jitterBufferDelay: number | null,
 	jitterBufferEmittedCount: number,
 	audioLevelDbfs: number | null,
+	/**
+	 *  Decoded frames not played because the speaker still had 60 ms queued (it started
+	 *  late or stalled): each is 20 ms of delay taken back out.
+	 */
+	speakerFramesDropped: number,
 };
 
 export type InboundVideo = {
@@ -276,11 +286,53 @@ export type InboundVideo = {
 	retransmittedPacketsReceived: number,
 };
 
-export type OutboundAudio = {
+/**
+ *  The microphone's processing switches, as the device check takes them (before they
+ *  are saved).
+ */
+export type MicProcessing = {
+	echoCancellation: boolean,
+	noiseSuppression: boolean,
+	autoGain: boolean,
+};
+
+/**  Where a microphone test is. */
+export type MicTestStep = 
+/**  Recording [`MIC_TEST`] of the microphone, processed as a call would send it. */
+{ step: "recording" } | 
+/**  Playing it back; `dbfs` is the recording's level. */
+{ step: "playing"; dbfs: number | null } | { step: "done" } | 
+/**  No microphone, or the speaker could not be opened or stopped. */
+{ step: "failed"; message: string };
+
+export type OutboundAudio = OutboundAudio_Serialize | OutboundAudio_Deserialize;
+
+export type OutboundAudio_Deserialize = {
 	packetsSent: number,
 	bytesSent: number,
 	/**  dBFS of what we send (0 = full scale). */
 	audioLevelDbfs: number | null,
+	/**
+	 *  W3C media-source `echoReturnLossEnhancement`: the echo canceller's own estimate
+	 *  of what it removes (its linear filter), dB; null without a processed microphone.
+	 */
+	echoReturnLossEnhancement?: number | null,
+	/**  The echo's delay (speaker to microphone) the canceller found, ms. */
+	echoDelayMs?: number | null,
+};
+
+export type OutboundAudio_Serialize = {
+	packetsSent: number,
+	bytesSent: number,
+	/**  dBFS of what we send (0 = full scale). */
+	audioLevelDbfs: number | null,
+	/**
+	 *  W3C media-source `echoReturnLossEnhancement`: the echo canceller's own estimate
+	 *  of what it removes (its linear filter), dB; null without a processed microphone.
+	 */
+	echoReturnLossEnhancement: number | null,
+	/**  The echo's delay (speaker to microphone) the canceller found, ms. */
+	echoDelayMs: number | null,
 };
 
 export type OutboundVideo = {
@@ -361,6 +413,13 @@ export type Settings_Deserialize = {
 	cameraId?: string | null,
 	microphoneId?: string | null,
 	speakerId?: string | null,
+	/**
+	 *  The microphone's processing before it is sent (all on by default: most people
+	 *  call on laptop speakers).
+	 */
+	echoCancellation?: boolean,
+	noiseSuppression?: boolean,
+	autoGain?: boolean,
 };
 
 /**  What the user chose. Field names are camelCase in the UI. */
@@ -374,6 +433,13 @@ export type Settings_Serialize = {
 	cameraId: string | null,
 	microphoneId: string | null,
 	speakerId: string | null,
+	/**
+	 *  The microphone's processing before it is sent (all on by default: most people
+	 *  call on laptop speakers).
+	 */
+	echoCancellation: boolean,
+	noiseSuppression: boolean,
+	autoGain: boolean,
 };
 
 /**  What the UI hears from the shell. */
@@ -402,6 +468,8 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
 { type: "command_failed"; error: CommandError } | { type: "online_count"; online: number; waiting: number } | 
 /**  The device check's microphone level, every 100 ms, dBFS. */
 { type: "mic_level"; dbfs: number | null } | 
+/**  "Test my microphone" moved on. */
+{ type: "mic_test"; step: MicTestStep } | 
 /**
  *  `true`: nothing has arrived from the peer for a few seconds (the network may be
  *  down; the call ends if it stays so); `false`: media flows again.
@@ -431,6 +499,8 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
 { type: "command_failed"; error: CommandError } | { type: "online_count"; online: number; waiting: number } | 
 /**  The device check's microphone level, every 100 ms, dBFS. */
 { type: "mic_level"; dbfs: number | null } | 
+/**  "Test my microphone" moved on. */
+{ type: "mic_test"; step: MicTestStep } | 
 /**
  *  `true`: nothing has arrived from the peer for a few seconds (the network may be
  *  down; the call ends if it stays so); `false`: media flows again.

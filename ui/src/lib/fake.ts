@@ -1,5 +1,5 @@
 import { DEFAULT_SETTINGS, type Backend } from './backend';
-import type { Devices, EngineEvent, PeerProfile, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, MicProcessing, PeerProfile, ReportReason, Settings } from './types';
 import { createRenderer, type I420, type Stream } from './video';
 
 /**
@@ -103,8 +103,10 @@ export class FakeBackend implements Backend {
     return structuredClone(this.devices);
   }
 
-  async startDeviceCheck(cameraId: string | null, microphoneId: string | null): Promise<void> {
-    this.calls.push(`startDeviceCheck:${cameraId ?? ''}:${microphoneId ?? ''}`);
+  async startDeviceCheck(cameraId: string | null, microphoneId: string | null, processing: MicProcessing): Promise<void> {
+    const on = (b: boolean) => (b ? '1' : '0');
+    const p = `${on(processing.echoCancellation)}${on(processing.noiseSuppression)}${on(processing.autoGain)}`;
+    this.calls.push(`startDeviceCheck:${cameraId ?? ''}:${microphoneId ?? ''}:${p}`);
     this.stopCheckTimer();
     let t = 0;
     // A voice-like level wandering between -50 and -10 dBFS.
@@ -114,6 +116,14 @@ export class FakeBackend implements Backend {
   async stopDeviceCheck(): Promise<void> {
     this.calls.push('stopDeviceCheck');
     this.stopCheckTimer();
+  }
+
+  /** Recording for 3 s, then playing for 3 s, as the shell reports them. */
+  async testMicrophone(speakerId: string | null): Promise<void> {
+    this.calls.push(`testMicrophone:${speakerId ?? ''}`);
+    this.emit({ type: 'mic_test', step: { step: 'recording' } });
+    setTimeout(() => this.emit({ type: 'mic_test', step: { step: 'playing', dbfs: -24 } }), 3000);
+    setTimeout(() => this.emit({ type: 'mic_test', step: { step: 'done' } }), 6000);
   }
 
   private stopCheckTimer(): void {

@@ -9,6 +9,8 @@ import type {
   Devices,
   EndReason,
   EngineEvent,
+  MicProcessing,
+  MicTestStep,
   PeerProfile,
   ReportReason,
   Settings,
@@ -72,6 +74,8 @@ export class Session {
   interrupted = $state(false);
   /** The device check's microphone level, dBFS (null: no reading yet). */
   micLevel: number | null = $state(null);
+  /** Where "test my microphone" is (null: not run since the check started). */
+  micTest: MicTestStep | null = $state(null);
   devices: Devices | null = $state(null);
   /** Device problems by device, newest message. */
   deviceErrors: Partial<Record<Device, string>> = $state({});
@@ -176,15 +180,21 @@ export class Session {
   }
 
   /** Lists devices and starts the camera preview and microphone meter. */
-  async startDeviceCheck(cameraId: string | null, microphoneId: string | null): Promise<void> {
+  async startDeviceCheck(cameraId: string | null, microphoneId: string | null, processing: MicProcessing): Promise<void> {
     this.deviceErrors = {};
     this.micLevel = null;
+    this.micTest = null;
     try {
       this.devices = await this.backend.listDevices();
     } catch (e) {
       this.notice = { kind: 'command', error: asCommandError(e) };
     }
-    await this.attempt(() => this.backend.startDeviceCheck(cameraId, microphoneId));
+    await this.attempt(() => this.backend.startDeviceCheck(cameraId, microphoneId, processing));
+  }
+
+  /** Records three seconds of the microphone and plays them back on `speakerId`. */
+  async testMicrophone(speakerId: string | null): Promise<void> {
+    await this.attempt(() => this.backend.testMicrophone(speakerId));
   }
 
   async stopDeviceCheck(): Promise<void> {
@@ -254,6 +264,9 @@ export class Session {
         break;
       case 'mic_level':
         this.micLevel = event.dbfs;
+        break;
+      case 'mic_test':
+        this.micTest = event.step;
         break;
       case 'media_interrupted':
         this.interrupted = event.interrupted;

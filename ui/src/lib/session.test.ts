@@ -29,9 +29,9 @@ describe('Session', () => {
     const backend = new FakeBackend(null);
     const session = new Session(backend);
     await session.start();
-    await session.startDeviceCheck('0', null);
+    await session.startDeviceCheck('0', null, { echoCancellation: true, noiseSuppression: false, autoGain: true });
     expect(backend.calls).toContain('listDevices');
-    expect(backend.calls).toContain('startDeviceCheck:0:');
+    expect(backend.calls).toContain('startDeviceCheck:0::101');
     expect(session.devices?.microphones.map((d) => d.name)).toContain('USB Headset');
     backend.emit({ type: 'mic_level', dbfs: -12.5 });
     expect(session.micLevel).toBe(-12.5);
@@ -50,9 +50,27 @@ describe('Session', () => {
     };
     const session = new Session(backend);
     await session.start();
-    await session.startDeviceCheck(null, null);
+    await session.startDeviceCheck(null, null, { echoCancellation: true, noiseSuppression: true, autoGain: true });
     expect(session.notice).toEqual({ kind: 'command', error: { code: 'internal', message: 'sound server gone' } });
-    expect(backend.calls).toContain('startDeviceCheck::');
+    expect(backend.calls).toContain('startDeviceCheck:::111');
+  });
+
+  it('follows a microphone test from recording to done', async () => {
+    const backend = new FakeBackend(null);
+    const session = new Session(backend);
+    await session.start();
+    await session.startDeviceCheck(null, null, { echoCancellation: true, noiseSuppression: true, autoGain: true });
+    expect(session.micTest).toBeNull();
+    await session.testMicrophone('spk1');
+    expect(backend.calls).toContain('testMicrophone:spk1');
+    expect(session.micTest).toEqual({ step: 'recording' });
+    backend.emit({ type: 'mic_test', step: { step: 'playing', dbfs: -20 } });
+    expect(session.micTest).toEqual({ step: 'playing', dbfs: -20 });
+    backend.emit({ type: 'mic_test', step: { step: 'failed', message: 'speaker gone' } });
+    expect(session.micTest).toEqual({ step: 'failed', message: 'speaker gone' });
+    // A new check starts afresh.
+    await session.startDeviceCheck(null, null, { echoCancellation: true, noiseSuppression: true, autoGain: true });
+    expect(session.micTest).toBeNull();
   });
 
   it('shows an interrupted connection until media flows again or the call ends', async () => {

@@ -1,6 +1,6 @@
 import type { Backend } from './backend';
 import { commands, events } from './bindings';
-import type { CommandError, EngineEvent, ReportReason, Settings } from './types';
+import type { CommandError, EngineEvent, MicProcessing, ReportReason, Settings } from './types';
 import { pullVideo, type Stream, type VideoEndpoint } from './video';
 
 /** What every generated command resolves to (tauri-specta's result mode). */
@@ -37,9 +37,10 @@ export class TauriBackend implements Backend {
   block = async () => void (await call(commands.block()));
   rateCall = async (stars: number) => void (await call(commands.rateCall(stars)));
   listDevices = () => call(commands.listDevices());
-  startDeviceCheck = async (cameraId: string | null, microphoneId: string | null) =>
-    void (await call(commands.startDeviceCheck(cameraId, microphoneId)));
+  startDeviceCheck = async (cameraId: string | null, microphoneId: string | null, processing: MicProcessing) =>
+    void (await call(commands.startDeviceCheck(cameraId, microphoneId, processing)));
   stopDeviceCheck = async () => void (await call(commands.stopDeviceCheck()));
+  testMicrophone = async (speakerId: string | null) => void (await call(commands.testMicrophone(speakerId)));
 
   private endpoint: Promise<VideoEndpoint> | null = null;
   /** The video server's address, asked once (again after a failure). */

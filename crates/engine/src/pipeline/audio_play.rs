@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use chingu_media::audio_device::{DeviceEvent, Speaker};
 use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder};
+use chingu_media::processing::FarEndSender;
 use tokio::sync::mpsc;
 
 use super::config::{AudioOutput, AudioTap, Device, MediaNotice};
@@ -20,6 +21,9 @@ use crate::stats::MediaCounters;
 
 /// Packets queued for the playout thread (1.3 s of audio).
 pub(crate) const PLAYOUT_QUEUE: usize = 64;
+/// The most audio left queued for the speaker when a frame is written (60 ms): three
+/// frames of the playout clock's jitter against the device's.
+const SPEAKER_QUEUE: usize = 2_880;
 
 /// Moves packets from the transport's async queue to the playout thread's.
 pub(crate) async fn forward_audio(
@@ -38,13 +42,15 @@ pub(crate) async fn forward_audio(
 pub(crate) struct PlayoutCtx {
     pub(crate) rx: std_mpsc::Receiver<RtpIn>,
     pub(crate) output: AudioOutput,
+    /// What is handed to the speaker, for the echo canceller.
+    pub(crate) far_end: FarEndSender,
     pub(crate) tap: Option<AudioTap>,
     pub(crate) counters: Arc<MediaCounters>,
     pub(crate) notices: mpsc::Sender<MediaNotice>,
 }
 
 /// Runs until the forwarder ends (its queue closes).
-pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
+pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
     let mut decoder = match OpusDecoder::new() {
         Ok(d) => d,
         Err(e) => {
@@ -130,7 +136,17 @@ pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
                 }
                 continue;
             }
-            s.write(&pcm);
+            // A speaker that started late or stalled would otherwise keep everything
+            // queued meanwhile (up to its ring's 500 ms) as delay for the rest of the call:
+            // past SPEAKER_QUEUE, a frame is dropped instead.
+            if s.queued() > SPEAKER_QUEUE {
+                c.speaker_frames_dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            let written = s.write(&pcm);
+            // The echo canceller's far end: exactly what the speaker was just given.
+            // With no speaker there is no echo, and nothing is queued.
+            ctx.far_end.push(&pcm[..written]);
         }
     }
 }

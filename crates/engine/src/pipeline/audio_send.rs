@@ -1,6 +1,8 @@
-//! Outgoing audio: one thread reads 20 ms at a time (microphone, relay or tone), measures
-//! its level, encodes Opus and queues the packet for the transport. A microphone or relay
-//! paces the thread by waking it when audio arrives; a tone or silence follows the clock.
+//! Outgoing audio: one thread reads 20 ms at a time (microphone, relay or tone), runs a
+//! microphone through the processing stage (echo cancellation against what the playout
+//! thread gave the speaker, noise suppression, gain control), measures its level,
+//! encodes Opus and queues the packet for the transport. A microphone or relay paces the
+//! thread by waking it when audio arrives; a tone or silence follows the clock.
 
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chingu_media::audio_device::{DeviceEvent, Microphone};
 use chingu_media::opus_codec::{FRAME_SAMPLES, OpusEncoder, OpusSettings};
+use chingu_media::processing::{AudioProcessor, FarEndReceiver, ProcessingSettings};
 use chingu_media::tone::ToneGenerator;
 use tokio::sync::mpsc;
 
@@ -25,6 +28,7 @@ use crate::stats::MediaCounters;
 pub(crate) enum AudioCtl {
     Source(Option<AudioSource>),
     Muted(bool),
+    Processing(ProcessingSettings),
 }
 
 enum SoundSource {
@@ -35,6 +39,8 @@ enum SoundSource {
 
 pub(crate) struct AudioSendCtx {
     pub(crate) source: Option<AudioSource>,
+    pub(crate) processing: ProcessingSettings,
+    pub(crate) far_end: FarEndReceiver,
     pub(crate) ctl: std_mpsc::Receiver<AudioCtl>,
     pub(crate) out: mpsc::Sender<EncodedAudio>,
     pub(crate) counters: Arc<MediaCounters>,
@@ -42,7 +48,7 @@ pub(crate) struct AudioSendCtx {
 }
 
 /// Runs until the call's media stops (its control channel closes).
-pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
+pub(crate) fn audio_send_thread(mut ctx: AudioSendCtx) {
     let mut encoder = match OpusEncoder::new(OpusSettings::default()) {
         Ok(e) => e,
         Err(e) => {
@@ -75,13 +81,18 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
     let mut source = open(&current);
     let mut reopener = Reopener::new(Device::Microphone);
     let mut muted = false;
+    // One processor for the call: it outlives a microphone switch (the echo path
+    // changes, the canceller follows it) and muting (it keeps listening).
+    let mut processor = AudioProcessor::new(ctx.processing);
     let mut pcm = [0i16; FRAME_SAMPLES];
+    let mut frames_processed = 0u64;
     let frame = Duration::from_millis(20);
     let mut due = Instant::now();
     loop {
         loop {
             match ctx.ctl.try_recv() {
                 Ok(AudioCtl::Muted(m)) => muted = m,
+                Ok(AudioCtl::Processing(settings)) => processor.set_settings(settings),
                 Ok(AudioCtl::Source(spec)) => {
                     drop(source.take());
                     source = open(&spec);
@@ -123,6 +134,19 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
         };
         if !got {
             continue;
+        }
+        if matches!(source, Some(SoundSource::Mic(_)))
+            && let Err(e) = processor.capture_with(&mut ctx.far_end, &mut pcm)
+        {
+            // Whole 20 ms frames of 10 ms blocks: not expected; the frame goes as it is.
+            tracing::warn!("audio processing: {e}");
+        }
+        if matches!(source, Some(SoundSource::Mic(_))) {
+            frames_processed += 1;
+            if frames_processed.is_multiple_of(50) {
+                let stats = processor.stats(Some(&ctx.far_end));
+                ctx.counters.set_echo(stats.erle_db, stats.delay_ms);
+            }
         }
         if muted {
             pcm.fill(0);

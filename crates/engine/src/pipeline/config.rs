@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chingu_media::I420Frame;
 use chingu_media::camera::CameraRequest;
+use chingu_media::processing::ProcessingSettings;
 use serde::Serialize;
 
 use super::relay::{AudioRelay, FrameRelay};
@@ -97,6 +98,9 @@ pub struct MediaConfig {
     pub video: Option<VideoSource>,
     pub audio: Option<AudioSource>,
     pub output: AudioOutput,
+    /// What runs on a microphone before it is encoded (echo cancellation, noise
+    /// suppression, gain control); other sources are sent as they are.
+    pub processing: ProcessingSettings,
     pub video_bitrate_bps: u32,
     /// When the camera cannot be opened, send the synthetic pattern (and say so) rather
     /// than nothing.
@@ -112,6 +116,7 @@ impl std::fmt::Debug for MediaConfig {
             .field("video", &self.video)
             .field("audio", &self.audio)
             .field("output", &self.output)
+            .field("processing", &self.processing)
             .field("video_bitrate_bps", &self.video_bitrate_bps)
             .field("camera_fallback", &self.camera_fallback)
             .finish_non_exhaustive()
@@ -130,6 +135,7 @@ impl Default for MediaConfig {
                 frequency_hz: 440.0,
             }),
             output: AudioOutput::Discard,
+            processing: ProcessingSettings::default(),
             video_bitrate_bps: 1_000_000,
             camera_fallback: false,
             remote_video: None,
@@ -171,6 +177,7 @@ impl MediaConfig {
             } else {
                 AudioOutput::Discard
             },
+            processing: ProcessingSettings::default(),
             video_bitrate_bps: 1_000_000,
             camera_fallback: true,
             remote_video: None,

@@ -10,7 +10,7 @@
 //! | [`relay`] | handing media between two parts of the program (echo) |
 //! | `video_send` | the capture+encode thread |
 //! | `video_recv` | frame assembly (task) and the decoding thread |
-//! | `audio_send` | the capture+encode thread for audio |
+//! | `audio_send` | the capture (+ echo cancellation, noise suppression, gain) +encode thread for audio |
 //! | `audio_play` | the jitter buffer, decode and playout thread |
 //! | `reopen` | the one reopen policy for device streams that end |
 //! | [`assembler`], [`jitter`], [`seq`] | the sans-IO parts, unit-tested |
@@ -43,6 +43,7 @@ use crate::stats::MediaCounters;
 use audio_send::AudioCtl;
 use video_send::VideoCtl;
 
+pub use chingu_media::processing::ProcessingSettings;
 pub use config::{
     AudioOutput, AudioSource, AudioTap, Device, DeviceChoice, FrameInfo, MediaConfig, MediaNotice,
     VideoSink, VideoSource,
@@ -150,9 +151,15 @@ impl CallMedia {
                 },
             )));
 
+        // The far end crosses from the playout thread (as it is handed to the speaker) to
+        // the capture thread's echo canceller.
+        let (far_tx, far_rx) = chingu_media::processing::far_end_queue();
+
         // Outgoing audio: capture+encode thread -> transport.
         let ctx = audio_send::AudioSendCtx {
             source: config.audio.clone(),
+            processing: config.processing,
+            far_end: far_rx,
             ctl: audio_ctl_rx,
             out: out.audio,
             counters: Arc::clone(&counters),
@@ -169,6 +176,7 @@ impl CallMedia {
         let ctx = audio_play::PlayoutCtx {
             rx: play_rx,
             output: config.output.clone(),
+            far_end: far_tx,
             tap: config.remote_audio.clone(),
             counters: Arc::clone(&counters),
             notices,
@@ -208,6 +216,10 @@ impl CallMedia {
 
     pub fn set_audio_source(&self, source: Option<AudioSource>) {
         self.control_audio(AudioCtl::Source(source));
+    }
+
+    pub fn set_processing(&self, settings: ProcessingSettings) {
+        self.control_audio(AudioCtl::Processing(settings));
     }
 
     fn control_video(&self, ctl: VideoCtl) {
