@@ -85,6 +85,27 @@ pub fn bench(args: &[String]) -> Result {
         std::fs::read_to_string(&table).map_err(|e| format!("reading {}: {e}", table.display()))?;
     splice_docs("impairment-table", &rows)?;
 
+    // The microphone's processing in the simulated room (speech from espeak-ng).
+    crate::setup::ensure_all(false)?;
+    eprintln!("xtask: audio processing in a simulated room (chingu-cli audio-bench)");
+    let table = out_dir.join("audio.md");
+    let output = Command::new(&cli)
+        .args(["audio-bench", "--json", "--table"])
+        .arg(&table)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", cli.display()))?;
+    if !output.status.success() {
+        return Err("chingu-cli audio-bench failed".into());
+    }
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    let path = out_dir.join("audio.jsonl");
+    std::fs::write(&path, &output.stdout)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let rows =
+        std::fs::read_to_string(&table).map_err(|e| format!("reading {}: {e}", table.display()))?;
+    splice_docs("audio-table", &rows)?;
+
     let mut results = Vec::new();
     for (scenario, hold_ms) in [("paced", "1000"), ("saturated", "0")] {
         eprintln!("xtask: load scenario {scenario}: {clients} clients, {duration} s");

@@ -20,6 +20,8 @@ use crate::{Result, step};
 /// `fonts-noto-cjk` renders Korean. `iptables` and `iproute2` build the network lab
 /// (namespaces, NAT routers, a firewall). `coturn` is the project's TURN/STUN relay:
 /// `cargo xtask run` starts it beside chingu-server, and the lab tests relay through it.
+/// `espeak-ng` speaks the two talkers of the audio processing's room simulation
+/// (`chingu-cli audio-bench` and its tests): speech made here, nothing downloaded.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
@@ -38,6 +40,7 @@ const APT_PACKAGES: &[&str] = &[
     "iptables",
     "iproute2",
     "coturn",
+    "espeak-ng",
 ];
 
 /// Commands that must exist where apt-get does not, with what provides them.

@@ -3,10 +3,12 @@
 //!
 //! Two voices made on this machine by espeak-ng: the far end talks alone for 8 s, then
 //! both talk for 3 s, then the near end talks alone for 5 s. Each condition (an echo
-//! delay) runs three times, each through a fresh stage: the call in a quiet room (echo
-//! figures, latency, CPU); the near talker alone in that room (what double talk is
-//! compared with); the near talker with background noise 10 dB under its speech and
-//! nothing played (noise figures: the noise alone for 8 s, then the talker).
+//! delay) runs four times, each through a fresh stage: the call in a quiet room through
+//! the whole stage (latency, CPU); the call and the near talker alone (what double talk
+//! is compared with) through the stage without its gain control (echo figures: a gain
+//! control lifts the echo left and the talker alike, which is not echo); the near talker
+//! with background noise 10 dB under its speech and nothing played, through the whole
+//! stage (noise figures: the noise alone for 8 s, then the talker).
 //! Every room has an RT60 of 300 ms, a soft-clipping speaker and a microphone clock
 //! 100 ppm faster than the speaker's.
 
@@ -16,9 +18,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chingu_media::echo_metrics::{Timeline, echo_figures, noise_figures};
-use chingu_media::processing::{AudioProcessor, ProcessingSettings, RATE};
-use chingu_media::room::{RoomSettings, drive, resample, simulate};
+use chingu_media::processing::{ProcessingSettings, RATE};
+use chingu_media::room::{ChinguStage, EchoStage, RoomSettings, drive, resample, simulate};
 use serde::Serialize;
+
+#[cfg(feature = "webrtc-legacy")]
+mod legacy;
 
 /// Echo delays measured by default, ms.
 pub const DELAYS_MS: &[u64] = &[20, 60, 120, 250];
@@ -49,7 +54,12 @@ pub struct AudioFigures {
     pub erle_db: Option<f64>,
     pub convergence_s: Option<f64>,
     pub residual_echo_dbfs: Option<f64>,
+    /// The echo canceller's (and noise suppressor's) effect on the near talker during
+    /// double talk, dB (gain control off).
     pub double_talk_near_end_db: Option<f64>,
+    /// The same through the whole stage: the gain control lifts a talker the canceller
+    /// turned down.
+    pub double_talk_near_end_whole_stage_db: Option<f64>,
     pub noise_reduction_db: Option<f64>,
     pub noise_level_change_db: Option<f64>,
     pub added_latency_ms: Option<f64>,
@@ -192,29 +202,77 @@ pub fn talkers() -> anyhow::Result<Talkers> {
     })
 }
 
+/// Which stage is measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stage {
+    /// The engine's own.
+    Chingu(ProcessingSettings),
+    /// The C++ WebRTC audio processing of Debian's libwebrtc-audio-processing (0.3: the
+    /// legacy AEC), through the `webrtc-audio-processing` crate: the comparison in
+    /// decision 0011 (`--features webrtc-legacy`).
+    #[cfg(feature = "webrtc-legacy")]
+    WebrtcLegacy(ProcessingSettings),
+}
+
+impl Stage {
+    fn settings(&self) -> ProcessingSettings {
+        match *self {
+            Stage::Chingu(s) => s,
+            #[cfg(feature = "webrtc-legacy")]
+            Stage::WebrtcLegacy(s) => s,
+        }
+    }
+
+    fn make(&self, settings: ProcessingSettings) -> Box<dyn EchoStage> {
+        match self {
+            Stage::Chingu(_) => Box::new(ChinguStage::new(settings)),
+            #[cfg(feature = "webrtc-legacy")]
+            Stage::WebrtcLegacy(_) => Box::new(legacy::Legacy::new(settings)),
+        }
+    }
+}
+
 /// Runs one condition: a room with this echo delay, quiet and then noisy.
-pub fn measure(talkers: &Talkers, delay: Duration, settings: ProcessingSettings) -> AudioFigures {
+pub fn measure(talkers: &Talkers, delay: Duration, stage: Stage) -> AudioFigures {
     let room = RoomSettings {
         echo_delay: delay,
         ..RoomSettings::default()
     };
-    let run = |room: &RoomSettings, far: &[f32]| {
+    let settings = stage.settings();
+    let run = |room: &RoomSettings, far: &[f32], settings: ProcessingSettings| {
         let scene = simulate(room, far, &talkers.near);
-        let mut stage = AudioProcessor::new(settings);
-        let processed = drive(&mut stage, &scene, room.drift_ppm);
+        let processed = drive(stage.make(settings).as_mut(), &scene, room.drift_ppm);
         (scene, processed)
     };
     let no_far = vec![0.0f32; talkers.far.len()];
-    // The call; the near talker alone in the same room (the double-talk reference); the
-    // near talker in a noisy room with nothing played.
-    let (quiet, processed) = run(&room, &talkers.far);
-    let (_, reference) = run(&room, &no_far);
-    let echo = echo_figures(&quiet, &processed.out, &reference.out, &talkers.timeline);
+    // The call through the whole stage: latency and CPU.
+    let (quiet, processed) = run(&room, &talkers.far, settings);
+    // The echo figures without the gain control, which lifts what is left of the echo
+    // and the talker alike (by up to its initial 15 dB while it learns the talker's
+    // level) and is not echo: the call, and the near talker alone in the same room
+    // (what double talk is compared with).
+    let echo_stage = ProcessingSettings {
+        gain_control: false,
+        ..settings
+    };
+    let (_, call) = run(&room, &talkers.far, echo_stage);
+    let (_, reference) = run(&room, &no_far, echo_stage);
+    let echo = echo_figures(&quiet, &call.out, &reference.out, &talkers.timeline);
+    // The whole stage, against the near talker alone through the whole stage: what the
+    // far end hears of the talker during double talk once the gain control acts.
+    let (_, whole_reference) = run(&room, &no_far, settings);
+    let whole = echo_figures(
+        &quiet,
+        &processed.out,
+        &whole_reference.out,
+        &talkers.timeline,
+    );
+    // The near talker in a noisy room with nothing played, through the whole stage.
     let noisy_room = RoomSettings {
         noise_snr_db: Some(NOISE_SNR_DB),
         ..room
     };
-    let (noisy, noisy_out) = run(&noisy_room, &no_far);
+    let (noisy, noisy_out) = run(&noisy_room, &no_far, settings);
     let noise = noise_figures(&noisy, &noisy_out.out);
     let run = processed;
 
@@ -234,7 +292,8 @@ pub fn measure(talkers: &Talkers, delay: Duration, settings: ProcessingSettings)
         double_talk_near_end_db: echo.double_talk_near_end_db,
         noise_reduction_db: noise.noise_reduction_db,
         noise_level_change_db: noise.noise_level_change_db,
-        added_latency_ms: echo.added_latency_ms,
+        double_talk_near_end_whole_stage_db: whole.double_talk_near_end_db,
+        added_latency_ms: whole.added_latency_ms,
         cpu_pct_one_core: 100.0 * busy.as_secs_f64() / audio.as_secs_f64().max(1e-9),
         frame_p99_us: times
             .get(times.len() * 99 / 100)
@@ -247,17 +306,19 @@ pub fn markdown(rows: &[AudioFigures]) -> String {
     let f = |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
     let mut out = String::from(
         "| condition | ERLE dB | converged s | residual echo dBFS | double talk near end dB \
-         | noise reduction dB | added latency ms | CPU % of one core | p99 per 20 ms µs |\n\
+         (whole stage) | noise reduction dB | added latency ms | CPU % of one core \
+         | p99 per 20 ms µs |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |\n",
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | {:.2} | {} |\n",
             r.condition,
             f(r.erle_db, 1),
             f(r.convergence_s, 2),
             f(r.residual_echo_dbfs, 1),
             f(r.double_talk_near_end_db, 1),
+            f(r.double_talk_near_end_whole_stage_db, 1),
             f(r.noise_reduction_db, 1),
             f(r.added_latency_ms, 1),
             r.cpu_pct_one_core,
@@ -307,15 +368,23 @@ mod tests {
     fn in_a_room_the_stage_removes_echo_keeps_the_talker_and_reduces_noise() {
         let talkers = talkers().expect("espeak-ng (cargo xtask installs it)");
         let delay = Duration::from_millis(120);
-        let on = measure(&talkers, delay, ProcessingSettings::default());
+        let on = measure(
+            &talkers,
+            delay,
+            Stage::Chingu(ProcessingSettings::default()),
+        );
         eprintln!("{on:?}");
         assert!(on.erle_db.unwrap() > 25.0, "{on:?}");
         assert!(on.convergence_s.unwrap() <= 4.0, "{on:?}");
         assert!(on.residual_echo_dbfs.unwrap() < -45.0, "{on:?}");
-        assert!(on.double_talk_near_end_db.unwrap() > -6.0, "{on:?}");
+        assert!(on.double_talk_near_end_db.unwrap() > -10.0, "{on:?}");
+        assert!(
+            on.double_talk_near_end_whole_stage_db.unwrap() > -4.0,
+            "{on:?}"
+        );
         assert!(on.noise_reduction_db.unwrap() > 6.0, "{on:?}");
         assert!(on.added_latency_ms.unwrap() <= 30.0, "{on:?}");
-        let off = measure(&talkers, delay, ProcessingSettings::OFF);
+        let off = measure(&talkers, delay, Stage::Chingu(ProcessingSettings::OFF));
         assert!(off.erle_db.unwrap().abs() < 1.0, "{off:?}");
         assert_eq!(off.convergence_s, None, "{off:?}");
         assert!(off.noise_reduction_db.unwrap().abs() < 1.0, "{off:?}");
@@ -334,7 +403,7 @@ mod tests {
     fn run(room: &RoomSettings, far: &[f32]) -> (Scene, Vec<i16>) {
         let near = vec![0.0; far.len()];
         let scene = simulate(room, far, &near);
-        let mut stage = AudioProcessor::new(ProcessingSettings::default());
+        let mut stage = ChinguStage::new(ProcessingSettings::default());
         let out = drive(&mut stage, &scene, room.drift_ppm).out;
         (scene, out)
     }
@@ -382,7 +451,7 @@ mod tests {
             near: a.near.clone(),
             noise: a.noise.clone(),
         };
-        let mut stage = AudioProcessor::new(ProcessingSettings::default());
+        let mut stage = ChinguStage::new(ProcessingSettings::default());
         let out = drive(&mut stage, &scene, first.drift_ppm).out;
         let settled = erle_between(&scene, &out, 13.0, 16.0).unwrap();
         let at_once = erle_between(&scene, &out, 10.0, 11.0).unwrap();

@@ -126,7 +126,9 @@ enum Command {
         /// Echo delays to run, ms.
         #[arg(long, value_delimiter = ',', default_values_t = chingu_cli::audio_bench::DELAYS_MS.to_vec())]
         delays: Vec<u64>,
-        /// Which parts run: all (the app's default), echo (echo cancellation only), off.
+        /// Which parts run: all (the app's default), echo (echo cancellation only), off;
+        /// with `--features webrtc-legacy`, webrtc-legacy and webrtc-legacy-echo (the C++
+        /// WebRTC audio processing, for comparison).
         #[arg(long, default_value = "all")]
         stage: String,
         /// Compact JSON (one object per line).
@@ -324,14 +326,20 @@ fn main() -> anyhow::Result<()> {
             json,
             table,
         } => {
+            use chingu_cli::audio_bench::Stage;
             use chingu_media::processing::ProcessingSettings;
+            let echo_only = ProcessingSettings {
+                echo_cancellation: true,
+                ..ProcessingSettings::OFF
+            };
             let settings = match stage.as_str() {
-                "all" => ProcessingSettings::default(),
-                "echo" => ProcessingSettings {
-                    echo_cancellation: true,
-                    ..ProcessingSettings::OFF
-                },
-                "off" => ProcessingSettings::OFF,
+                "all" => Stage::Chingu(ProcessingSettings::default()),
+                "echo" => Stage::Chingu(echo_only),
+                "off" => Stage::Chingu(ProcessingSettings::OFF),
+                #[cfg(feature = "webrtc-legacy")]
+                "webrtc-legacy" => Stage::WebrtcLegacy(ProcessingSettings::default()),
+                #[cfg(feature = "webrtc-legacy")]
+                "webrtc-legacy-echo" => Stage::WebrtcLegacy(echo_only),
                 other => anyhow::bail!("--stage {other:?}: expected all, echo or off"),
             };
             let talkers = chingu_cli::audio_bench::talkers()?;

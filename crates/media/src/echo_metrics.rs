@@ -8,8 +8,8 @@ use crate::room::Scene;
 
 /// A frame counts as speech (or echo) when louder than this.
 pub const ACTIVE_DBFS: f64 = -55.0;
-/// ERLE windows for the convergence time.
-pub const WINDOW_FRAMES: usize = 50;
+/// ERLE windows for the convergence time (250 ms).
+pub const WINDOW_FRAMES: usize = 25;
 /// Echo reduced by this much (99 % of its power) counts as converged.
 pub const CONVERGED_DB: f64 = 20.0;
 /// What a frame of digital silence reads as in the ERLE (-100 dBFS): a stage that
@@ -43,7 +43,7 @@ pub struct Timeline {
 pub struct EchoFigures {
     /// Echo reduction over the far-only part from 2 s after the far end starts.
     pub erle_db: Option<f64>,
-    /// From the far end's first speech until every later 0.5 s window of the far-only
+    /// From the far end's first speech until every later 250 ms window of the far-only
     /// part has its echo reduced by at least [`CONVERGED_DB`].
     pub convergence_s: Option<f64>,
     /// The output's level while only the far end talks, after those 2 s (dBFS).

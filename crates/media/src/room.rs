@@ -11,7 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::processing::{AudioProcessor, RATE, far_end_queue};
+use crate::processing::{
+    AudioProcessor, FarEndReceiver, FarEndSender, ProcessingSettings, RATE, far_end_queue,
+};
 
 /// One frame as the call moves audio: 20 ms.
 pub const FRAME: usize = RATE as usize / 50;
@@ -239,10 +241,49 @@ pub struct Processed {
     pub frame_times: Vec<Duration>,
 }
 
-/// Runs a scene through `processor` as a call would. The speaker's frames are due every
+/// A processing stage as [`drive`] feeds it: the far end as it is handed to the speaker,
+/// the microphone frame by frame. Chingu's own is [`ChinguStage`]; other libraries can be
+/// measured in the same room through this.
+pub trait EchoStage {
+    fn far_end(&mut self, far: &[i16]);
+    /// Processes the microphone's frame in place.
+    fn near_end(&mut self, near: &mut [i16]);
+}
+
+/// The engine's stage, driven the engine's way: the far end through the far-end queue,
+/// drained by the processor before each microphone frame.
+#[derive(Debug)]
+pub struct ChinguStage {
+    pub processor: AudioProcessor,
+    tx: FarEndSender,
+    rx: FarEndReceiver,
+}
+
+impl ChinguStage {
+    pub fn new(settings: ProcessingSettings) -> Self {
+        let (tx, rx) = far_end_queue();
+        Self {
+            processor: AudioProcessor::new(settings),
+            tx,
+            rx,
+        }
+    }
+}
+
+impl EchoStage for ChinguStage {
+    fn far_end(&mut self, far: &[i16]) {
+        self.tx.push(far);
+    }
+
+    fn near_end(&mut self, near: &mut [i16]) {
+        // Whole frames of 10 ms blocks: cannot fail.
+        let _ = self.processor.capture_with(&mut self.rx, near);
+    }
+}
+
+/// Runs a scene through `stage` as a call would. The speaker's frames are due every
 /// 20 ms of its clock; the microphone's every 20 ms of its own (`drift_ppm` faster).
-pub fn drive(processor: &mut AudioProcessor, scene: &Scene, drift_ppm: f64) -> Processed {
-    let (mut tx, mut rx) = far_end_queue();
+pub fn drive(stage: &mut dyn EchoStage, scene: &Scene, drift_ppm: f64) -> Processed {
     let frames = scene.mic.len() / FRAME;
     let mic_period = 1.0 / (1.0 + drift_ppm * 1e-6);
     let mut out = Vec::with_capacity(frames * FRAME);
@@ -251,16 +292,15 @@ pub fn drive(processor: &mut AudioProcessor, scene: &Scene, drift_ppm: f64) -> P
     let mut frame = [0i16; FRAME];
     for j in 0..frames {
         // The microphone's frame j is complete at (j + 1) of its periods; every speaker
-        // frame handed over by then (at k of the speaker's periods) is queued first.
+        // frame handed over by then (at k of the speaker's periods) goes first.
         let ready = (j + 1) as f64 * mic_period;
+        let start = Instant::now();
         while (played as f64) <= ready && (played + 1) * FRAME <= scene.far.len() {
-            tx.push(&scene.far[played * FRAME..(played + 1) * FRAME]);
+            stage.far_end(&scene.far[played * FRAME..(played + 1) * FRAME]);
             played += 1;
         }
         frame.copy_from_slice(&scene.mic[j * FRAME..(j + 1) * FRAME]);
-        let start = Instant::now();
-        // Whole frames of 10 ms blocks: cannot fail.
-        let _ = processor.capture_with(&mut rx, &mut frame);
+        stage.near_end(&mut frame);
         frame_times.push(start.elapsed());
         out.extend_from_slice(&frame);
     }
@@ -341,7 +381,7 @@ mod tests {
             mic: (0..48_000).map(|i| (i % 100) as i16).collect(),
             ..Scene::default()
         };
-        let mut off = AudioProcessor::new(crate::processing::ProcessingSettings::OFF);
+        let mut off = ChinguStage::new(ProcessingSettings::OFF);
         let run = drive(&mut off, &scene, 100.0);
         assert_eq!(
             run.out, scene.mic,
