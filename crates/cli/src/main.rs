@@ -126,6 +126,9 @@ enum Command {
         /// Echo delays to run, ms.
         #[arg(long, value_delimiter = ',', default_values_t = chingu_cli::audio_bench::DELAYS_MS.to_vec())]
         delays: Vec<u64>,
+        /// How much faster the microphone's clock runs than the speaker's, ppm.
+        #[arg(long, default_value_t = 100.0)]
+        drift_ppm: f64,
         /// Which parts run: all (the app's default), echo (echo cancellation only), off;
         /// with `--features webrtc-legacy`, webrtc-legacy and webrtc-legacy-echo (the C++
         /// WebRTC audio processing, for comparison).
@@ -322,6 +325,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::AudioBench {
             delays,
+            drift_ppm,
             stage,
             json,
             table,
@@ -348,6 +352,7 @@ fn main() -> anyhow::Result<()> {
                 let figures = chingu_cli::audio_bench::measure(
                     &talkers,
                     Duration::from_millis(delay),
+                    drift_ppm,
                     settings,
                 );
                 if json {
