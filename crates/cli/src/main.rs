@@ -80,6 +80,11 @@ enum Command {
         /// the peer's messages are printed and listed in the summary.
         #[arg(long)]
         chat: Vec<String>,
+        /// Use the system's default microphone and speaker (with echo cancellation,
+        /// noise suppression and gain control, as the app) instead of a tone and no
+        /// playback.
+        #[arg(long)]
+        devices: bool,
         /// JSON lines instead of a readable summary.
         #[arg(long)]
         json: bool,
@@ -206,6 +211,7 @@ fn main() -> anyhow::Result<()> {
             tone,
             video_file,
             chat,
+            devices,
             json,
         } => {
             let mut setup = peer.setup();
@@ -221,6 +227,7 @@ fn main() -> anyhow::Result<()> {
                 duration: Duration::from_secs(duration),
                 wait: Duration::from_secs(wait),
                 chat,
+                devices,
             };
             let summary = runtime.block_on(chingu_cli::peer::bot(config, |line| {
                 if json {

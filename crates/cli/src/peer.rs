@@ -161,6 +161,9 @@ pub struct BotConfig {
     pub wait: Duration,
     /// Chat messages to send once the peer's control channel is up.
     pub chat: Vec<String>,
+    /// The system's default microphone and speaker (processed as the app does) instead
+    /// of a tone and no playback.
+    pub devices: bool,
 }
 
 /// The bot's last line.
@@ -221,10 +224,18 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
                 fps: 30,
             },
         }),
-        audio: Some(AudioSource::Tone {
-            frequency_hz: config.tone_hz,
+        audio: Some(if config.devices {
+            AudioSource::Microphone { id: None }
+        } else {
+            AudioSource::Tone {
+                frequency_hz: config.tone_hz,
+            }
         }),
-        output: AudioOutput::Discard,
+        output: if config.devices {
+            AudioOutput::Speaker { id: None }
+        } else {
+            AudioOutput::Discard
+        },
         processing: Default::default(),
         video_bitrate_bps: bitrate_for(width, height),
         camera_fallback: false,
