@@ -140,6 +140,20 @@ async fn test_microphone(
     }
 }
 
+/// The device check's microphone processing, changed without restarting the check (the
+/// switches in settings, before they are saved).
+#[tauri::command]
+#[specta::specta]
+async fn set_check_processing(
+    shell: State<'_, Arc<Shell>>,
+    processing: settings::MicProcessing,
+) -> CommandResult<()> {
+    if let Some(check) = shell.check.lock().await.as_ref() {
+        check.set_processing(processing.into());
+    }
+    Ok(())
+}
+
 #[tauri::command]
 #[specta::specta]
 async fn stop_device_check(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
@@ -265,6 +279,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             start_device_check,
             stop_device_check,
             test_microphone,
+            set_check_processing,
         ])
         .events(tauri_specta::collect_events![events::UiEvent])
 }

@@ -217,6 +217,12 @@ fn keep_log(profile: &Path, name: &str, artifacts: &Path) {
 fn test_microphone(app: &App) -> Result<()> {
     let says = || app.session.text("[data-testid=mic-test-says]");
     let idle = says()?;
+    // The button waits for the device check to run.
+    app.session.wait_until(
+        "the microphone test can start",
+        "const b = document.querySelector('[data-testid=mic-test]'); return !!b && !b.disabled;",
+        WAIT,
+    )?;
     app.session.click(&app.wait("[data-testid=mic-test]")?)?;
     app.session.wait_until(
         "microphone test recording",

@@ -167,12 +167,21 @@ impl std::fmt::Debug for CheckConfig {
     }
 }
 
+/// What a running check is asked to do.
+#[derive(Debug)]
+enum CheckCtl {
+    /// "Test my microphone", played back on this speaker.
+    TestMicrophone(Option<String>),
+    /// The microphone's processing changed (the meter shows it at once).
+    Processing(ProcessingSettings),
+}
+
 /// A running device check.
 #[derive(Debug)]
 pub struct DeviceCheck {
     stop: Arc<AtomicBool>,
-    /// "Test my microphone" requests: the speaker to play back on.
-    tests: std::sync::mpsc::Sender<Option<String>>,
+    /// Requests to the check's thread.
+    ctl: std::sync::mpsc::Sender<CheckCtl>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -184,13 +193,13 @@ impl DeviceCheck {
     pub fn start(config: CheckConfig, events: mpsc::Sender<CheckEvent>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
-        let (tests, test_rx) = std::sync::mpsc::channel();
+        let (ctl, ctl_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("chingu-device-check".into())
-            .spawn(move || check_thread(config, events, &thread_stop, &test_rx))?;
+            .spawn(move || check_thread(config, events, &thread_stop, &ctl_rx))?;
         Ok(Self {
             stop,
-            tests,
+            ctl,
             thread: Some(thread),
         })
     }
@@ -199,7 +208,12 @@ impl DeviceCheck {
     /// (`None`: the default); progress comes as [`CheckEvent::MicTest`]. A test asked
     /// for during another starts over.
     pub fn test_microphone(&self, speaker: Option<String>) {
-        let _ = self.tests.send(speaker);
+        let _ = self.ctl.send(CheckCtl::TestMicrophone(speaker));
+    }
+
+    /// Changes the microphone's processing without restarting the check.
+    pub fn set_processing(&self, settings: ProcessingSettings) {
+        let _ = self.ctl.send(CheckCtl::Processing(settings));
     }
 }
 
@@ -216,7 +230,7 @@ fn check_thread(
     config: CheckConfig,
     events: mpsc::Sender<CheckEvent>,
     stop: &AtomicBool,
-    tests: &std::sync::mpsc::Receiver<Option<String>>,
+    ctl: &std::sync::mpsc::Receiver<CheckCtl>,
 ) {
     let report = |device, message| {
         let _ = events.try_send(CheckEvent::DeviceError { device, message });
@@ -270,7 +284,14 @@ fn check_thread(
                 mic = None;
             }
         }
-        while let Ok(speaker) = tests.try_recv() {
+        while let Ok(request) = ctl.try_recv() {
+            let speaker = match request {
+                CheckCtl::Processing(settings) => {
+                    processor.set_settings(settings);
+                    continue;
+                }
+                CheckCtl::TestMicrophone(speaker) => speaker,
+            };
             test = if mic.is_some() {
                 step(MicTestStep::Recording);
                 Some(MicTest::Recording {

@@ -29,6 +29,8 @@ export interface Backend {
   stopDeviceCheck(): Promise<void>;
   /** Records three seconds of the microphone, then plays them (`mic_test` events). */
   testMicrophone(speakerId: string | null): Promise<void>;
+  /** Changes the running check's microphone processing (the meter follows at once). */
+  setCheckProcessing(processing: MicProcessing): Promise<void>;
   /** Draws a video stream on `canvas` until the returned function is called. */
   attachVideo(stream: Stream, canvas: HTMLCanvasElement): () => void;
   /** Subscribes to engine events; returns the unsubscribe function. */

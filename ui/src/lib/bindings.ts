@@ -37,6 +37,11 @@ export const commands = {
 	 *  `speaker_id`; progress comes as `mic_test` events. Needs the device check running.
 	 */
 	testMicrophone: (speakerId: string | null) => typedError<null, CommandError>(__TAURI_INVOKE("test_microphone", { speakerId })),
+	/**
+	 *  The device check's microphone processing, changed without restarting the check (the
+	 *  switches in settings, before they are saved).
+	 */
+	setCheckProcessing: (processing: MicProcessing) => typedError<null, CommandError>(__TAURI_INVOKE("set_check_processing", { processing })),
 };
 
 /** Events */

@@ -118,6 +118,11 @@ export class FakeBackend implements Backend {
     this.stopCheckTimer();
   }
 
+  async setCheckProcessing(processing: MicProcessing): Promise<void> {
+    const on = (b: boolean) => (b ? '1' : '0');
+    this.calls.push(`setCheckProcessing:${on(processing.echoCancellation)}${on(processing.noiseSuppression)}${on(processing.autoGain)}`);
+  }
+
   /** Recording for 3 s, then playing for 3 s, as the shell reports them. */
   async testMicrophone(speakerId: string | null): Promise<void> {
     this.calls.push(`testMicrophone:${speakerId ?? ''}`);

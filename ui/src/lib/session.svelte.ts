@@ -76,6 +76,8 @@ export class Session {
   micLevel: number | null = $state(null);
   /** Where "test my microphone" is (null: not run since the check started). */
   micTest: MicTestStep | null = $state(null);
+  /** The device check runs (the microphone test needs it). */
+  checking = $state(false);
   devices: Devices | null = $state(null);
   /** Device problems by device, newest message. */
   deviceErrors: Partial<Record<Device, string>> = $state({});
@@ -184,20 +186,36 @@ export class Session {
     this.deviceErrors = {};
     this.micLevel = null;
     this.micTest = null;
+    this.checking = false;
     try {
       this.devices = await this.backend.listDevices();
     } catch (e) {
       this.notice = { kind: 'command', error: asCommandError(e) };
     }
-    await this.attempt(() => this.backend.startDeviceCheck(cameraId, microphoneId, processing));
+    try {
+      await this.backend.startDeviceCheck(cameraId, microphoneId, processing);
+      this.checking = true;
+    } catch (e) {
+      this.notice = { kind: 'command', error: asCommandError(e) };
+    }
   }
 
   /** Records three seconds of the microphone and plays them back on `speakerId`. */
   async testMicrophone(speakerId: string | null): Promise<void> {
-    await this.attempt(() => this.backend.testMicrophone(speakerId));
+    try {
+      await this.backend.testMicrophone(speakerId);
+    } catch (e) {
+      this.micTest = { step: 'failed', message: asCommandError(e).message };
+    }
+  }
+
+  /** The processing switches changed: the running check's meter follows. */
+  async setCheckProcessing(processing: MicProcessing): Promise<void> {
+    await this.attempt(() => this.backend.setCheckProcessing(processing));
   }
 
   async stopDeviceCheck(): Promise<void> {
+    this.checking = false;
     await this.attempt(() => this.backend.stopDeviceCheck());
     this.micLevel = null;
   }

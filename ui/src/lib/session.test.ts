@@ -61,6 +61,9 @@ describe('Session', () => {
     await session.start();
     await session.startDeviceCheck(null, null, { echoCancellation: true, noiseSuppression: true, autoGain: true });
     expect(session.micTest).toBeNull();
+    expect(session.checking).toBe(true);
+    await session.setCheckProcessing({ echoCancellation: false, noiseSuppression: true, autoGain: true });
+    expect(backend.calls).toContain('setCheckProcessing:011');
     await session.testMicrophone('spk1');
     expect(backend.calls).toContain('testMicrophone:spk1');
     expect(session.micTest).toEqual({ step: 'recording' });
@@ -71,6 +74,14 @@ describe('Session', () => {
     // A new check starts afresh.
     await session.startDeviceCheck(null, null, { echoCancellation: true, noiseSuppression: true, autoGain: true });
     expect(session.micTest).toBeNull();
+    // A test the shell refuses says why.
+    backend.testMicrophone = async () => {
+      throw { code: 'not_ready', message: 'the device check is not running' };
+    };
+    await session.testMicrophone(null);
+    expect(session.micTest).toEqual({ step: 'failed', message: 'the device check is not running' });
+    await session.stopDeviceCheck();
+    expect(session.checking).toBe(false);
   });
 
   it('shows an interrupted connection until media flows again or the call ends', async () => {

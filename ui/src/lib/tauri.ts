@@ -41,6 +41,7 @@ export class TauriBackend implements Backend {
     void (await call(commands.startDeviceCheck(cameraId, microphoneId, processing)));
   stopDeviceCheck = async () => void (await call(commands.stopDeviceCheck()));
   testMicrophone = async (speakerId: string | null) => void (await call(commands.testMicrophone(speakerId)));
+  setCheckProcessing = async (processing: MicProcessing) => void (await call(commands.setCheckProcessing(processing)));
 
   private endpoint: Promise<VideoEndpoint> | null = null;
   /** The video server's address, asked once (again after a failure). */
