@@ -412,10 +412,13 @@ async fn a_call_through_real_audio_devices() {
 /// besides is the talker's echo come back through the listener's loop and processing.
 ///
 /// Not yet reliable, so not run by default (`cargo nextest run -p chingu-tests --test
-/// devices -- --ignored both_sides`): A's canceller took B's echo 49–61 dB down in three
-/// runs, but B's, meeting A's voice after B had talked alone for 10 s, reached only
-/// 8.5, 11.1 and 36.5 dB (its own ERLE estimate climbing from 0 to 16 dB over 7 s). With
-/// A talking first, both sides measured 50 and 65 dB. Issue #11's note has the figures.
+/// devices --run-ignored ignored-only both_sides`). First runs: A's canceller took B's
+/// echo 48–61 dB down, B's (the bot process, meeting A's voice after B had talked alone
+/// for 10 s) only 8.5, 11.1 and 36.5 dB. Since the playout thread hands the canceller a
+/// frame every tick (silence when it plays nothing) and only a far end silent for 500 ms
+/// is filled in: B's side 20.7, 20.7, 20.9 dB, A's 19.5, 64.9, 60.5 dB. The same order of
+/// talkers in the room simulation converges at once, so the cause is in the device path
+/// (a second process under load, PulseAudio's loopback), not yet found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the second talker's echo is sometimes cancelled slowly: issue #11"]
 async fn a_call_with_loops_on_both_sides_carries_no_echo_either_way() {

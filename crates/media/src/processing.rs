@@ -31,8 +31,11 @@ pub const FAR_END_BACKLOG: Duration = Duration::from_millis(300);
 /// The queue between the playout and capture threads (1 s).
 const QUEUE_SAMPLES: usize = RATE as usize;
 /// How far the far end may fall behind the microphone before the processor takes it
-/// as silence (a speaker with nothing to play): 100 ms of thread scheduling.
-const FAR_END_SLACK: i64 = 10;
+/// as silence: 500 ms. The engine's playout thread pushes a frame every tick (silence
+/// when it plays nothing), so this is only for a far end that stopped altogether; a
+/// playout thread that is merely late (a busy machine) must not get silence inserted,
+/// which would shift the canceller's reference.
+const FAR_END_SLACK: i64 = 50;
 
 /// Which parts of the stage run. The high-pass filter runs whenever any part does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -295,8 +295,13 @@ pub fn drive(stage: &mut dyn EchoStage, scene: &Scene, drift_ppm: f64) -> Proces
         // frame handed over by then (at k of the speaker's periods) goes first.
         let ready = (j + 1) as f64 * mic_period;
         let start = Instant::now();
-        while (played as f64) <= ready && (played + 1) * FRAME <= scene.far.len() {
-            stage.far_end(&scene.far[played * FRAME..(played + 1) * FRAME]);
+        // Past the end of `far` the speaker plays silence, and the engine's playout
+        // thread hands that over too.
+        while (played as f64) <= ready {
+            match scene.far.get(played * FRAME..(played + 1) * FRAME) {
+                Some(far) => stage.far_end(far),
+                None => stage.far_end(&[0; FRAME]),
+            }
             played += 1;
         }
         frame.copy_from_slice(&scene.mic[j * FRAME..(j + 1) * FRAME]);

@@ -24,6 +24,7 @@ pub(crate) const PLAYOUT_QUEUE: usize = 64;
 /// The most audio left queued for the speaker when a frame is written (60 ms): three
 /// frames of the playout clock's jitter against the device's.
 const SPEAKER_QUEUE: usize = 2_880;
+const SILENCE: [i16; FRAME_SAMPLES] = [0; FRAME_SAMPLES];
 
 /// Moves packets from the transport's async queue to the playout thread's.
 pub(crate) async fn forward_audio(
@@ -101,7 +102,11 @@ pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
         }
         due = (due + frame).max(Instant::now() - frame);
         let result = match jitter.pop(Instant::now()) {
-            Playout::Waiting => continue,
+            Playout::Waiting => {
+                // The speaker plays silence meanwhile: so does the canceller's far end.
+                ctx.far_end.push(&SILENCE);
+                continue;
+            }
             Playout::Packet(p) => decoder.decode(&p, &mut pcm),
             Playout::Fec(next) => decoder.decode_fec(&next, &mut pcm),
             Playout::Conceal => decoder.conceal(&mut pcm),
@@ -125,28 +130,33 @@ pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
         if let Some(tap) = &ctx.tap {
             tap(&pcm);
         }
-        if let Some(s) = speaker.as_mut() {
-            if let Some(DeviceEvent::Ended { reason }) = s.poll_event() {
-                speaker = None;
-                if let AudioOutput::Speaker { id } = &ctx.output {
-                    match reopener.reopen(&reason, || Speaker::open(id.as_deref())) {
-                        Ok(s) => speaker = Some(s),
-                        Err(reason) => report(reason),
-                    }
+        // The echo canceller's far end, one frame per tick: what the speaker was given, or
+        // silence when it was given nothing, so the canceller's far end never stops (AEC3
+        // takes a microphone with no far end at all for echo).
+        let Some(s) = speaker.as_mut() else {
+            ctx.far_end.push(&SILENCE);
+            continue;
+        };
+        if let Some(DeviceEvent::Ended { reason }) = s.poll_event() {
+            ctx.far_end.push(&SILENCE);
+            speaker = None;
+            if let AudioOutput::Speaker { id } = &ctx.output {
+                match reopener.reopen(&reason, || Speaker::open(id.as_deref())) {
+                    Ok(s) => speaker = Some(s),
+                    Err(reason) => report(reason),
                 }
-                continue;
             }
-            // A speaker that started late or stalled would otherwise keep everything
-            // queued meanwhile (up to its ring's 500 ms) as delay for the rest of the call:
-            // past SPEAKER_QUEUE, a frame is dropped instead.
-            if s.queued() > SPEAKER_QUEUE {
-                c.speaker_frames_dropped.fetch_add(1, Relaxed);
-                continue;
-            }
-            let written = s.write(&pcm);
-            // The echo canceller's far end: exactly what the speaker was just given.
-            // With no speaker there is no echo, and nothing is queued.
-            ctx.far_end.push(&pcm[..written]);
+            continue;
         }
+        // A speaker that started late or stalled would otherwise keep everything queued
+        // meanwhile (up to its ring's 500 ms) as delay for the rest of the call: past
+        // SPEAKER_QUEUE, a frame is dropped instead (and nothing pushed: the speaker
+        // still plays what it was given before, which the far end already has).
+        if s.queued() > SPEAKER_QUEUE {
+            c.speaker_frames_dropped.fetch_add(1, Relaxed);
+            continue;
+        }
+        let written = s.write(&pcm);
+        ctx.far_end.push(&pcm[..written]);
     }
 }
