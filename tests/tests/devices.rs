@@ -17,25 +17,27 @@ use chingu_engine::device_check::{self, CheckConfig, CheckEvent, DeviceCheck, Mi
 use chingu_engine::pipeline::{AudioOutput, AudioSource, Device, ProcessingSettings, VideoSource};
 use chingu_engine::{Command as EngineCommand, EngineEvent};
 use chingu_media::camera::CameraRequest;
-use chingu_media::tone::{ToneGenerator, dominant_tone};
+use chingu_media::tone::dominant_tone;
 use chingu_testkit::process::Owned;
 use chingu_testkit::pulse::Pulse;
 use common::{ClientOptions, client, server};
 
-/// The "microphone": a tone played into vmic at real-time pace, for the whole test.
-fn play_tone_into_vmic(pulse: &mut Pulse, frequency_hz: f64) {
-    let mut feed = pulse.play_into("vmic");
-    std::thread::spawn(move || {
-        let mut tone = ToneGenerator::new(frequency_hz, 0.5);
-        let mut samples = vec![0i16; 4800];
-        loop {
-            tone.fill(&mut samples);
-            let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-            if feed.write_all(&bytes).is_err() {
-                break; // pacat was stopped
-            }
-        }
-    });
+/// The device check on the default (PulseAudio) microphone, metered as played: a noise
+/// suppressor would learn the tests' steady tone as noise and take it away.
+fn microphone_check(tx: tokio::sync::mpsc::Sender<CheckEvent>) -> DeviceCheck {
+    DeviceCheck::start(
+        CheckConfig {
+            camera: None,
+            microphone: None,
+            video: false,
+            audio: true,
+            camera_fallback: false,
+            processing: ProcessingSettings::OFF,
+            preview: std::sync::Arc::new(|_, _| {}),
+        },
+        tx,
+    )
+    .expect("check thread")
 }
 
 /// Onboarding's device check on real devices: the pickers list PulseAudio's devices,
@@ -51,23 +53,9 @@ async fn the_device_check_lists_devices_and_meters_the_microphone() {
         .expect("listed");
     assert!(!devices.microphones.is_empty(), "{devices:?}");
     assert!(!devices.speakers.is_empty(), "{devices:?}");
-    play_tone_into_vmic(&mut pulse, 440.0);
+    pulse.play_tone("vmic", 440.0);
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let check = DeviceCheck::start(
-        CheckConfig {
-            camera: None,
-            microphone: None,
-            video: false,
-            audio: true,
-            camera_fallback: false,
-            // The meter reads the tone as played (a noise suppressor learns a steady
-            // tone as noise and takes it away).
-            processing: ProcessingSettings::OFF,
-            preview: std::sync::Arc::new(|_, _| {}),
-        },
-        tx,
-    )
-    .expect("check thread");
+    let check = microphone_check(tx);
     let deadline = tokio::time::Instant::now() + common::WAIT;
     let mut levels = Vec::new();
     loop {
@@ -133,22 +121,10 @@ async fn the_microphone_test_records_and_plays_back() {
     let Some(mut pulse) = Pulse::start() else {
         return;
     };
-    play_tone_into_vmic(&mut pulse, 440.0);
+    pulse.play_tone("vmic", 440.0);
     let speaker = record(&mut pulse, "vsink.monitor");
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let check = DeviceCheck::start(
-        CheckConfig {
-            camera: None,
-            microphone: None,
-            video: false,
-            audio: true,
-            camera_fallback: false,
-            processing: ProcessingSettings::OFF,
-            preview: std::sync::Arc::new(|_, _| {}),
-        },
-        tx,
-    )
-    .expect("check thread");
+    let check = microphone_check(tx);
     check.test_microphone(None);
     let mut steps = Vec::new();
     let deadline = tokio::time::Instant::now() + common::WAIT;
@@ -293,7 +269,7 @@ async fn a_call_through_real_audio_devices() {
     let Some(mut pulse) = Pulse::start() else {
         return;
     };
-    play_tone_into_vmic(&mut pulse, 440.0);
+    pulse.play_tone("vmic", 440.0);
     // The "speaker" is vsink; record its monitor.
     let mut parec = Owned::spawn(
         Command::new("parec")
