@@ -271,36 +271,7 @@ async fn a_call_through_real_audio_devices() {
     };
     pulse.play_tone("vmic", 440.0);
     // The "speaker" is vsink; record its monitor.
-    let mut parec = Owned::spawn(
-        Command::new("parec")
-            .args([
-                "--device=vsink.monitor",
-                "--format=s16le",
-                "--rate=48000",
-                "--channels=1",
-                "--latency-msec=20",
-            ])
-            .stdout(Stdio::piped()),
-    )
-    .expect("run parec");
-    let mut recorded = parec.child().stdout.take().expect("parec stdout");
-    pulse.own(parec);
-    let (heard_tx, heard_rx) = std::sync::mpsc::channel::<Vec<i16>>();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 9600];
-        while let Ok(n) = recorded.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let samples = buf[..n - n % 2]
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                .collect();
-            if heard_tx.send(samples).is_err() {
-                break;
-            }
-        }
-    });
+    let recorded = record(&mut pulse, "vsink.monitor");
 
     let dir = chingu_testkit::tempdir().expect("temp dir");
     let server = server(dir.path()).await;
@@ -329,16 +300,12 @@ async fn a_call_through_real_audio_devices() {
     b.in_call().await;
     // Poll until each side hears the other's tone through the real devices (the device
     // path adds start-up latency), with a deadline.
-    let mut speaker: Vec<i16> = Vec::new();
     let last_second = |v: &[i16]| v[v.len().saturating_sub(48_000)..].to_vec();
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        while let Ok(chunk) = heard_rx.try_recv() {
-            speaker.extend(chunk);
-        }
         let bob = last_second(&b.seen.lock().expect("probe").audio);
-        let spk = last_second(&speaker);
+        let spk = last_second(&recorded.lock().expect("recording"));
         let bob_ok = bob.len() == 48_000 && dominant_tone(&bob, &[440.0, 880.0]) == Some(440.0);
         let spk_ok = spk.len() == 48_000 && dominant_tone(&spk, &[440.0, 880.0]) == Some(880.0);
         if bob_ok && spk_ok {

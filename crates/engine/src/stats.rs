@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// Counters the media threads keep, read for stats. Written with relaxed atomics from
 /// the threads that own each figure.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MediaCounters {
     pub frames_encoded: AtomicU64,
     pub key_frames_encoded: AtomicU64,
@@ -55,8 +55,8 @@ pub struct MediaCounters {
     /// queued (it started late or stalled).
     pub speaker_frames_dropped: AtomicU64,
     /// The echo canceller's own estimates, refreshed every second while a microphone is
-    /// processed: ERLE in hundredths of a dB and the echo's delay in ms (`u32::MAX`:
-    /// none yet).
+    /// processed, each plus one (0: none yet): ERLE in hundredths of a dB, the echo's
+    /// delay in ms.
     pub echo_erle_centi_db: AtomicU32,
     pub echo_delay_ms: AtomicU32,
     /// Audio levels in hundredths of a dB above silence (0 = -120 dBFS, what nothing
@@ -65,55 +65,11 @@ pub struct MediaCounters {
     remote_level: AtomicU32,
 }
 
-impl Default for MediaCounters {
-    fn default() -> Self {
-        let none = || AtomicU32::new(u32::MAX);
-        Self {
-            frames_encoded: AtomicU64::default(),
-            key_frames_encoded: AtomicU64::default(),
-            total_encode_time_us: AtomicU64::default(),
-            frames_dropped_before_send: AtomicU64::default(),
-            bytes_encoded: AtomicU64::default(),
-            encode_width: AtomicU32::default(),
-            encode_height: AtomicU32::default(),
-            frames_assembled: AtomicU64::default(),
-            frames_decoded: AtomicU64::default(),
-            key_frames_decoded: AtomicU64::default(),
-            total_decode_time_us: AtomicU64::default(),
-            frames_dropped: AtomicU64::default(),
-            decode_errors: AtomicU64::default(),
-            frames_without_picture: AtomicU64::default(),
-            freeze_count: AtomicU64::default(),
-            total_freezes_duration_us: AtomicU64::default(),
-            total_inter_frame_delay_us: AtomicU64::default(),
-            total_squared_inter_frame_delay_us2: AtomicU64::default(),
-            video_jitter_buffer_delay_us: AtomicU64::default(),
-            video_jitter_buffer_emitted: AtomicU64::default(),
-            decode_width: AtomicU32::default(),
-            decode_height: AtomicU32::default(),
-            pli_sent: AtomicU64::default(),
-            keyframes_requested_by_peer: AtomicU64::default(),
-            audio_packets_received: AtomicU64::default(),
-            concealed_samples: AtomicU64::default(),
-            audio_packets_discarded: AtomicU64::default(),
-            fec_recovered: AtomicU64::default(),
-            jitter_buffer_delay_us: AtomicU64::default(),
-            jitter_buffer_emitted: AtomicU64::default(),
-            total_samples_received: AtomicU64::default(),
-            speaker_frames_dropped: AtomicU64::default(),
-            echo_erle_centi_db: none(),
-            echo_delay_ms: none(),
-            local_level: AtomicU32::default(),
-            remote_level: AtomicU32::default(),
-        }
-    }
-}
-
 impl MediaCounters {
     /// Stores the echo canceller's estimates (see the fields).
     pub fn set_echo(&self, erle_db: Option<f64>, delay_ms: Option<i32>) {
-        let erle = erle_db.map_or(u32::MAX, |db| (db.clamp(0.0, 200.0) * 100.0) as u32);
-        let delay = delay_ms.map_or(u32::MAX, |ms| ms.max(0) as u32);
+        let erle = erle_db.map_or(0, |db| (db.clamp(0.0, 200.0) * 100.0) as u32 + 1);
+        let delay = delay_ms.map_or(0, |ms| ms.max(0) as u32 + 1);
         self.echo_erle_centi_db.store(erle, Relaxed);
         self.echo_delay_ms.store(delay, Relaxed);
     }
@@ -386,14 +342,12 @@ impl CallStats {
                 packets_sent: net.audio_packets_sent,
                 bytes_sent: net.audio_bytes_sent,
                 audio_level_dbfs: c.local_level_dbfs(),
-                echo_return_loss_enhancement: match c.echo_erle_centi_db.load(Relaxed) {
-                    u32::MAX => None,
-                    centi => Some(f64::from(centi) / 100.0),
-                },
-                echo_delay_ms: match c.echo_delay_ms.load(Relaxed) {
-                    u32::MAX => None,
-                    ms => Some(ms),
-                },
+                echo_return_loss_enhancement: c
+                    .echo_erle_centi_db
+                    .load(Relaxed)
+                    .checked_sub(1)
+                    .map(|centi| f64::from(centi) / 100.0),
+                echo_delay_ms: c.echo_delay_ms.load(Relaxed).checked_sub(1),
             },
             inbound_audio: InboundAudio {
                 packets_received: net.audio_packets_received,
@@ -433,6 +387,31 @@ mod tests {
         assert_eq!(c.local_level_dbfs(), SILENCE_DBFS);
         c.set_remote_level(&[i16::MAX; 960]);
         assert!(c.remote_level_dbfs() > -0.1, "full scale");
+    }
+
+    #[test]
+    fn the_echo_cancellers_estimates_are_none_until_set() {
+        let c = MediaCounters::default();
+        let stats = CallStats::collect(1000, &NetStats::default(), &c);
+        assert_eq!(stats.outbound_audio.echo_return_loss_enhancement, None);
+        assert_eq!(stats.outbound_audio.echo_delay_ms, None);
+        c.set_echo(Some(23.456), Some(0));
+        let stats = CallStats::collect(1000, &NetStats::default(), &c);
+        assert_eq!(
+            stats.outbound_audio.echo_return_loss_enhancement,
+            Some(23.45)
+        );
+        assert_eq!(stats.outbound_audio.echo_delay_ms, Some(0));
+        c.set_echo(None, Some(-5));
+        let stats = CallStats::collect(1000, &NetStats::default(), &c);
+        assert_eq!(stats.outbound_audio.echo_return_loss_enhancement, None);
+        assert_eq!(stats.outbound_audio.echo_delay_ms, Some(0));
+        let json = serde_json::to_value(&stats).unwrap();
+        assert!(
+            json["outboundAudio"]
+                .get("echoReturnLossEnhancement")
+                .is_some()
+        );
     }
 
     #[test]

@@ -135,13 +135,11 @@ pub(crate) fn audio_send_thread(mut ctx: AudioSendCtx) {
         if !got {
             continue;
         }
-        if matches!(source, Some(SoundSource::Mic(_)))
-            && let Err(e) = processor.capture_with(&mut ctx.far_end, &mut pcm)
-        {
-            // Whole 20 ms frames of 10 ms blocks: not expected; the frame goes as it is.
-            tracing::warn!("audio processing: {e}");
-        }
         if matches!(source, Some(SoundSource::Mic(_))) {
+            if let Err(e) = processor.capture_with(&mut ctx.far_end, &mut pcm) {
+                // Whole 20 ms frames of 10 ms blocks: not expected; the frame goes as it is.
+                tracing::warn!("audio processing: {e}");
+            }
             frames_processed += 1;
             if frames_processed.is_multiple_of(50) {
                 let stats = processor.stats(Some(&ctx.far_end));
