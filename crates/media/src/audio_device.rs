@@ -14,6 +14,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, Sample, SampleFormat, SizedSample};
 
 use crate::MediaError;
+use crate::processing::FarEndSender;
 use crate::resample::LinearResampler;
 use crate::tone::SAMPLE_RATE;
 
@@ -392,6 +393,19 @@ pub struct Speaker {
 impl Speaker {
     /// Opens `id` (from [`output_devices`]) or the default speaker.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        Self::open_with_far_end(id, None)
+    }
+
+    /// Opens a speaker whose device callback pushes every sample it takes (48 kHz mono,
+    /// silence where the ring ran dry) into `far_end` as it hands it to the device: the
+    /// echo canceller's reference, timed by the device's own clock. A reference pushed by
+    /// whoever writes to the speaker would be early by however much happens to be queued,
+    /// which varies from one frame to the next (measured: AEC3's delay estimate jumping
+    /// 112 → 140 ms mid-call, the echo coming back meanwhile).
+    pub fn open_with_far_end(
+        id: Option<&str>,
+        far_end: Option<FarEndSender>,
+    ) -> Result<Self, MediaError> {
         let _lock = device_lock();
         let opened = prepare(false, id)?;
         let (ring, consumer) = rtrb::RingBuffer::new(RING_SAMPLES);
@@ -407,7 +421,7 @@ impl Speaker {
             } = opened;
             with_sample_type!(
                 format,
-                build_output(&device, &config, consumer, thread_stats, events)
+                build_output(&device, &config, consumer, far_end, thread_stats, events)
             )
         })?;
         Ok(Self {
@@ -446,6 +460,7 @@ fn build_output<T>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
     mut ring: rtrb::Consumer<i16>,
+    mut far_end: Option<FarEndSender>,
     stats: Arc<DeviceStats>,
     events: mpsc::SyncSender<DeviceEvent>,
 ) -> Result<cpal::Stream, MediaError>
@@ -453,6 +468,9 @@ where
     T: SizedSample + FromSample<f32>,
 {
     let channels = usize::from(config.channels.max(1));
+    // What the device took, gathered for the far end and pushed in batches.
+    let mut taken = [0i16; 240];
+    let mut taken_len = 0usize;
     // From 48 kHz to the device rate; holds the next converted sample between frames.
     let mut resampler = LinearResampler::new(SAMPLE_RATE, config.sample_rate);
     let mut pending: [f32; 8] = [0.0; 8];
@@ -464,13 +482,19 @@ where
             while pending_at == pending_len {
                 pending_len = 0;
                 pending_at = 0;
-                let input = match ring.pop() {
-                    Ok(s) => f32::from(s) / f32::from(i16::MAX),
-                    Err(_) => {
-                        stats.underruns.fetch_add(1, Relaxed);
-                        0.0
+                let sample = ring.pop().unwrap_or_else(|_| {
+                    stats.underruns.fetch_add(1, Relaxed);
+                    0
+                });
+                if let Some(far_end) = far_end.as_mut() {
+                    taken[taken_len] = sample;
+                    taken_len += 1;
+                    if taken_len == taken.len() {
+                        far_end.push(&taken);
+                        taken_len = 0;
                     }
-                };
+                }
+                let input = f32::from(sample) / f32::from(i16::MAX);
                 resampler.push(input, |y| {
                     if pending_len < pending.len() {
                         pending[pending_len] = y;
@@ -481,6 +505,12 @@ where
             let value = T::from_sample(pending[pending_at]);
             pending_at += 1;
             frame.fill(value);
+        }
+        if let Some(far_end) = far_end.as_mut()
+            && taken_len > 0
+        {
+            far_end.push(&taken[..taken_len]);
+            taken_len = 0;
         }
     };
     let error = move |err: cpal::Error| {

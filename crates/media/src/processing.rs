@@ -5,9 +5,10 @@
 //! Sans-IO: [`AudioProcessor`] takes frames and gives frames; it owns no thread, device
 //! or clock. The far end (what is handed to the speaker) and the near end (the
 //! microphone) live on different threads in a call, so the far end crosses through a
-//! [`far_end_queue`]: the playout thread pushes each frame as it hands it to the
-//! speaker, and the capture side drains the queue into the processor before each
-//! microphone frame, which is how WebRTC's own audio processing is driven. Both sides
+//! [`far_end_queue`]: the speaker's device callback pushes every sample as the device
+//! takes it ([`crate::audio_device::Speaker::open_with_far_end`]), and the capture side
+//! drains the queue into the processor before each microphone frame, which is how
+//! WebRTC's own audio processing is driven. Both sides
 //! take 48 kHz mono i16 in any multiple of 10 ms; anything else is an error, never a
 //! panic (the library itself panics on a frame of the wrong length).
 
@@ -31,10 +32,10 @@ pub const FAR_END_BACKLOG: Duration = Duration::from_millis(300);
 /// The queue between the playout and capture threads (1 s).
 const QUEUE_SAMPLES: usize = RATE as usize;
 /// How far the far end may fall behind the microphone before the processor takes it
-/// as silence: 500 ms. The engine's playout thread pushes a frame every tick (silence
-/// when it plays nothing), so this is only for a far end that stopped altogether; a
-/// playout thread that is merely late (a busy machine) must not get silence inserted,
-/// which would shift the canceller's reference.
+/// as silence: 500 ms (no speaker, or one not started yet: AEC3 with no far end at all
+/// suppresses the microphone as if it were all echo). A far end that is merely late (a
+/// busy machine) must not get silence inserted, which would shift the canceller's
+/// reference; when a far end comes back after silence stood in, counting restarts.
 const FAR_END_SLACK: i64 = 50;
 
 /// Which parts of the stage run. The high-pass filter runs whenever any part does.
@@ -94,6 +95,8 @@ pub struct ProcessingStats {
     pub delay_ms: Option<i32>,
     /// Far-end samples dropped: the queue was full, or older than [`FAR_END_BACKLOG`].
     pub far_end_dropped: u64,
+    /// Far-end samples of silence stood in for a far end that stopped coming.
+    pub far_end_filled: u64,
 }
 
 /// The processing itself: far-end frames in, microphone frames processed in place.
@@ -102,8 +105,12 @@ pub struct AudioProcessor {
     settings: ProcessingSettings,
     out: [i16; BLOCK],
     far_end_dropped: u64,
+    far_end_filled_blocks: u64,
     /// Microphone blocks processed minus far-end blocks given to the echo canceller.
     far_end_owed: i64,
+    /// Silence stands in for a far end that stopped: when it comes back (a speaker
+    /// that started late, or was reopened), counting starts again from there.
+    far_end_filled: bool,
 }
 
 impl std::fmt::Debug for AudioProcessor {
@@ -137,7 +144,9 @@ impl AudioProcessor {
             settings,
             out: [0; BLOCK],
             far_end_dropped: 0,
+            far_end_filled_blocks: 0,
             far_end_owed: 0,
+            far_end_filled: false,
         }
     }
 
@@ -159,6 +168,9 @@ impl AudioProcessor {
         check_len(far.len())?;
         if !self.settings.echo_cancellation {
             return Ok(());
+        }
+        if std::mem::take(&mut self.far_end_filled) {
+            self.far_end_owed = 0;
         }
         for block in far.chunks_exact(BLOCK) {
             self.far_end_owed = (self.far_end_owed - 1).max(-FAR_END_SLACK);
@@ -182,6 +194,8 @@ impl AudioProcessor {
                 self.far_end_owed += 1;
                 while self.far_end_owed > FAR_END_SLACK {
                     self.far_end_owed -= 1;
+                    self.far_end_filled = true;
+                    self.far_end_filled_blocks += 1;
                     self.apm
                         .process_render_i16(&[0; BLOCK], &mut self.out)
                         .map_err(|e| MediaError::Processing(format!("{e:?}")))?;
@@ -195,8 +209,11 @@ impl AudioProcessor {
         Ok(())
     }
 
-    /// Drains the far end queued by the playout thread, then processes the microphone's
-    /// frame: what the capture thread calls once per frame.
+    /// Drains the far end queued by the speaker, then processes the microphone's frame:
+    /// what the capture thread calls once per frame. A capture thread that was late
+    /// hands the canceller a burst of far end, as WebRTC's own audio processing does;
+    /// AEC3's render buffer absorbs that (measured: the same echo removed, the same
+    /// delay found, with the thread 120 ms late every 200 ms).
     pub fn capture_with(
         &mut self,
         far: &mut FarEndReceiver,
@@ -231,6 +248,7 @@ impl AudioProcessor {
             erle_db: s.echo_return_loss_enhancement,
             delay_ms: s.delay_ms,
             far_end_dropped: self.far_end_dropped + queue_dropped,
+            far_end_filled: self.far_end_filled_blocks * BLOCK as u64,
         }
     }
 }
@@ -385,6 +403,93 @@ mod tests {
         }
         let change = 10.0 * (kept / fed).log10();
         assert!(change > -3.0, "a near talker lost {change:.1} dB");
+    }
+
+    /// The capture thread late by 120 ms every 200 ms (a busy machine): the speaker's
+    /// callback has pushed the far end meanwhile, and the microphone's frames wait in its
+    /// ring; the far end reaches the canceller in bursts, and the echo stays cancelled.
+    #[test]
+    fn a_late_capture_thread_keeps_the_far_end_in_step() {
+        let settings = ProcessingSettings {
+            echo_cancellation: true,
+            noise_suppression: false,
+            gain_control: false,
+        };
+        let mut p = AudioProcessor::new(settings);
+        let (mut tx, mut rx) = far_end_queue();
+        let delay = 60 * BLOCK / 10;
+        let total = 8 * RATE as usize;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let far: Vec<i16> = (0..total)
+            .map(|i| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if (i / 4800) % 4 != 3 {
+                    (seed >> 52) as i16 * 4 - 8192
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let (mut in_energy, mut out_energy) = (0.0, 0.0);
+        let mut capture = |rx: &mut FarEndReceiver, start: usize| {
+            let mut mic: Vec<i16> = (start..start + 960)
+                .map(|i| if i >= delay { far[i - delay] / 3 } else { 0 })
+                .collect();
+            let before = energy(&mic);
+            p.capture_with(rx, &mut mic).unwrap();
+            if start >= total - 2 * RATE as usize {
+                in_energy += before;
+                out_energy += energy(&mic);
+            }
+        };
+        let frames: Vec<usize> = (0..total).step_by(960).collect();
+        for burst in frames.chunks(10) {
+            // The first six frames are played (and recorded) while the thread sleeps.
+            let (late, on_time) = burst.split_at(6);
+            for &start in late {
+                tx.push(&far[start..start + 960]);
+            }
+            for &start in late {
+                capture(&mut rx, start);
+            }
+            for &start in on_time {
+                tx.push(&far[start..start + 960]);
+                capture(&mut rx, start);
+            }
+        }
+        let erle = 10.0 * (in_energy / out_energy.max(1.0)).log10();
+        let delay_ms = p.stats(Some(&rx)).delay_ms;
+        assert!(
+            erle > 20.0,
+            "echo reduced by only {erle:.1} dB (delay found: {delay_ms:?} ms)"
+        );
+    }
+
+    /// The microphone runs a second before the speaker starts (silence stands in for
+    /// the far end meanwhile); from then on the far end comes with the microphone, at
+    /// times a frame behind it, and no more silence is inserted into it.
+    #[test]
+    fn a_far_end_that_starts_late_is_followed_from_when_it_starts() {
+        let mut p = AudioProcessor::new(ProcessingSettings::default());
+        let (mut tx, mut rx) = far_end_queue();
+        for _ in 0..50 {
+            p.capture_with(&mut rx, &mut [0; 960]).unwrap();
+        }
+        let filled = p.stats(Some(&rx)).far_end_filled;
+        assert!(filled > 0, "silence stood in for the missing far end");
+        for k in 0..250 {
+            // Every fifth frame the speaker's callback runs after the capture thread.
+            if k % 5 == 4 {
+                p.capture_with(&mut rx, &mut [0; 960]).unwrap();
+                tx.push(&[0; 960]);
+            } else {
+                tx.push(&[0; 960]);
+                p.capture_with(&mut rx, &mut [0; 960]).unwrap();
+            }
+        }
+        assert_eq!(p.stats(Some(&rx)).far_end_filled, filled);
     }
 
     #[test]

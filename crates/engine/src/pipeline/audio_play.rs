@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chingu_media::audio_device::{DeviceEvent, Speaker};
 use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder};
-use chingu_media::processing::FarEndSender;
+use chingu_media::processing::{FarEndReceiver, far_end_queue};
 use tokio::sync::mpsc;
 
 use super::config::{AudioOutput, AudioTap, Device, MediaNotice};
@@ -24,7 +24,6 @@ pub(crate) const PLAYOUT_QUEUE: usize = 64;
 /// The most audio left queued for the speaker when a frame is written (60 ms): three
 /// frames of the playout clock's jitter against the device's.
 const SPEAKER_QUEUE: usize = 2_880;
-const SILENCE: [i16; FRAME_SAMPLES] = [0; FRAME_SAMPLES];
 
 /// Moves packets from the transport's async queue to the playout thread's.
 pub(crate) async fn forward_audio(
@@ -43,15 +42,16 @@ pub(crate) async fn forward_audio(
 pub(crate) struct PlayoutCtx {
     pub(crate) rx: std_mpsc::Receiver<RtpIn>,
     pub(crate) output: AudioOutput,
-    /// What is handed to the speaker, for the echo canceller.
-    pub(crate) far_end: FarEndSender,
+    /// For the echo canceller: the far end of each speaker opened, which its device
+    /// callback fills with what it plays.
+    pub(crate) far_ends: std_mpsc::Sender<FarEndReceiver>,
     pub(crate) tap: Option<AudioTap>,
     pub(crate) counters: Arc<MediaCounters>,
     pub(crate) notices: mpsc::Sender<MediaNotice>,
 }
 
 /// Runs until the forwarder ends (its queue closes).
-pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
+pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
     let mut decoder = match OpusDecoder::new() {
         Ok(d) => d,
         Err(e) => {
@@ -67,7 +67,7 @@ pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
     };
     let mut speaker = match &ctx.output {
         AudioOutput::Discard => None,
-        AudioOutput::Speaker { id } => match Speaker::open(id.as_deref()) {
+        AudioOutput::Speaker { id } => match open_speaker(id.as_deref(), &ctx.far_ends) {
             Ok(s) => Some(s),
             Err(e) => {
                 report(e.to_string());
@@ -102,11 +102,7 @@ pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
         }
         due = (due + frame).max(Instant::now() - frame);
         let result = match jitter.pop(Instant::now()) {
-            Playout::Waiting => {
-                // The speaker plays silence meanwhile: so does the canceller's far end.
-                ctx.far_end.push(&SILENCE);
-                continue;
-            }
+            Playout::Waiting => continue,
             Playout::Packet(p) => decoder.decode(&p, &mut pcm),
             Playout::Fec(next) => decoder.decode_fec(&next, &mut pcm),
             Playout::Conceal => decoder.conceal(&mut pcm),
@@ -130,18 +126,13 @@ pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
         if let Some(tap) = &ctx.tap {
             tap(&pcm);
         }
-        // The echo canceller's far end, one frame per tick: what the speaker was given, or
-        // silence when it was given nothing, so the canceller's far end never stops (AEC3
-        // takes a microphone with no far end at all for echo).
         let Some(s) = speaker.as_mut() else {
-            ctx.far_end.push(&SILENCE);
             continue;
         };
         if let Some(DeviceEvent::Ended { reason }) = s.poll_event() {
-            ctx.far_end.push(&SILENCE);
             speaker = None;
             if let AudioOutput::Speaker { id } = &ctx.output {
-                match reopener.reopen(&reason, || Speaker::open(id.as_deref())) {
+                match reopener.reopen(&reason, || open_speaker(id.as_deref(), &ctx.far_ends)) {
                     Ok(s) => speaker = Some(s),
                     Err(reason) => report(reason),
                 }
@@ -150,13 +141,24 @@ pub(crate) fn audio_playout_thread(mut ctx: PlayoutCtx) {
         }
         // A speaker that started late or stalled would otherwise keep everything queued
         // meanwhile (up to its ring's 500 ms) as delay for the rest of the call: past
-        // SPEAKER_QUEUE, a frame is dropped instead (and nothing pushed: the speaker
-        // still plays what it was given before, which the far end already has).
+        // SPEAKER_QUEUE, a frame is dropped instead.
         if s.queued() > SPEAKER_QUEUE {
             c.speaker_frames_dropped.fetch_add(1, Relaxed);
             continue;
         }
-        let written = s.write(&pcm);
-        ctx.far_end.push(&pcm[..written]);
+        s.write(&pcm);
     }
+}
+
+/// Opens a speaker whose callback feeds a new far-end queue, and hands the queue's other
+/// end to the capture thread's echo canceller.
+fn open_speaker(
+    id: Option<&str>,
+    far_ends: &std_mpsc::Sender<FarEndReceiver>,
+) -> Result<Speaker, chingu_media::MediaError> {
+    let (tx, rx) = far_end_queue();
+    let speaker = Speaker::open_with_far_end(id, Some(tx))?;
+    // The capture thread gone: the call is ending, and nobody needs the far end.
+    let _ = far_ends.send(rx);
+    Ok(speaker)
 }

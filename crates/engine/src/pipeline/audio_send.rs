@@ -1,6 +1,6 @@
 //! Outgoing audio: one thread reads 20 ms at a time (microphone, relay or tone), runs a
-//! microphone through the processing stage (echo cancellation against what the playout
-//! thread gave the speaker, noise suppression, gain control), measures its level,
+//! microphone through the processing stage (echo cancellation against what the speaker
+//! played, noise suppression, gain control), measures its level,
 //! encodes Opus and queues the packet for the transport. A microphone or relay paces the
 //! thread by waking it when audio arrives; a tone or silence follows the clock.
 
@@ -40,7 +40,8 @@ enum SoundSource {
 pub(crate) struct AudioSendCtx {
     pub(crate) source: Option<AudioSource>,
     pub(crate) processing: ProcessingSettings,
-    pub(crate) far_end: FarEndReceiver,
+    /// The far end of each speaker the playout thread opens, newest last.
+    pub(crate) far_ends: std_mpsc::Receiver<FarEndReceiver>,
     pub(crate) ctl: std_mpsc::Receiver<AudioCtl>,
     pub(crate) out: mpsc::Sender<EncodedAudio>,
     pub(crate) counters: Arc<MediaCounters>,
@@ -48,7 +49,7 @@ pub(crate) struct AudioSendCtx {
 }
 
 /// Runs until the call's media stops (its control channel closes).
-pub(crate) fn audio_send_thread(mut ctx: AudioSendCtx) {
+pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
     let mut encoder = match OpusEncoder::new(OpusSettings::default()) {
         Ok(e) => e,
         Err(e) => {
@@ -86,6 +87,7 @@ pub(crate) fn audio_send_thread(mut ctx: AudioSendCtx) {
     let mut processor = AudioProcessor::new(ctx.processing);
     let mut pcm = [0i16; FRAME_SAMPLES];
     let mut frames_processed = 0u64;
+    let mut far_end: Option<FarEndReceiver> = None;
     let frame = Duration::from_millis(20);
     let mut due = Instant::now();
     loop {
@@ -135,14 +137,22 @@ pub(crate) fn audio_send_thread(mut ctx: AudioSendCtx) {
         if !got {
             continue;
         }
+        while let Ok(newest) = ctx.far_ends.try_recv() {
+            far_end = Some(newest);
+        }
         if matches!(source, Some(SoundSource::Mic(_))) {
-            if let Err(e) = processor.capture_with(&mut ctx.far_end, &mut pcm) {
+            let processed = match far_end.as_mut() {
+                Some(far_end) => processor.capture_with(far_end, &mut pcm),
+                // No speaker (yet): the processor stands silence in for the far end.
+                None => processor.capture(&mut pcm),
+            };
+            if let Err(e) = processed {
                 // Whole 20 ms frames of 10 ms blocks: not expected; the frame goes as it is.
                 tracing::warn!("audio processing: {e}");
             }
             frames_processed += 1;
             if frames_processed.is_multiple_of(50) {
-                let stats = processor.stats(Some(&ctx.far_end));
+                let stats = processor.stats(far_end.as_ref());
                 ctx.counters.set_echo(stats.erle_db, stats.delay_ms);
             }
         }

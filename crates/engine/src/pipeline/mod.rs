@@ -151,15 +151,16 @@ impl CallMedia {
                 },
             )));
 
-        // The far end crosses from the playout thread (as it is handed to the speaker) to
-        // the capture thread's echo canceller.
-        let (far_tx, far_rx) = chingu_media::processing::far_end_queue();
+        // The far end crosses from the speaker's callback (as the device takes it) to the
+        // capture thread's echo canceller; the playout thread, which opens speakers, hands
+        // each one's queue over.
+        let (far_tx, far_rx) = std_mpsc::channel();
 
         // Outgoing audio: capture+encode thread -> transport.
         let ctx = audio_send::AudioSendCtx {
             source: config.audio.clone(),
             processing: config.processing,
-            far_end: far_rx,
+            far_ends: far_rx,
             ctl: audio_ctl_rx,
             out: out.audio,
             counters: Arc::clone(&counters),
@@ -176,7 +177,7 @@ impl CallMedia {
         let ctx = audio_play::PlayoutCtx {
             rx: play_rx,
             output: config.output.clone(),
-            far_end: far_tx,
+            far_ends: far_tx,
             tap: config.remote_audio.clone(),
             counters: Arc::clone(&counters),
             notices,
