@@ -452,6 +452,7 @@ impl Actor {
                 call_id,
                 role,
                 peer,
+                ..
             } => {
                 self.step(Input::Matched {
                     call_id,

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     NotInCall,
     /// The `call_id` is not one of the client's recent calls (report, block).
     UnknownCall,
+    /// The `friend` is not one of the device's friends.
+    UnknownFriend,
     /// Too many connections from this address.
     TooManyConnections,
     /// The server is busy; try again later.
@@ -53,6 +55,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::NotInCall => "not_in_call",
             ErrorCode::UnknownCall => "unknown_call",
+            ErrorCode::UnknownFriend => "unknown_friend",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",

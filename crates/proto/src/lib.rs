@@ -19,8 +19,8 @@ mod validate;
 pub use codec::{decode_client, decode_server, encode, fuzz_decode};
 pub use error::{ErrorCode, MAX_ERROR_MESSAGE_CHARS, ProtoError};
 pub use messages::{
-    CallId, ClientMessage, IceServer, PeerLeftReason, PeerProfile, ReportReason, Role,
-    ServerMessage, SessionId, Signal,
+    CallId, ClientMessage, Friend, FriendCallFailure, FriendId, IceServer, PeerLeftReason,
+    PeerProfile, Presence, ReportReason, Role, ServerMessage, SessionId, Signal,
 };
 pub use validate::{limits, normalize_nickname};
 

@@ -14,6 +14,18 @@ pub struct CallId(pub String);
 #[serde(transparent)]
 pub struct SessionId(pub String);
 
+/// Identifies one friendship; both friends know it by the same id. Opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct FriendId(pub String);
+
+impl std::fmt::Display for FriendId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl std::fmt::Display for CallId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -74,6 +86,20 @@ pub enum ClientMessage {
     /// that held it was lost (or is about to be: the network changed). Answered with
     /// `call_resumed`, or `peer_left` when the call is over.
     ResumeCall { call_id: CallId },
+    /// Ask to be friends with the peer of the current call, or of one that ended within
+    /// the last few minutes. Answered with `friend_requested` whether or not the peer
+    /// asked too; when both have, both get `friend_added`.
+    AddFriend { call_id: CallId },
+    /// End a friendship, for both sides at once.
+    RemoveFriend { friend: FriendId },
+    /// End a friendship and never be matched with that person again.
+    BlockFriend { friend: FriendId },
+    /// Ring an online friend. Answered with `ringing`, or `friend_call_failed`.
+    CallFriend { friend: FriendId },
+    /// Stop ringing.
+    CancelFriendCall { friend: FriendId },
+    /// Accept or decline a ring (`incoming_call`).
+    AnswerFriendCall { friend: FriendId, accept: bool },
 }
 
 /// Messages from the server to a client.
@@ -99,6 +125,9 @@ pub enum ServerMessage {
         call_id: CallId,
         role: Role,
         peer: PeerProfile,
+        /// Set when the call is with a friend who was rung, not a random match.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        friend: Option<FriendId>,
     },
     /// Signaling relayed from the peer.
     Signal { call_id: CallId, signal: Signal },
@@ -127,6 +156,67 @@ pub enum ServerMessage {
     IceServers { ice_servers: Vec<IceServer> },
     /// This connection now holds the call (answer to `resume_call`); signals flow here.
     CallResumed { call_id: CallId },
+    /// The device's friends, after `welcome`.
+    Friends { friends: Vec<Friend> },
+    /// The friend request is noted (answer to `add_friend`; says nothing about the peer).
+    FriendRequested { call_id: CallId },
+    /// Both asked: a new friend.
+    FriendAdded { friend: Friend },
+    /// The friendship ended (either side removed or blocked it).
+    FriendRemoved { friend: FriendId },
+    /// A friend's presence changed. Sent only to friends.
+    Presence {
+        friend: FriendId,
+        presence: Presence,
+    },
+    /// The friend's devices are ringing (answer to `call_friend`).
+    Ringing { friend: FriendId },
+    /// A friend is calling: accept or decline with `answer_friend_call`.
+    IncomingCall { friend: FriendId },
+    /// The ring stopped without a call on this connection: the caller stopped, it timed
+    /// out, or another connection of this device answered.
+    RingEnded { friend: FriendId },
+    /// The friend cannot be called now, or did not take the call.
+    FriendCallFailed {
+        friend: FriendId,
+        reason: FriendCallFailure,
+    },
+}
+
+/// A friend as the list shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Friend {
+    pub id: FriendId,
+    /// The nickname they had when you met.
+    pub nickname: String,
+    pub presence: Presence,
+    /// When you last talked (unix seconds).
+    pub last_call_unix: u64,
+}
+
+/// Whether a friend can be called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum Presence {
+    Online,
+    InCall,
+    Offline,
+}
+
+/// Why a call to a friend did not happen. Declined and missed say no more than that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum FriendCallFailure {
+    Offline,
+    Busy,
+    Declined,
+    /// Nobody answered within 30 s.
+    Missed,
 }
 
 /// WebRTC signaling payloads, relayed verbatim between the two peers of a call.
@@ -253,6 +343,12 @@ impl ClientMessage {
         "rate",
         "ping",
         "resume_call",
+        "add_friend",
+        "remove_friend",
+        "block_friend",
+        "call_friend",
+        "cancel_friend_call",
+        "answer_friend_call",
     ];
 
     /// The wire name of this message's type.
@@ -269,6 +365,12 @@ impl ClientMessage {
             ClientMessage::Rate { .. } => "rate",
             ClientMessage::Ping { .. } => "ping",
             ClientMessage::ResumeCall { .. } => "resume_call",
+            ClientMessage::AddFriend { .. } => "add_friend",
+            ClientMessage::RemoveFriend { .. } => "remove_friend",
+            ClientMessage::BlockFriend { .. } => "block_friend",
+            ClientMessage::CallFriend { .. } => "call_friend",
+            ClientMessage::CancelFriendCall { .. } => "cancel_friend_call",
+            ClientMessage::AnswerFriendCall { .. } => "answer_friend_call",
         }
     }
 }
@@ -291,6 +393,15 @@ impl ServerMessage {
         "shutting_down",
         "ice_servers",
         "call_resumed",
+        "friends",
+        "friend_requested",
+        "friend_added",
+        "friend_removed",
+        "presence",
+        "ringing",
+        "incoming_call",
+        "ring_ended",
+        "friend_call_failed",
     ];
 
     /// The wire name of this message's type.
@@ -311,6 +422,15 @@ impl ServerMessage {
             ServerMessage::ShuttingDown { .. } => "shutting_down",
             ServerMessage::IceServers { .. } => "ice_servers",
             ServerMessage::CallResumed { .. } => "call_resumed",
+            ServerMessage::Friends { .. } => "friends",
+            ServerMessage::FriendRequested { .. } => "friend_requested",
+            ServerMessage::FriendAdded { .. } => "friend_added",
+            ServerMessage::FriendRemoved { .. } => "friend_removed",
+            ServerMessage::Presence { .. } => "presence",
+            ServerMessage::Ringing { .. } => "ringing",
+            ServerMessage::IncomingCall { .. } => "incoming_call",
+            ServerMessage::RingEnded { .. } => "ring_ended",
+            ServerMessage::FriendCallFailed { .. } => "friend_call_failed",
         }
     }
 

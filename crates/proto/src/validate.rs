@@ -1,7 +1,7 @@
 //! Limits and semantic checks on decoded messages. Parsing says a message has the right
 //! shape; these checks say its values are ones the server will act on.
 
-use crate::{CallId, ClientMessage, ProtoError, ServerMessage, Signal};
+use crate::{CallId, ClientMessage, FriendId, ProtoError, ServerMessage, Signal};
 
 /// Upper bounds on everything a client can send.
 pub mod limits {
@@ -91,7 +91,13 @@ pub(crate) fn client_message(msg: &ClientMessage) -> Result<(), ProtoError> {
         ClientMessage::Next { call_id }
         | ClientMessage::HangUp { call_id }
         | ClientMessage::Block { call_id }
-        | ClientMessage::ResumeCall { call_id } => id("call_id", &call_id.0),
+        | ClientMessage::ResumeCall { call_id }
+        | ClientMessage::AddFriend { call_id } => id("call_id", &call_id.0),
+        ClientMessage::RemoveFriend { friend }
+        | ClientMessage::BlockFriend { friend }
+        | ClientMessage::CallFriend { friend }
+        | ClientMessage::CancelFriendCall { friend }
+        | ClientMessage::AnswerFriendCall { friend, .. } => self::friend(friend),
         ClientMessage::Rate { call_id, stars } => {
             id("call_id", &call_id.0)?;
             if !(1..=5).contains(stars) {
@@ -124,13 +130,36 @@ pub(crate) fn server_message(msg: &ServerMessage) -> Result<(), ProtoError> {
         | ServerMessage::Reported { call_id }
         | ServerMessage::Blocked { call_id }
         | ServerMessage::Rated { call_id }
-        | ServerMessage::CallResumed { call_id } => call(call_id),
+        | ServerMessage::CallResumed { call_id }
+        | ServerMessage::FriendRequested { call_id } => call(call_id),
+        ServerMessage::Friends { friends } => {
+            for f in friends {
+                listed_friend(f)?;
+            }
+            Ok(())
+        }
+        ServerMessage::FriendAdded { friend } => listed_friend(friend),
+        ServerMessage::FriendRemoved { friend }
+        | ServerMessage::Presence { friend, .. }
+        | ServerMessage::Ringing { friend }
+        | ServerMessage::IncomingCall { friend }
+        | ServerMessage::RingEnded { friend }
+        | ServerMessage::FriendCallFailed { friend, .. } => self::friend(friend),
         _ => Ok(()),
     }
 }
 
 fn call(call_id: &CallId) -> Result<(), ProtoError> {
     id("call_id", &call_id.0)
+}
+
+fn friend(friend: &FriendId) -> Result<(), ProtoError> {
+    id("friend", &friend.0)
+}
+
+fn listed_friend(f: &crate::Friend) -> Result<(), ProtoError> {
+    friend(&f.id)?;
+    normalize_nickname(&f.nickname).map(drop)
 }
 
 fn signal(signal: &Signal) -> Result<(), ProtoError> {

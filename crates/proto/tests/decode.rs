@@ -1,8 +1,9 @@
 //! Decoding: round trips of every message, and the error code of each class of bad input.
 
 use chingu_proto::{
-    CallId, ClientMessage, ErrorCode, IceServer, PeerLeftReason, PeerProfile, ReportReason, Role,
-    ServerMessage, SessionId, Signal, decode_client, decode_server, encode, limits,
+    CallId, ClientMessage, ErrorCode, Friend, FriendCallFailure, FriendId, IceServer,
+    PeerLeftReason, PeerProfile, Presence, ReportReason, Role, ServerMessage, SessionId, Signal,
+    decode_client, decode_server, encode, limits,
 };
 
 fn call() -> CallId {
@@ -64,6 +65,23 @@ fn every_client_message() -> Vec<ClientMessage> {
             call_id: call(),
             signal: Signal::IceRestart,
         },
+        ClientMessage::AddFriend { call_id: call() },
+        ClientMessage::RemoveFriend {
+            friend: FriendId("f1".into()),
+        },
+        ClientMessage::BlockFriend {
+            friend: FriendId("f1".into()),
+        },
+        ClientMessage::CallFriend {
+            friend: FriendId("f1".into()),
+        },
+        ClientMessage::CancelFriendCall {
+            friend: FriendId("f1".into()),
+        },
+        ClientMessage::AnswerFriendCall {
+            friend: FriendId("f1".into()),
+            accept: false,
+        },
     ]
 }
 
@@ -89,6 +107,54 @@ fn every_server_message() -> Vec<ServerMessage> {
                 languages: vec!["en".into()],
                 shared_interests: vec!["music".into()],
             },
+            friend: None,
+        },
+        ServerMessage::Matched {
+            call_id: call(),
+            role: Role::Answerer,
+            peer: PeerProfile {
+                nickname: "Sam".into(),
+                languages: vec![],
+                shared_interests: vec![],
+            },
+            friend: Some(FriendId("f1".into())),
+        },
+        ServerMessage::Friends {
+            friends: vec![Friend {
+                id: FriendId("f1".into()),
+                nickname: "민지".into(),
+                presence: Presence::InCall,
+                last_call_unix: 1_764_547_200,
+            }],
+        },
+        ServerMessage::FriendRequested { call_id: call() },
+        ServerMessage::FriendAdded {
+            friend: Friend {
+                id: FriendId("f1".into()),
+                nickname: "Sam".into(),
+                presence: Presence::Online,
+                last_call_unix: 0,
+            },
+        },
+        ServerMessage::FriendRemoved {
+            friend: FriendId("f1".into()),
+        },
+        ServerMessage::Presence {
+            friend: FriendId("f1".into()),
+            presence: Presence::Offline,
+        },
+        ServerMessage::Ringing {
+            friend: FriendId("f1".into()),
+        },
+        ServerMessage::IncomingCall {
+            friend: FriendId("f1".into()),
+        },
+        ServerMessage::RingEnded {
+            friend: FriendId("f1".into()),
+        },
+        ServerMessage::FriendCallFailed {
+            friend: FriendId("f1".into()),
+            reason: FriendCallFailure::Missed,
         },
         ServerMessage::Signal {
             call_id: call(),
@@ -210,6 +276,18 @@ fn bad_input_gets_the_right_code() {
         ),
         (
             "{\"type\":\"report\",\"call_id\":\"c1\",\"reason\":\"boring\"}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"call_friend\",\"friend\":\"../../x\"}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"answer_friend_call\",\"friend\":\"f1\"}",
+            ErrorCode::InvalidField,
+        ),
+        (
+            "{\"type\":\"add_friend\",\"call_id\":\"c1\",\"nickname\":\"x\"}",
             ErrorCode::InvalidField,
         ),
     ];

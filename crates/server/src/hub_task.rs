@@ -53,19 +53,19 @@ pub(crate) enum Outbound {
     Close(u16, &'static str),
 }
 
-/// A record to write, and where to say it was written.
+/// A record to write, who asked for it, and what to send once it is written.
 #[derive(Debug)]
 pub(crate) struct WriteJob {
-    pub client: ClientId,
+    pub client: Option<ClientId>,
     pub record: Record,
-    pub ack: ServerMessage,
+    pub acks: Vec<(ClientId, ServerMessage)>,
 }
 
 /// Starts the storage writer thread. Its queue is bounded: when full, the hub refuses
 /// the request rather than waiting, so it never blocks on the disk. Results go back to
 /// the hub as [`Input::Persisted`]; the thread ends when the hub drops its sender.
 pub(crate) fn spawn_writer(
-    storage: Storage,
+    mut storage: Storage,
     results: mpsc::Sender<HubCommand>,
 ) -> std::io::Result<(std_mpsc::SyncSender<WriteJob>, JoinHandle<()>)> {
     let (tx, rx) = std_mpsc::sync_channel::<WriteJob>(STORAGE_QUEUE);
@@ -77,9 +77,9 @@ pub(crate) fn spawn_writer(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
                 let result = match storage.store(&job.record, now) {
-                    Ok(()) => Ok(job.ack),
+                    Ok(()) => Ok(job.acks),
                     Err(err) => {
-                        tracing::error!(%err, "storing a moderation record failed");
+                        tracing::error!(%err, "storing a record failed");
                         Err(())
                     }
                 };
@@ -188,15 +188,16 @@ fn flush(
                 Output::Persist {
                     client,
                     record,
-                    ack,
+                    acks,
                 } => {
                     let job = WriteJob {
                         client,
                         record,
-                        ack,
+                        acks,
                     };
                     if writer.try_send(job).is_err()
-                        && let Some(link) = links.get(&client)
+                        && let Some((client, link)) =
+                            client.and_then(|c| links.get(&c).map(|l| (c, l)))
                     {
                         let msg = ServerMessage::error(
                             ErrorCode::Overloaded,

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub reports_refused_total: AtomicU64,
     /// Connections still open when the shutdown grace period ended (then closed).
     pub shutdown_aborted_total: AtomicU64,
+    pub friendships: AtomicU64,
+    pub presence_sent_total: AtomicU64,
 }
 
 impl Metrics {
@@ -53,6 +55,9 @@ impl Metrics {
             .store(stats.queue_displaced_total, Relaxed);
         self.reports_refused_total
             .store(stats.reports_refused_total, Relaxed);
+        self.friendships.store(stats.friendships, Relaxed);
+        self.presence_sent_total
+            .store(stats.presence_sent_total, Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -160,6 +165,18 @@ impl Metrics {
                 "counter",
                 "Reports refused: repeated for a call, or over a device's daily budget.",
                 plain(&self.reports_refused_total),
+            ),
+            (
+                "chingu_friendships",
+                "gauge",
+                "Friendships held by the server.",
+                plain(&self.friendships),
+            ),
+            (
+                "chingu_presence_sent_total",
+                "counter",
+                "Presence messages sent to friends.",
+                plain(&self.presence_sent_total),
             ),
             (
                 "chingu_shutdown_aborted_total",

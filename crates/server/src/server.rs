@@ -83,17 +83,35 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     config.validate()?;
     let data_dir = config.data_dir.clone();
     // SQLite is blocking I/O: open it and read the blocks off the async workers.
-    let (storage, blocks) = tokio::task::spawn_blocking(move || {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (storage, blocks, friendships, requests) = tokio::task::spawn_blocking(move || {
         let storage = Storage::open(&data_dir)?;
         let blocks = storage.blocks()?;
-        Ok::<_, StorageError>((storage, blocks))
+        let friendships = storage.friendships()?;
+        let requests = storage.friend_requests(now_unix as i64)?;
+        Ok::<_, StorageError>((storage, blocks, friendships, requests))
     })
     .await
     .expect("opening storage does not panic")?;
     let mut hub = Hub::new(config.hub());
-    tracing::info!(blocks = blocks.len(), "restored blocks");
+    let now = std::time::Instant::now();
+    hub.set_epoch(now, now_unix);
+    tracing::info!(
+        blocks = blocks.len(),
+        friendships = friendships.len(),
+        friend_requests = requests.len(),
+        "restored"
+    );
     for (blocker, blocked) in blocks {
         hub.restore_block(blocker, blocked);
+    }
+    for f in friendships {
+        hub.restore_friendship(f.id, f.devices, f.nicknames, f.last_call_unix);
+    }
+    for request in requests {
+        hub.restore_friend_request(request, now);
     }
 
     let listener = bind(config.listen).map_err(|source| ServerError::Bind {

@@ -49,6 +49,8 @@ pub struct Matched {
     pub call_id: CallId,
     pub role: Role,
     pub peer: chingu_proto::PeerProfile,
+    /// Set for a call with a friend who was rung.
+    pub friend: Option<chingu_proto::FriendId>,
 }
 
 impl TestClient {
@@ -201,10 +203,12 @@ impl TestClient {
                 call_id,
                 role,
                 peer,
+                friend,
             } => Ok(Matched {
                 call_id,
                 role,
                 peer,
+                friend,
             }),
             other => bail!("expected matched, got {other:?}"),
         }

@@ -6,20 +6,24 @@
 //! - a client is in at most one call, and a call has exactly two clients who both point
 //!   to it;
 //! - signaling is relayed only between the two clients of the call it names;
-//! - every call end tells the other client at once and starts the pair's cooldown.
+//! - every call end tells the other client at once and starts the pair's cooldown;
+//! - a device's presence reaches its friends' connections and no one else's; a friend
+//!   request is never revealed to the other side before it is mutual (`friends.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use chingu_proto::{
-    CallId, ClientMessage, ErrorCode, PeerLeftReason, PeerProfile, ReportReason, Role,
+    CallId, ClientMessage, ErrorCode, FriendId, PeerLeftReason, PeerProfile, ReportReason, Role,
     ServerMessage,
 };
 
 use crate::ids::{ClientId, Identity, random_token};
 use crate::matchmaker::{Match, MatchConfig, Matchmaker, Preferences};
+use friends::Friends;
 use recent::RecentCalls;
 
+mod friends;
 mod moderation;
 mod recent;
 mod resume;
@@ -44,10 +48,11 @@ pub enum Input {
     /// for the device to resume it (a closed connection is an app that quit or crashed:
     /// its peer should know at once).
     Disconnected { client: ClientId, silent: bool },
-    /// A report or block the hub asked to persist is durable (or failed to be).
+    /// A record the hub asked to persist is durable (then `result` holds the messages
+    /// to send), or failed to be (then `client`, who asked, is told).
     Persisted {
-        client: ClientId,
-        result: Result<ServerMessage, ()>,
+        client: Option<ClientId>,
+        result: Result<Vec<(ClientId, ServerMessage)>, ()>,
     },
 }
 
@@ -57,17 +62,42 @@ pub enum Output {
     Send(ClientId, ServerMessage),
     /// Send the same message to several clients (serialised once).
     SendMany(Vec<ClientId>, ServerMessage),
-    /// Store a record durably, then feed back [`Input::Persisted`] with `ack`.
+    /// Store a record durably, then feed back [`Input::Persisted`] with `acks` (what to
+    /// send once it is durable); `client` asked for it, if anyone did.
     Persist {
-        client: ClientId,
+        client: Option<ClientId>,
         record: Record,
-        ack: ServerMessage,
+        acks: Vec<(ClientId, ServerMessage)>,
     },
 }
 
-/// A durable moderation record.
+/// A durable record: moderation, friendships.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
+    /// `from` asked to befriend `to` after `call_id`; forgotten at `expires_unix`.
+    FriendRequest {
+        call_id: CallId,
+        from: Identity,
+        to: Identity,
+        /// The nickname each had in the call, as the other saw it.
+        from_nickname: String,
+        to_nickname: String,
+        expires_unix: u64,
+    },
+    /// Both asked: friends. Replaces the call's requests.
+    Friendship {
+        id: FriendId,
+        call_id: CallId,
+        a: Identity,
+        b: Identity,
+        a_nickname: String,
+        b_nickname: String,
+        at_unix: u64,
+    },
+    /// The friendship ended.
+    Unfriend { id: FriendId },
+    /// Two friends talked.
+    FriendsTalked { id: FriendId, at_unix: u64 },
     Report {
         reporter: Identity,
         reported: Identity,
@@ -122,6 +152,10 @@ pub struct HubStats {
     pub queue_displaced_total: u64,
     /// Reports refused: repeated for a call, or over a device's daily budget.
     pub reports_refused_total: u64,
+    /// Friendships held in memory (each counted once).
+    pub friendships: u64,
+    /// Presence messages sent to friends.
+    pub presence_sent_total: u64,
 }
 
 #[derive(Debug)]
@@ -156,6 +190,14 @@ struct Call {
     away: [Option<Instant>; 2],
 }
 
+/// What a call needs to be remembered by for friendship: who was in it, as whom.
+#[derive(Debug, Clone)]
+pub(crate) struct CallMembers {
+    pub(crate) identities: [Identity; 2],
+    /// Each member's nickname as the other saw it.
+    pub(crate) nicknames: [String; 2],
+}
+
 /// The session and call state of the whole server.
 #[derive(Debug)]
 pub struct Hub {
@@ -173,6 +215,11 @@ pub struct Hub {
     last_online_count: (u32, u32),
     /// Calls with a member away, by deadline (the grace is constant, so in order).
     away_deadlines: VecDeque<(Instant, CallId)>,
+    /// Each device's open connections.
+    connections: HashMap<Identity, Vec<ClientId>>,
+    friends: Friends,
+    /// An instant and the unix time (seconds) it was, for the times friends are shown.
+    epoch: (Instant, u64),
 }
 
 impl Hub {
@@ -190,6 +237,24 @@ impl Hub {
             next_online_count: None,
             last_online_count: (0, 0),
             away_deadlines: VecDeque::new(),
+            connections: HashMap::new(),
+            friends: Friends::default(),
+            epoch: (Instant::now(), 0),
+        }
+    }
+
+    /// Ties the hub's clock to the wall clock: `at` was `unix` seconds. Friends' "last
+    /// talked" and the expiry of stored requests are in unix time.
+    pub fn set_epoch(&mut self, at: Instant, unix: u64) {
+        self.epoch = (at, unix);
+    }
+
+    fn unix(&self, now: Instant) -> u64 {
+        let (at, unix) = self.epoch;
+        if now >= at {
+            unix + (now - at).as_secs()
+        } else {
+            unix.saturating_sub((at - now).as_secs())
         }
     }
 
@@ -212,8 +277,11 @@ impl Hub {
                         status: Status::Idle,
                     },
                 );
+                self.connections.entry(identity).or_default().push(client);
                 let (online, waiting) = self.online_count();
                 self.send(client, ServerMessage::OnlineCount { online, waiting });
+                self.send_friend_list(client, identity);
+                self.presence_may_have_changed(identity);
             }
             Input::Message { client, msg } => {
                 if self.clients.contains_key(&client) {
@@ -221,14 +289,26 @@ impl Hub {
                 }
             }
             Input::Disconnected { client, silent } => self.on_disconnect(client, silent, now),
-            Input::Persisted { client, result } => {
-                let msg = result.unwrap_or_else(|()| {
-                    ServerMessage::error(ErrorCode::Internal, "could not store that; try again")
-                });
-                if self.clients.contains_key(&client) {
-                    self.send(client, msg);
+            Input::Persisted { client, result } => match result {
+                Ok(acks) => {
+                    for (to, msg) in acks {
+                        if self.clients.contains_key(&to) {
+                            self.send(to, msg);
+                        }
+                    }
                 }
-            }
+                Err(()) => {
+                    if let Some(client) = client.filter(|c| self.clients.contains_key(c)) {
+                        self.send(
+                            client,
+                            ServerMessage::error(
+                                ErrorCode::Internal,
+                                "could not store that; try again",
+                            ),
+                        );
+                    }
+                }
+            },
         }
     }
 
@@ -249,6 +329,7 @@ impl Hub {
             }
         }
         self.recent.handle_timeout(now);
+        self.friends_timeout(now);
         self.matchmaker.handle_timeout(now);
         self.start_matched_calls(now);
         if self.next_online_count.is_some_and(|due| due <= now) {
@@ -283,6 +364,7 @@ impl Hub {
             self.recent.poll_timeout(),
             self.next_online_count,
             self.away_deadlines.front().map(|(d, _)| *d),
+            self.friends.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -301,6 +383,8 @@ impl Hub {
             matches_total: self.matches_total,
             queue_displaced_total: self.queue_displaced_total,
             reports_refused_total: self.reports_refused_total,
+            friendships: self.friends.count() as u64,
+            presence_sent_total: self.friends.presence_sent,
         }
     }
 
@@ -394,6 +478,16 @@ impl Hub {
             ),
             ClientMessage::Ping { nonce } => self.send(client, ServerMessage::Pong { nonce }),
             ClientMessage::ResumeCall { call_id } => self.resume_call(client, call_id),
+            ClientMessage::AddFriend { call_id } => self.add_friend(client, call_id, now),
+            ClientMessage::RemoveFriend { friend } => {
+                self.remove_friend(client, &friend, false, now);
+            }
+            ClientMessage::BlockFriend { friend } => self.remove_friend(client, &friend, true, now),
+            ClientMessage::CallFriend { friend } => self.call_friend(client, friend, now),
+            ClientMessage::CancelFriendCall { friend } => self.cancel_friend_call(client, &friend),
+            ClientMessage::AnswerFriendCall { friend, accept } => {
+                self.answer_friend_call(client, &friend, accept, now);
+            }
             // A message type added to the protocol but not yet handled here.
             #[allow(unreachable_patterns)]
             other => self.send(
@@ -449,39 +543,68 @@ impl Hub {
     }
 
     fn start_call(&mut self, m: Match, now: Instant) {
-        let call_id = CallId(random_token());
         let offerer = m.waited_longer;
         let answerer = m.newer;
+        let profiles = [
+            self.public_profile(offerer, &m.shared_interests),
+            self.public_profile(answerer, &m.shared_interests),
+        ];
+        self.begin_call([offerer, answerer], profiles, None, now);
+        self.matches_total += 1;
+    }
+
+    /// Puts two connections in a new call: `clients[0]` offers; `profiles[i]` is how
+    /// `clients[i]` is shown to the other.
+    fn begin_call(
+        &mut self,
+        clients: [ClientId; 2],
+        profiles: [PeerProfile; 2],
+        friend: Option<FriendId>,
+        now: Instant,
+    ) {
+        let call_id = CallId(random_token());
+        let [offerer, answerer] = clients;
+        let identities = clients.map(|c| self.clients[&c].identity);
+        let nicknames = [profiles[0].nickname.clone(), profiles[1].nickname.clone()];
+        let [offerer_profile, answerer_profile] = profiles;
         for (me, peer, role) in [
-            (offerer, answerer, Role::Offerer),
-            (answerer, offerer, Role::Answerer),
+            (offerer, answerer_profile, Role::Offerer),
+            (answerer, offerer_profile, Role::Answerer),
         ] {
-            let profile = self.public_profile(peer, &m.shared_interests);
             self.client_mut(me).status = Status::InCall(call_id.clone());
             self.send(
                 me,
                 ServerMessage::Matched {
                     call_id: call_id.clone(),
                     role,
-                    peer: profile,
+                    peer,
+                    friend: friend.clone(),
                 },
             );
         }
-        let (a, b) = (
-            self.clients[&offerer].identity,
-            self.clients[&answerer].identity,
-        );
+        // Either may have been ringing someone, or been rung: not any more.
+        self.end_rings_of(clients);
+        let [a, b] = identities;
         self.recent.remember(a, call_id.clone(), b, now);
         self.recent.remember(b, call_id.clone(), a, now);
+        self.call_started(
+            &call_id,
+            CallMembers {
+                identities,
+                nicknames,
+            },
+            now,
+        );
         self.calls.insert(
             call_id,
             Call {
-                clients: [offerer, answerer],
-                identities: [a, b],
+                clients,
+                identities,
                 away: [None, None],
             },
         );
-        self.matches_total += 1;
+        self.presence_may_have_changed(a);
+        self.presence_may_have_changed(b);
     }
 
     fn public_profile(&self, client: ClientId, shared_interests: &[String]) -> PeerProfile {
@@ -541,12 +664,16 @@ impl Hub {
                 reason,
             },
         );
+        self.call_ended(call_id, now);
+        self.presence_may_have_changed(ida);
+        self.presence_may_have_changed(idb);
     }
 
     fn on_disconnect(&mut self, client: ClientId, silent: bool, now: Instant) {
         let Some(state) = self.clients.get(&client) else {
             return;
         };
+        let identity = state.identity;
         match state.status.clone() {
             Status::Idle => {}
             Status::Queued => {
@@ -568,6 +695,14 @@ impl Hub {
             }
         }
         self.clients.remove(&client);
+        if let Some(open) = self.connections.get_mut(&identity) {
+            open.retain(|&c| c != client);
+            if open.is_empty() {
+                self.connections.remove(&identity);
+            }
+        }
+        self.connection_gone(client, identity);
+        self.presence_may_have_changed(identity);
     }
 
     fn client_mut(&mut self, client: ClientId) -> &mut Client {
@@ -579,5 +714,7 @@ impl Hub {
 
 #[cfg(test)]
 mod abuse_tests;
+#[cfg(test)]
+mod friends_tests;
 #[cfg(test)]
 mod tests;

@@ -35,9 +35,9 @@ impl Hub {
                     note,
                 };
                 self.outputs.push_back(Output::Persist {
-                    client,
+                    client: Some(client),
                     record,
-                    ack: ServerMessage::Reported { call_id },
+                    acks: vec![(client, ServerMessage::Reported { call_id })],
                 });
             }
             Err(ReportRefusal::UnknownCall) => self.unknown_call(client, &call_id),
@@ -74,13 +74,15 @@ impl Hub {
         let blocker = self.client_mut(client).identity;
         self.matchmaker.block(blocker, peer);
         self.outputs.push_back(Output::Persist {
-            client,
+            client: Some(client),
             record: Record::Block {
                 blocker,
                 blocked: peer,
             },
-            ack: ServerMessage::Blocked { call_id },
+            acks: vec![(client, ServerMessage::Blocked { call_id })],
         });
+        // Friends no more: no presence, no rings, for both, at once.
+        self.unfriend(blocker, peer, Some(client));
     }
 
     pub(super) fn rate(&mut self, client: ClientId, call_id: CallId, stars: u8) {
@@ -91,9 +93,9 @@ impl Hub {
                 stars,
             };
             self.outputs.push_back(Output::Persist {
-                client,
+                client: Some(client),
                 record,
-                ack: ServerMessage::Rated { call_id },
+                acks: vec![(client, ServerMessage::Rated { call_id })],
             });
         }
     }

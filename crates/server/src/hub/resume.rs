@@ -51,6 +51,7 @@ impl Hub {
             call.clients[me] = client;
             call.away[me] = None;
             self.client_mut(client).status = Status::InCall(call_id.clone());
+            self.presence_may_have_changed(identity);
         }
         self.send(client, ServerMessage::CallResumed { call_id });
     }

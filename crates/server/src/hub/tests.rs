@@ -128,11 +128,13 @@ fn two_clients_are_queued_then_matched_with_roles_and_profiles() {
             call_id: c1,
             role: r1,
             peer: p1,
+            friend: None,
         },
         ServerMessage::Matched {
             call_id: c2,
             role: r2,
             peer: p2,
+            friend: None,
         },
     ) = (&sent[2].1, &sent[3].1)
     else {
@@ -415,7 +417,7 @@ fn reports_are_persisted_then_acknowledged() {
     );
     let outputs = w.outputs();
     let expected = Output::Persist {
-        client: ClientId(1),
+        client: Some(ClientId(1)),
         record: Record::Report {
             reporter: identity(1),
             reported: identity(2),
@@ -423,15 +425,21 @@ fn reports_are_persisted_then_acknowledged() {
             reason: ReportReason::Spam,
             note: Some("ads".into()),
         },
-        ack: ServerMessage::Reported {
-            call_id: call.clone(),
-        },
+        acks: vec![(
+            ClientId(1),
+            ServerMessage::Reported {
+                call_id: call.clone(),
+            },
+        )],
     };
     assert_eq!(outputs, vec![expected]);
     w.hub.handle(
         Input::Persisted {
-            client: ClientId(1),
-            result: Ok(ServerMessage::Reported { call_id: call }),
+            client: Some(ClientId(1)),
+            result: Ok(vec![(
+                ClientId(1),
+                ServerMessage::Reported { call_id: call },
+            )]),
         },
         w.now,
     );
@@ -441,7 +449,7 @@ fn reports_are_persisted_then_acknowledged() {
     ));
     w.hub.handle(
         Input::Persisted {
-            client: ClientId(1),
+            client: Some(ClientId(1)),
             result: Err(()),
         },
         w.now,
@@ -474,15 +482,18 @@ fn ratings_of_your_own_calls_are_persisted_and_others_refused() {
     assert_eq!(
         w.outputs(),
         vec![Output::Persist {
-            client: ClientId(2),
+            client: Some(ClientId(2)),
             record: Record::Rating {
                 rater: identity(2),
                 call_id: call.clone(),
                 stars: 4,
             },
-            ack: ServerMessage::Rated {
-                call_id: call.clone(),
-            },
+            acks: vec![(
+                ClientId(2),
+                ServerMessage::Rated {
+                    call_id: call.clone(),
+                },
+            )],
         }]
     );
     w.say(
@@ -562,12 +573,12 @@ fn blocking_mid_call_hangs_up_and_the_pair_never_meets_again() {
     assert_eq!(
         outputs[1],
         Output::Persist {
-            client: ClientId(2),
+            client: Some(ClientId(2)),
             record: Record::Block {
                 blocker: identity(2),
                 blocked: identity(1)
             },
-            ack: ServerMessage::Blocked { call_id: call }
+            acks: vec![(ClientId(2), ServerMessage::Blocked { call_id: call })]
         }
     );
     w.join(1, &["music"]);

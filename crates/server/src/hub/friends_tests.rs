@@ -1,0 +1,670 @@
+//! Friends: the privacy rules of `friends.rs`, and the life of a friendship from a
+//! random call to a call between friends and back to strangers.
+
+use super::friends::{FRIEND_WINDOW, RING_TIME, RINGS_PER_WINDOW};
+use super::tests::{World, identity};
+use super::*;
+use chingu_proto::{Friend, FriendCallFailure, Presence};
+
+impl World {
+    /// Carries every output out as the shell would — a record to persist is stored at
+    /// once and its acks fed back — and returns what each client was sent (online counts
+    /// left out).
+    fn settle(&mut self) -> Vec<(u64, ServerMessage)> {
+        let mut sent = Vec::new();
+        while let Some(output) = self.hub.poll_output() {
+            match output {
+                Output::Send(c, msg) => sent.push((c.0, msg)),
+                Output::SendMany(cs, msg) => {
+                    sent.extend(cs.into_iter().map(|c| (c.0, msg.clone())));
+                }
+                Output::Persist { client, acks, .. } => self.hub.handle(
+                    Input::Persisted {
+                        client,
+                        result: Ok(acks),
+                    },
+                    self.now,
+                ),
+            }
+        }
+        sent.retain(|(_, m)| !matches!(m, ServerMessage::OnlineCount { .. }));
+        sent
+    }
+
+    fn add_friend(&mut self, n: u64, call_id: &CallId) -> Vec<(u64, ServerMessage)> {
+        self.say(
+            n,
+            ClientMessage::AddFriend {
+                call_id: call_id.clone(),
+            },
+        );
+        self.settle()
+    }
+
+    /// Clients `a` and `b` meet in a random call, both ask, and hang up: friends.
+    fn befriend(&mut self, a: u64, b: u64) -> FriendId {
+        let call = self.call(a, b);
+        self.add_friend(a, &call);
+        let sent = self.add_friend(b, &call);
+        self.say(a, ClientMessage::HangUp { call_id: call });
+        self.settle();
+        sent.into_iter()
+            .find_map(|(_, m)| match m {
+                ServerMessage::FriendAdded { friend } => Some(friend.id),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{a} and {b} became friends"))
+    }
+}
+
+fn to(sent: &[(u64, ServerMessage)], client: u64) -> Vec<ServerMessage> {
+    sent.iter()
+        .filter(|(c, _)| *c == client)
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+fn error(sent: &[(u64, ServerMessage)], client: u64) -> Option<ErrorCode> {
+    sent.iter().find_map(|(c, m)| match m {
+        ServerMessage::Error { code, .. } if *c == client => Some(*code),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_request_is_never_revealed_before_it_is_mutual() {
+    let mut w = World::new();
+    let call = w.call(1, 2);
+    w.say(
+        1,
+        ClientMessage::AddFriend {
+            call_id: call.clone(),
+        },
+    );
+    let outputs = w.outputs();
+    // Stored, and only the asker is answered; nothing at all goes to the other side.
+    let [
+        Output::Persist {
+            client: Some(ClientId(1)),
+            record: Record::FriendRequest { from, to: peer, .. },
+            acks,
+        },
+    ] = outputs.as_slice()
+    else {
+        panic!("{outputs:?}");
+    };
+    assert_eq!((*from, *peer), (identity(1), identity(2)));
+    assert_eq!(
+        acks,
+        &vec![(
+            ClientId(1),
+            ServerMessage::FriendRequested {
+                call_id: call.clone()
+            }
+        )]
+    );
+    // Asking again changes nothing and says the same.
+    assert_eq!(
+        w.add_friend(1, &call),
+        vec![(
+            1,
+            ServerMessage::FriendRequested {
+                call_id: call.clone()
+            }
+        )]
+    );
+    // The other side asks: both hear of the friendship, each with the other's nickname.
+    let sent = w.add_friend(2, &call);
+    let added = |n: u64| {
+        to(&sent, n).into_iter().find_map(|m| match m {
+            ServerMessage::FriendAdded { friend } => Some(friend),
+            _ => None,
+        })
+    };
+    let (for_1, for_2) = (added(1).expect("1 told"), added(2).expect("2 told"));
+    assert_eq!(for_1.id, for_2.id, "one friendship, one id");
+    assert_eq!(for_1.nickname, "user2");
+    assert_eq!(for_2.nickname, "user1");
+    assert_eq!(for_1.presence, Presence::InCall);
+    assert_eq!(w.hub.stats().friendships, 1);
+}
+
+#[test]
+fn an_unreturned_request_expires_silently() {
+    let mut w = World::new();
+    let call = w.call(1, 2);
+    w.add_friend(1, &call);
+    w.say(
+        1,
+        ClientMessage::HangUp {
+            call_id: call.clone(),
+        },
+    );
+    w.settle();
+    // Within the window after the call, asking still works (and says nothing yet).
+    w.advance(FRIEND_WINDOW.as_secs() + 1);
+    let sent = w.add_friend(2, &call);
+    assert_eq!(error(&sent, 2), Some(ErrorCode::UnknownCall), "{sent:?}");
+    assert!(to(&sent, 1).is_empty(), "the asker hears nothing: {sent:?}");
+    assert_eq!(w.hub.stats().friendships, 0);
+}
+
+#[test]
+fn only_the_two_people_of_a_call_can_ask() {
+    let mut w = World::new();
+    let call = w.call(1, 2);
+    w.connect(3);
+    w.settle();
+    let sent = w.add_friend(3, &call);
+    assert_eq!(error(&sent, 3), Some(ErrorCode::UnknownCall));
+    assert!(to(&sent, 1).is_empty() && to(&sent, 2).is_empty());
+    let sent = w.add_friend(1, &CallId("f".repeat(32)));
+    assert_eq!(error(&sent, 1), Some(ErrorCode::UnknownCall));
+}
+
+#[test]
+fn presence_reaches_friends_and_no_one_else() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    w.connect(3);
+    w.settle();
+    // 1 goes offline, comes back (and gets its list), then talks to 3 at random.
+    w.hub.handle(
+        Input::Disconnected {
+            client: ClientId(1),
+            silent: false,
+        },
+        w.now,
+    );
+    let sent = w.settle();
+    assert_eq!(
+        sent,
+        vec![(
+            2,
+            ServerMessage::Presence {
+                friend: friend.clone(),
+                presence: Presence::Offline
+            }
+        )]
+    );
+    w.connect(1);
+    let sent = w.settle();
+    assert_eq!(
+        to(&sent, 2),
+        vec![ServerMessage::Presence {
+            friend: friend.clone(),
+            presence: Presence::Online
+        }]
+    );
+    let to_1 = to(&sent, 1);
+    let [ServerMessage::Friends { friends }] = to_1.as_slice() else {
+        panic!("{sent:?}");
+    };
+    assert_eq!(
+        friends.as_slice(),
+        [Friend {
+            id: friend.clone(),
+            nickname: "user2".into(),
+            presence: Presence::Online,
+            last_call_unix: 0,
+        }]
+    );
+    assert!(to(&sent, 3).is_empty(), "{sent:?}");
+    w.advance(120); // past the cooldown with 2
+    w.join(1, &["chess"]);
+    w.join(3, &["chess"]);
+    let sent = w.settle();
+    assert!(
+        to(&sent, 2).contains(&ServerMessage::Presence {
+            friend,
+            presence: Presence::InCall
+        }),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .all(|(c, m)| *c == 2 || !matches!(m, ServerMessage::Presence { .. })),
+        "presence went to a non-friend: {sent:?}"
+    );
+    // In all: 1 and 2 back from their call (one each), 1 offline, online, in a call.
+    // 3, with no friends, caused none.
+    assert_eq!(w.hub.stats().presence_sent_total, 5);
+}
+
+#[test]
+fn a_friend_is_rung_and_the_call_carries_the_friendship() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    // 2 has a second window open: both ring; one answers, the other stops.
+    w.connect_as(22, 2);
+    w.settle();
+    w.say(
+        1,
+        ClientMessage::CallFriend {
+            friend: friend.clone(),
+        },
+    );
+    let sent = w.settle();
+    assert_eq!(
+        to(&sent, 1),
+        vec![ServerMessage::Ringing {
+            friend: friend.clone()
+        }]
+    );
+    for n in [2, 22] {
+        assert_eq!(
+            to(&sent, n),
+            vec![ServerMessage::IncomingCall {
+                friend: friend.clone()
+            }]
+        );
+    }
+    w.say(
+        22,
+        ClientMessage::AnswerFriendCall {
+            friend: friend.clone(),
+            accept: true,
+        },
+    );
+    let sent = w.settle();
+    assert!(
+        to(&sent, 2).contains(&ServerMessage::RingEnded {
+            friend: friend.clone()
+        }),
+        "{sent:?}"
+    );
+    let matched = |n: u64| {
+        to(&sent, n).into_iter().find_map(|m| match m {
+            ServerMessage::Matched {
+                call_id,
+                role,
+                peer,
+                friend,
+            } => Some((call_id, role, peer.nickname, friend)),
+            _ => None,
+        })
+    };
+    let (call_1, role_1, sees_1, friend_1) = matched(1).expect("the caller is in the call");
+    let (call_22, role_22, sees_22, friend_22) = matched(22).expect("the answerer too");
+    assert_eq!(call_1, call_22);
+    assert_eq!((role_1, role_22), (Role::Offerer, Role::Answerer));
+    assert_eq!((sees_1.as_str(), sees_22.as_str()), ("user2", "user1"));
+    assert_eq!(friend_1, Some(friend.clone()));
+    assert_eq!(friend_22, Some(friend));
+    // Signals flow between the caller and the connection that answered.
+    w.say(
+        1,
+        ClientMessage::Signal {
+            call_id: call_1.clone(),
+            signal: chingu_proto::Signal::EndOfCandidates,
+        },
+    );
+    assert_eq!(
+        w.settle(),
+        vec![(
+            22,
+            ServerMessage::Signal {
+                call_id: call_1,
+                signal: chingu_proto::Signal::EndOfCandidates
+            }
+        )]
+    );
+}
+
+#[test]
+fn declined_missed_busy_and_offline_are_told_to_the_caller_without_more() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    let ring = |w: &mut World| {
+        w.say(
+            1,
+            ClientMessage::CallFriend {
+                friend: friend.clone(),
+            },
+        );
+        w.settle()
+    };
+    let failed = |reason| ServerMessage::FriendCallFailed {
+        friend: friend.clone(),
+        reason,
+    };
+    ring(&mut w);
+    w.say(
+        2,
+        ClientMessage::AnswerFriendCall {
+            friend: friend.clone(),
+            accept: false,
+        },
+    );
+    assert_eq!(w.settle(), vec![(1, failed(FriendCallFailure::Declined))]);
+
+    ring(&mut w);
+    w.advance(RING_TIME.as_secs());
+    let sent = w.settle();
+    assert!(
+        sent.contains(&(1, failed(FriendCallFailure::Missed))),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&(
+            2,
+            ServerMessage::RingEnded {
+                friend: friend.clone()
+            }
+        )),
+        "{sent:?}"
+    );
+
+    // 2 in a random call with 3: busy.
+    w.advance(120);
+    w.connect(3);
+    w.join(2, &["chess"]);
+    w.join(3, &["chess"]);
+    w.settle();
+    assert_eq!(ring(&mut w), vec![(1, failed(FriendCallFailure::Busy))]);
+
+    // 2 gone: offline.
+    w.hub.handle(
+        Input::Disconnected {
+            client: ClientId(2),
+            silent: false,
+        },
+        w.now,
+    );
+    w.settle();
+    assert_eq!(ring(&mut w), vec![(1, failed(FriendCallFailure::Offline))]);
+}
+
+#[test]
+fn a_ring_ends_when_the_caller_cancels_leaves_or_the_callee_goes() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    let ring = |w: &mut World| {
+        w.say(
+            1,
+            ClientMessage::CallFriend {
+                friend: friend.clone(),
+            },
+        );
+        w.settle()
+    };
+    let ended = (
+        2,
+        ServerMessage::RingEnded {
+            friend: friend.clone(),
+        },
+    );
+    ring(&mut w);
+    w.say(
+        1,
+        ClientMessage::CancelFriendCall {
+            friend: friend.clone(),
+        },
+    );
+    assert_eq!(w.settle(), vec![ended.clone()]);
+    // Answering a ring that stopped is an error, not a call.
+    w.say(
+        2,
+        ClientMessage::AnswerFriendCall {
+            friend: friend.clone(),
+            accept: true,
+        },
+    );
+    assert_eq!(error(&w.settle(), 2), Some(ErrorCode::InvalidState));
+
+    ring(&mut w);
+    w.hub.handle(
+        Input::Disconnected {
+            client: ClientId(1),
+            silent: false,
+        },
+        w.now,
+    );
+    let sent = w.settle();
+    assert!(sent.contains(&ended), "{sent:?}");
+
+    w.connect(1);
+    w.settle();
+    ring(&mut w);
+    w.hub.handle(
+        Input::Disconnected {
+            client: ClientId(2),
+            silent: false,
+        },
+        w.now,
+    );
+    let sent = w.settle();
+    assert!(
+        sent.contains(&(
+            1,
+            ServerMessage::FriendCallFailed {
+                friend,
+                reason: FriendCallFailure::Missed
+            }
+        )),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn strangers_can_neither_ring_nor_remove_nor_answer() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    w.connect(3);
+    w.settle();
+    for msg in [
+        ClientMessage::CallFriend {
+            friend: friend.clone(),
+        },
+        ClientMessage::RemoveFriend {
+            friend: friend.clone(),
+        },
+        ClientMessage::BlockFriend {
+            friend: friend.clone(),
+        },
+    ] {
+        w.say(3, msg);
+        let sent = w.settle();
+        assert_eq!(error(&sent, 3), Some(ErrorCode::UnknownFriend), "{sent:?}");
+        assert!(to(&sent, 1).is_empty() && to(&sent, 2).is_empty());
+    }
+    w.say(
+        1,
+        ClientMessage::CallFriend {
+            friend: friend.clone(),
+        },
+    );
+    w.settle();
+    w.say(
+        3,
+        ClientMessage::AnswerFriendCall {
+            friend,
+            accept: true,
+        },
+    );
+    let sent = w.settle();
+    assert_eq!(error(&sent, 3), Some(ErrorCode::InvalidState));
+    assert!(to(&sent, 1).is_empty(), "{sent:?}");
+}
+
+#[test]
+fn unfriending_stops_presence_and_calls_for_both_at_once() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    w.say(
+        1,
+        ClientMessage::CallFriend {
+            friend: friend.clone(),
+        },
+    );
+    w.settle();
+    w.say(
+        2,
+        ClientMessage::RemoveFriend {
+            friend: friend.clone(),
+        },
+    );
+    let sent = w.settle();
+    let removed = ServerMessage::FriendRemoved {
+        friend: friend.clone(),
+    };
+    assert!(sent.contains(&(1, removed.clone())), "{sent:?}");
+    assert!(sent.contains(&(2, removed)), "{sent:?}");
+    assert!(
+        sent.contains(&(
+            2,
+            ServerMessage::RingEnded {
+                friend: friend.clone()
+            }
+        )),
+        "the ring stops: {sent:?}"
+    );
+    assert_eq!(w.hub.stats().friendships, 0);
+    // No presence any more, either way; no calls.
+    w.hub.handle(
+        Input::Disconnected {
+            client: ClientId(2),
+            silent: false,
+        },
+        w.now,
+    );
+    w.connect(2);
+    assert!(w.settle().is_empty());
+    w.say(1, ClientMessage::CallFriend { friend });
+    assert_eq!(error(&w.settle(), 1), Some(ErrorCode::UnknownFriend));
+}
+
+#[test]
+fn blocking_a_friend_unfriends_and_they_are_never_matched_again() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    w.say(1, ClientMessage::BlockFriend { friend });
+    let outputs = w.outputs();
+    assert!(
+        outputs.iter().any(|o| matches!(
+            o,
+            Output::Persist {
+                record: Record::Block { blocker, blocked },
+                ..
+            } if *blocker == identity(1) && *blocked == identity(2)
+        )),
+        "{outputs:?}"
+    );
+    assert_eq!(w.hub.stats().friendships, 0);
+    w.advance(3600);
+    w.join(1, &["music"]);
+    w.join(2, &["music"]);
+    w.advance(60);
+    assert!(
+        !w.settle()
+            .iter()
+            .any(|(_, m)| matches!(m, ServerMessage::Matched { .. })),
+        "a blocked pair was matched"
+    );
+    // A blocked pair cannot become friends again either: a new call is impossible, and
+    // a request for their old call is answered as any other but changes nothing.
+    assert_eq!(w.hub.stats().friendships, 0);
+}
+
+#[test]
+fn blocking_from_the_call_ends_a_friendship_too() {
+    let mut w = World::new();
+    let call = w.call(1, 2);
+    w.add_friend(1, &call);
+    w.add_friend(2, &call);
+    assert_eq!(w.hub.stats().friendships, 1);
+    w.say(2, ClientMessage::Block { call_id: call });
+    let sent = w.settle();
+    assert!(
+        to(&sent, 1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::FriendRemoved { .. })),
+        "{sent:?}"
+    );
+    assert_eq!(w.hub.stats().friendships, 0);
+}
+
+#[test]
+fn ringing_is_rate_limited() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    for _ in 0..RINGS_PER_WINDOW {
+        w.say(
+            1,
+            ClientMessage::CallFriend {
+                friend: friend.clone(),
+            },
+        );
+        w.say(
+            1,
+            ClientMessage::CancelFriendCall {
+                friend: friend.clone(),
+            },
+        );
+    }
+    let sent = w.settle();
+    assert_eq!(error(&sent, 1), None, "{sent:?}");
+    w.say(
+        1,
+        ClientMessage::CallFriend {
+            friend: friend.clone(),
+        },
+    );
+    let sent = w.settle();
+    assert_eq!(error(&sent, 1), Some(ErrorCode::RateLimited));
+    assert!(to(&sent, 2).is_empty(), "no ring: {sent:?}");
+    w.advance(super::friends::RING_WINDOW.as_secs());
+    w.say(1, ClientMessage::CallFriend { friend });
+    assert_eq!(error(&w.settle(), 1), None);
+}
+
+#[test]
+fn friendships_and_a_pending_request_are_restored() {
+    let mut w = World::new();
+    let friend = FriendId("f".repeat(32));
+    w.hub.restore_friendship(
+        friend.clone(),
+        [identity(1), identity(2)],
+        ["민지".into(), "Sam".into()],
+        1_700_000_000,
+    );
+    w.hub.set_epoch(w.now, 1_700_000_100);
+    let call = CallId("c".repeat(32));
+    w.hub.restore_friend_request(
+        Record::FriendRequest {
+            call_id: call.clone(),
+            from: identity(3),
+            to: identity(4),
+            from_nickname: "three".into(),
+            to_nickname: "four".into(),
+            expires_unix: 1_700_000_200,
+        },
+        w.now,
+    );
+    w.connect(1);
+    let sent = w.settle();
+    let to_1 = to(&sent, 1);
+    let [ServerMessage::Friends { friends }] = to_1.as_slice() else {
+        panic!("{sent:?}");
+    };
+    assert_eq!(
+        friends.as_slice(),
+        [Friend {
+            id: friend,
+            nickname: "Sam".into(),
+            presence: Presence::Offline,
+            last_call_unix: 1_700_000_000,
+        }]
+    );
+    // 4 returns 3's request after the restart: friends.
+    w.connect(4);
+    w.settle();
+    let sent = w.add_friend(4, &call);
+    assert!(
+        to(&sent, 4).iter().any(|m| matches!(
+            m,
+            ServerMessage::FriendAdded { friend } if friend.nickname == "three"
+        )),
+        "{sent:?}"
+    );
+}
