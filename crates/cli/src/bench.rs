@@ -169,6 +169,7 @@ fn side(
         udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         relay_only: false,
         net: None,
+        device_id: None,
     };
     let media = MediaConfig {
         video: Some(match video_file {

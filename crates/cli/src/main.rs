@@ -37,6 +37,10 @@ struct PeerArgs {
     /// `--udp 127.0.0.1:0`: the simulator is on loopback), e.g. `up.rate=300k`.
     #[arg(long)]
     net: Option<chingu_cli::netsim::Scenario>,
+    /// The device secret to connect with (16–128 of A-Z a-z 0-9 - _; default: a fresh
+    /// one). Friends are devices: run again with the same id to be the same friend.
+    #[arg(long)]
+    device_id: Option<String>,
 }
 
 impl PeerArgs {
@@ -49,6 +53,7 @@ impl PeerArgs {
             udp_addr: self.udp,
             relay_only: self.relay_only,
             net: self.net,
+            device_id: self.device_id,
         }
     }
 }
@@ -85,6 +90,17 @@ enum Command {
         /// playback.
         #[arg(long)]
         devices: bool,
+        /// Ask to be friends with whoever the bot is matched with (a friendship needs
+        /// both sides to ask).
+        #[arg(long)]
+        add_friend: bool,
+        /// Instead of searching, ring the friend with this nickname once they are online
+        /// (needs `--device-id` of a device that has friends).
+        #[arg(long, value_name = "NICKNAME")]
+        call_friend: Option<String>,
+        /// Instead of searching, wait for a friend to ring and accept.
+        #[arg(long)]
+        answer_calls: bool,
         /// JSON lines instead of a readable summary.
         #[arg(long)]
         json: bool,
@@ -212,6 +228,9 @@ fn main() -> anyhow::Result<()> {
             video_file,
             chat,
             devices,
+            add_friend,
+            call_friend,
+            answer_calls,
             json,
         } => {
             let mut setup = peer.setup();
@@ -228,6 +247,9 @@ fn main() -> anyhow::Result<()> {
                 wait: Duration::from_secs(wait),
                 chat,
                 devices,
+                add_friend,
+                call_friend,
+                answer_calls,
             };
             let summary = runtime.block_on(chingu_cli::peer::bot(config, |line| {
                 if json {

@@ -112,6 +112,9 @@ pub struct PeerSetup {
     pub relay_only: bool,
     /// Send this peer's packets through the network simulator (a peer on this machine).
     pub net: Option<crate::netsim::Scenario>,
+    /// The device secret to say hello with (default: a fresh one each run). Friends are
+    /// devices: the same id is the same person to their friends.
+    pub device_id: Option<String>,
 }
 
 impl PeerSetup {
@@ -135,7 +138,7 @@ impl PeerSetup {
         EngineConfig {
             signaling: SignalingConfig {
                 url: self.server.clone(),
-                device_id: device_id(kind),
+                device_id: self.device_id.clone().unwrap_or_else(|| device_id(kind)),
                 client_version: concat!("chingu-cli/", env!("CARGO_PKG_VERSION")).into(),
                 initial_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(5),
@@ -164,6 +167,12 @@ pub struct BotConfig {
     /// The system's default microphone and speaker (processed as the app does) instead
     /// of a tone and no playback.
     pub devices: bool,
+    /// Ask to be friends with whoever the bot is matched with.
+    pub add_friend: bool,
+    /// Instead of searching: ring the friend with this nickname once they are online.
+    pub call_friend: Option<String>,
+    /// Accept a friend's call (instead of searching or while waiting).
+    pub answer_calls: bool,
 }
 
 /// The bot's last line.
@@ -192,6 +201,9 @@ pub struct BotSummary {
     pub chat_received: Vec<String>,
     /// Our chat messages the engine accepted for sending.
     pub chat_sent: u64,
+    /// Friends as last listed (nicknames), and whether the call was with one.
+    pub friends: Vec<String>,
+    pub with_friend: bool,
 }
 
 /// Milliseconds at percentile `p` (0–100) of microsecond samples.
@@ -248,7 +260,11 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
     let mut engine_config = config.setup.engine_config("bot", media, false);
     engine_config.peer.route = sim.as_ref().map(crate::netsim::NetSim::route);
     let (engine, mut events, task) = Engine::start(engine_config);
-    engine.send(Command::Search(config.setup.prefs())).await?;
+    // Ringing a friend or waiting for one to ring is not searching.
+    if config.call_friend.is_none() && !config.answer_calls {
+        engine.send(Command::Search(config.setup.prefs())).await?;
+    }
+    let mut rang = false;
     let mut summary = BotSummary {
         kind: "summary",
         ok: false,
@@ -265,6 +281,8 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
         remote_candidates: Vec::new(),
         chat_received: Vec::new(),
         chat_sent: 0,
+        friends: Vec::new(),
+        with_friend: false,
     };
     let mut chat_to_send: std::collections::VecDeque<String> = config.chat.clone().into();
     let mut matched_at = None;
@@ -292,12 +310,43 @@ pub async fn bot(config: BotConfig, mut line: impl FnMut(String)) -> anyhow::Res
             }
         };
         match event {
-            EngineEvent::State(CallView::Connecting { peer }) => {
+            EngineEvent::State(CallView::Connecting { peer, friend }) => {
                 matched_at = Some(Instant::now());
                 summary.peer = Some(peer.nickname);
+                summary.with_friend = friend.is_some();
             }
             EngineEvent::State(CallView::InCall { .. }) => {
                 in_call_until = Some(tokio::time::Instant::now() + config.duration);
+                if config.add_friend {
+                    engine.send(Command::AddFriend).await?;
+                }
+            }
+            EngineEvent::Friends(friends) => {
+                line(serde_json::json!({"type": "friends", "friends": friends}).to_string());
+                summary.friends = friends.iter().map(|f| f.nickname.clone()).collect();
+                let wanted = friends.iter().find(|f| {
+                    Some(&f.nickname) == config.call_friend.as_ref()
+                        && f.presence == chingu_proto::Presence::Online
+                });
+                if let Some(friend) = wanted.filter(|_| !rang) {
+                    rang = true;
+                    engine.send(Command::CallFriend(friend.id.clone())).await?;
+                }
+            }
+            EngineEvent::FriendAdded(friend) => {
+                line(serde_json::json!({"type": "friend_added", "friend": friend}).to_string())
+            }
+            EngineEvent::IncomingCall(friend) if config.answer_calls => {
+                line(serde_json::json!({"type": "incoming_call", "friend": friend}).to_string());
+                engine
+                    .send(Command::AnswerFriendCall {
+                        friend,
+                        accept: true,
+                    })
+                    .await?;
+            }
+            EngineEvent::FriendCallFailed { reason, .. } => {
+                bail!("the friend did not take the call: {reason:?}")
             }
             EngineEvent::State(CallView::Ended { reason }) => {
                 summary.ended = Some(reason.to_string());
@@ -393,7 +442,7 @@ pub async fn echo(
     let mut path = None;
     while let Some(event) = events.recv().await {
         match event {
-            EngineEvent::State(CallView::InCall { peer }) => {
+            EngineEvent::State(CallView::InCall { peer, .. }) => {
                 path = None;
                 line(serde_json::json!({"type": "call", "peer": peer.nickname}).to_string());
             }

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use chingu_proto::{CallId, ClientMessage, IceServer, Role, ServerMessage, Signal};
+use chingu_proto::{CallId, ClientMessage, Friend, IceServer, Role, ServerMessage, Signal};
 use tokio::sync::mpsc;
 
 use crate::api::{CallView, Command, EngineConfig, EngineEvent};
@@ -98,6 +98,8 @@ struct Actor {
     notices_tx: mpsc::Sender<MediaNotice>,
     /// The device's addresses when last looked at during a call.
     addresses: Vec<std::net::IpAddr>,
+    /// The friend list as the server last told it.
+    friends: Vec<Friend>,
 }
 
 async fn run(
@@ -115,6 +117,7 @@ async fn run(
         call: None,
         notices_tx,
         addresses: Vec::new(),
+        friends: Vec::new(),
     };
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut level_tick = tokio::time::interval(Duration::from_millis(100));
@@ -263,6 +266,8 @@ impl Actor {
                 self.send(ClientMessage::Rate { call_id, stars }).await
             }
             Effect::Block { call_id } => self.send(ClientMessage::Block { call_id }).await,
+            Effect::AddFriend { call_id } => self.send(ClientMessage::AddFriend { call_id }).await,
+            Effect::CallFriend(friend) => self.send(ClientMessage::CallFriend { friend }).await,
             Effect::Refuse(failure) => self.emit(EngineEvent::CommandFailed(failure)),
             Effect::RestartIce(call_id) => self.restart_ice(call_id, true).await,
             Effect::ResumeCall(call_id) => self.send(ClientMessage::ResumeCall { call_id }).await,
@@ -401,6 +406,25 @@ impl Actor {
             Command::Report { reason, note } => Input::Report { reason, note },
             Command::Rate(stars) => Input::Rate(stars),
             Command::Block => Input::Block,
+            Command::AddFriend => Input::AddFriend,
+            Command::CallFriend(friend) => Input::CallFriend(friend),
+            // The rest of the friends' commands are the server's business alone.
+            Command::RemoveFriend(friend) => {
+                return self.to_server(ClientMessage::RemoveFriend { friend }).await;
+            }
+            Command::BlockFriend(friend) => {
+                return self.to_server(ClientMessage::BlockFriend { friend }).await;
+            }
+            Command::CancelFriendCall(friend) => {
+                return self
+                    .to_server(ClientMessage::CancelFriendCall { friend })
+                    .await;
+            }
+            Command::AnswerFriendCall { friend, accept } => {
+                return self
+                    .to_server(ClientMessage::AnswerFriendCall { friend, accept })
+                    .await;
+            }
             // Which devices to use is configuration, not call state.
             Command::SetVideoSource(source) => {
                 self.config.media.video = source.clone();
@@ -427,10 +451,29 @@ impl Actor {
         self.step(input).await;
     }
 
+    /// Sends a command that only the server acts on, or says it cannot.
+    async fn to_server(&self, msg: ClientMessage) {
+        if self.machine.server_up {
+            self.send(msg).await;
+        } else {
+            self.emit(EngineEvent::CommandFailed(CommandFailure::NotConnected));
+        }
+    }
+
+    /// Applies a change to the friend list and reports the whole list.
+    fn friends_changed(&mut self, change: impl FnOnce(&mut Vec<Friend>)) {
+        change(&mut self.friends);
+        self.emit(EngineEvent::Friends(self.friends.clone()));
+    }
+
     async fn signaling_event(&mut self, event: SignalingEvent) {
         match event {
             SignalingEvent::Connected { ice_servers, .. } => {
                 self.ice_servers = ice_servers;
+                // A new connection: the server sends the list again if there is one.
+                if !self.friends.is_empty() {
+                    self.friends_changed(Vec::clear);
+                }
                 self.emit(EngineEvent::ServerConnected);
                 self.step(Input::ServerConnected).await;
             }
@@ -452,14 +495,39 @@ impl Actor {
                 call_id,
                 role,
                 peer,
-                ..
+                friend,
             } => {
                 self.step(Input::Matched {
                     call_id,
                     role,
                     peer,
+                    friend,
                 })
                 .await
+            }
+            ServerMessage::Friends { friends } => self.friends_changed(|list| *list = friends),
+            ServerMessage::FriendRequested { .. } => self.emit(EngineEvent::FriendRequested),
+            ServerMessage::FriendAdded { friend } => {
+                let added = friend.clone();
+                self.friends_changed(|list| {
+                    list.retain(|f| f.id != friend.id);
+                    list.insert(0, friend);
+                });
+                self.emit(EngineEvent::FriendAdded(added));
+            }
+            ServerMessage::FriendRemoved { friend } => {
+                self.friends_changed(|list| list.retain(|f| f.id != friend));
+            }
+            ServerMessage::Presence { friend, presence } => self.friends_changed(|list| {
+                for f in list.iter_mut().filter(|f| f.id == friend) {
+                    f.presence = presence;
+                }
+            }),
+            ServerMessage::Ringing { friend } => self.emit(EngineEvent::Ringing(friend)),
+            ServerMessage::IncomingCall { friend } => self.emit(EngineEvent::IncomingCall(friend)),
+            ServerMessage::RingEnded { friend } => self.emit(EngineEvent::RingEnded(friend)),
+            ServerMessage::FriendCallFailed { friend, reason } => {
+                self.emit(EngineEvent::FriendCallFailed { friend, reason })
             }
             ServerMessage::PeerLeft { call_id, reason } => {
                 self.step(Input::PeerLeft { call_id, reason }).await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chingu_proto::{ErrorCode, PeerProfile, ReportReason};
+use chingu_proto::{ErrorCode, Friend, FriendCallFailure, FriendId, PeerProfile, ReportReason};
 use serde::Serialize;
 
 use crate::call_state::{CallState, CommandFailure, EndReason, SearchPrefs};
@@ -48,6 +48,20 @@ pub enum Command {
     Block,
     /// How the current or last call was, 1 to 5 stars (for call quality analysis).
     Rate(u8),
+    /// Ask to be friends with the person of the current or last call; a friendship
+    /// needs both to ask (`EngineEvent::FriendAdded`).
+    AddFriend,
+    RemoveFriend(FriendId),
+    /// Remove the friend and never be matched with them again.
+    BlockFriend(FriendId),
+    /// Ring a friend who is online; leaves the queue if searching.
+    CallFriend(FriendId),
+    CancelFriendCall(FriendId),
+    /// Take or turn down a friend's call (`EngineEvent::IncomingCall`).
+    AnswerFriendCall {
+        friend: FriendId,
+        accept: bool,
+    },
 }
 
 /// The call state as the UI shows it.
@@ -57,9 +71,17 @@ pub enum Command {
 pub enum CallView {
     Idle,
     Searching,
-    Connecting { peer: PeerProfile },
-    InCall { peer: PeerProfile },
-    Ended { reason: EndReason },
+    Connecting {
+        peer: PeerProfile,
+        friend: Option<FriendId>,
+    },
+    InCall {
+        peer: PeerProfile,
+        friend: Option<FriendId>,
+    },
+    Ended {
+        reason: EndReason,
+    },
 }
 
 impl CallView {
@@ -67,8 +89,14 @@ impl CallView {
         match state {
             CallState::Idle => Self::Idle,
             CallState::Searching { .. } => Self::Searching,
-            CallState::Connecting { peer, .. } => Self::Connecting { peer: peer.clone() },
-            CallState::InCall { peer, .. } => Self::InCall { peer: peer.clone() },
+            CallState::Connecting { peer, friend, .. } => Self::Connecting {
+                peer: peer.clone(),
+                friend: friend.clone(),
+            },
+            CallState::InCall { peer, friend, .. } => Self::InCall {
+                peer: peer.clone(),
+                friend: friend.clone(),
+            },
             CallState::Ended { reason } => Self::Ended {
                 reason: reason.clone(),
             },
@@ -126,4 +154,22 @@ pub enum EngineEvent {
     Reported,
     Blocked,
     Rated,
+    /// The friend list, whole, each time anything in it changes (a friend added or
+    /// removed, a presence). Empty after connecting until the server sends it.
+    Friends(Vec<Friend>),
+    /// Our friend request is noted (nothing is said about whether the other asked).
+    FriendRequested,
+    /// A new friend: both asked.
+    FriendAdded(Friend),
+    /// A friend's devices are ringing.
+    Ringing(FriendId),
+    /// A friend is calling.
+    IncomingCall(FriendId),
+    /// A ring to us stopped (the caller gave up, it timed out, or we answered elsewhere).
+    RingEnded(FriendId),
+    /// A call to a friend did not happen.
+    FriendCallFailed {
+        friend: FriendId,
+        reason: FriendCallFailure,
+    },
 }

@@ -229,7 +229,7 @@ impl Client {
             .wait_state("in call", |s| matches!(s, CallView::InCall { .. }))
             .await
         {
-            CallView::InCall { peer } => peer.nickname,
+            CallView::InCall { peer, .. } => peer.nickname,
             _ => unreachable!(),
         }
     }

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use chingu_proto::{CallId, PeerLeftReason, PeerProfile, ReportReason, Role};
+use chingu_proto::{CallId, FriendId, PeerLeftReason, PeerProfile, ReportReason, Role};
 use serde::Serialize;
 
 use crate::control::MAX_CHAT_CHARS;
@@ -53,11 +53,14 @@ pub enum CallState {
         call_id: CallId,
         role: Role,
         peer: PeerProfile,
+        /// A call with a friend who was rung (or who rang), not a random match.
+        friend: Option<FriendId>,
         since: Instant,
     },
     InCall {
         call_id: CallId,
         peer: PeerProfile,
+        friend: Option<FriendId>,
         since: Instant,
     },
     Ended {
@@ -116,6 +119,10 @@ pub enum CommandFailure {
     ChatNotSent,
     #[error("a rating is 1 to 5 stars")]
     BadRating,
+    #[error("in a call: hang up first")]
+    Busy,
+    #[error("not connected to the server")]
+    NotConnected,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,12 +142,17 @@ pub enum Input {
     },
     Rate(u8),
     Block,
+    /// Ask to be friends with the person of the current or last call.
+    AddFriend,
+    /// Ring a friend.
+    CallFriend(FriendId),
     // What the server (connection) says.
     ServerConnected,
     Matched {
         call_id: CallId,
         role: Role,
         peer: PeerProfile,
+        friend: Option<FriendId>,
     },
     PeerLeft {
         call_id: CallId,
@@ -217,6 +229,10 @@ pub enum Effect {
     Block {
         call_id: CallId,
     },
+    AddFriend {
+        call_id: CallId,
+    },
+    CallFriend(FriendId),
     /// The command could not be carried out; tell the user why.
     Refuse(CommandFailure),
     /// Restart ICE: the offerer makes a new offer; the answerer asks it to.
@@ -348,6 +364,19 @@ pub fn step(machine: &CallMachine, input: Input, now: Instant) -> (CallMachine, 
         }
         Input::Rate(stars) => about_last_call(machine, |call_id| Effect::Rate { call_id, stars }),
         Input::Block => about_last_call(machine, |call_id| Effect::Block { call_id }),
+        Input::AddFriend => about_last_call(machine, |call_id| Effect::AddFriend { call_id }),
+        Input::CallFriend(friend) => match &machine.state {
+            _ if !machine.server_up => vec![Effect::Refuse(CommandFailure::NotConnected)],
+            CallState::Connecting { .. } | CallState::InCall { .. } => {
+                vec![Effect::Refuse(CommandFailure::Busy)]
+            }
+            // The server takes the caller out of the queue.
+            CallState::Searching { .. } => {
+                next.state = CallState::Idle;
+                vec![Effect::CallFriend(friend)]
+            }
+            CallState::Idle | CallState::Ended { .. } => vec![Effect::CallFriend(friend)],
+        },
         Input::ChannelOpen { call_id } if machine.current_call() == Some(&call_id) => {
             vec![machine.announce()]
         }
@@ -388,6 +417,7 @@ pub fn step(machine: &CallMachine, input: Input, now: Instant) -> (CallMachine, 
             call_id,
             role,
             peer,
+            friend,
         } => {
             let (state, effects) = transition(
                 machine,
@@ -395,6 +425,7 @@ pub fn step(machine: &CallMachine, input: Input, now: Instant) -> (CallMachine, 
                     call_id: call_id.clone(),
                     role,
                     peer,
+                    friend,
                 },
                 now,
             );

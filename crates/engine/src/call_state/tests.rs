@@ -16,6 +16,10 @@ fn peer() -> PeerProfile {
     }
 }
 
+fn friend() -> FriendId {
+    FriendId("f1".into())
+}
+
 fn call(n: u8) -> CallId {
     CallId(format!("call{n}"))
 }
@@ -48,6 +52,7 @@ impl World {
                 call_id: call(n),
                 role: Role::Offerer,
                 peer: peer(),
+                friend: None,
             },
         )
     }
@@ -92,6 +97,7 @@ fn search_match_connect() {
         CallState::InCall {
             call_id: call(1),
             peer: peer(),
+            friend: None,
             since: w.t0 + Duration::from_secs(2)
         }
     );
@@ -347,11 +353,26 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
                 call_id: call(1),
                 role: Role::Answerer,
                 peer: peer(),
+                friend: None,
                 since: t0,
             },
             CallState::InCall {
                 call_id: call(1),
                 peer: peer(),
+                friend: None,
+                since: t0,
+            },
+            CallState::Connecting {
+                call_id: call(1),
+                role: Role::Offerer,
+                peer: peer(),
+                friend: Some(friend()),
+                since: t0,
+            },
+            CallState::InCall {
+                call_id: call(1),
+                peer: peer(),
+                friend: Some(friend()),
                 since: t0,
             },
             CallState::Ended {
@@ -380,7 +401,16 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
             call_id: call(2),
             role: Role::Offerer,
             peer: peer(),
+            friend: None,
         },
+        Input::Matched {
+            call_id: call(2),
+            role: Role::Answerer,
+            peer: peer(),
+            friend: Some(friend()),
+        },
+        Input::AddFriend,
+        Input::CallFriend(friend()),
         Input::PeerLeft {
             call_id: call(1),
             reason: PeerLeftReason::HungUp,
@@ -445,6 +475,20 @@ fn every_input_in_every_state_keeps_the_close_invariant() {
                             }
                             if effects.iter().any(|e| matches!(e, Effect::JoinQueue(_))) {
                                 assert!(next.server_up, "{context}: joined with no server");
+                                let with_friend = matches!(
+                                    machine.state,
+                                    CallState::Connecting {
+                                        friend: Some(_),
+                                        ..
+                                    } | CallState::InCall {
+                                        friend: Some(_),
+                                        ..
+                                    }
+                                );
+                                assert!(
+                                    !with_friend || !matches!(input, Input::PeerLeft { .. }),
+                                    "{context}: a friend leaving starts no search"
+                                );
                             }
                             if effects
                                 .iter()
@@ -765,4 +809,91 @@ fn a_network_change_in_a_call_reconnects_to_the_server_and_resuming_restarts_ice
     let mut w = World::new(true);
     w.at(0, Input::Search(prefs()));
     assert_eq!(w.at(1, Input::NetworkChanged), vec![]);
+}
+
+#[test]
+fn a_friends_call_comes_to_anyone_not_in_a_call_and_ends_without_a_search() {
+    let mut w = World::new(true);
+    w.machine.prefs = Some(prefs());
+    let rung = |friend| Input::Matched {
+        call_id: call(1),
+        role: Role::Answerer,
+        peer: peer(),
+        friend,
+    };
+    // A random match for a machine that is not searching is stale: ignored.
+    assert_eq!(w.at(0, rung(None)), vec![]);
+    assert_eq!(w.machine.state, CallState::Idle);
+    assert_eq!(
+        w.at(0, rung(Some(friend()))),
+        vec![Effect::StartPeer {
+            call_id: call(1),
+            role: Role::Answerer
+        }]
+    );
+    w.at(1, Input::MediaConnected { call_id: call(1) });
+    assert!(matches!(
+        &w.machine.state,
+        CallState::InCall { friend: Some(f), .. } if *f == friend()
+    ));
+    assert_eq!(w.machine.last_call, Some(call(1)));
+    // The friend hangs up: the call ends; nobody asked for a stranger next.
+    let effects = w.at(
+        5,
+        Input::PeerLeft {
+            call_id: call(1),
+            reason: PeerLeftReason::HungUp,
+        },
+    );
+    assert_eq!(effects, vec![Effect::ClosePeer(call(1))]);
+    assert_eq!(
+        w.machine.state,
+        CallState::Ended {
+            reason: EndReason::PeerLeft {
+                reason: PeerLeftReason::HungUp
+            }
+        }
+    );
+}
+
+#[test]
+fn ringing_a_friend_leaves_a_search_and_needs_the_server_and_no_call() {
+    let mut w = World::new(true);
+    w.at(0, Input::Search(prefs()));
+    assert_eq!(
+        w.at(1, Input::CallFriend(friend())),
+        vec![Effect::CallFriend(friend())],
+        "the server takes the caller out of the queue itself"
+    );
+    assert_eq!(w.machine.state, CallState::Idle);
+    w.in_call(2);
+    assert_eq!(
+        w.at(3, Input::CallFriend(friend())),
+        vec![Effect::Refuse(CommandFailure::Busy)]
+    );
+    let mut w = World::new(true);
+    w.machine.server_up = false;
+    assert_eq!(
+        w.at(0, Input::CallFriend(friend())),
+        vec![Effect::Refuse(CommandFailure::NotConnected)]
+    );
+}
+
+#[test]
+fn a_friend_request_is_about_the_current_or_last_call() {
+    let mut w = World::new(true);
+    assert_eq!(
+        w.at(0, Input::AddFriend),
+        vec![Effect::Refuse(CommandFailure::NoRecentCall)]
+    );
+    w.in_call(1);
+    assert_eq!(
+        w.at(3, Input::AddFriend),
+        vec![Effect::AddFriend { call_id: call(1) }]
+    );
+    w.at(4, Input::HangUp);
+    assert_eq!(
+        w.at(5, Input::AddFriend),
+        vec![Effect::AddFriend { call_id: call(1) }]
+    );
 }

@@ -38,34 +38,52 @@ pub(super) fn transition(
                 Vec::new()
             },
         ),
+        // A random match comes to a search; a call with a friend (rung, and accepted
+        // by one of the two) to anyone not already in a call.
         (
             S::Searching { joined: true, .. },
             I::Matched {
                 call_id,
                 role,
                 peer,
+                friend,
+            },
+        )
+        | (
+            S::Idle | S::Ended { .. } | S::Searching { .. },
+            I::Matched {
+                call_id,
+                role,
+                peer,
+                friend: friend @ Some(_),
             },
         ) => (
             S::Connecting {
                 call_id: call_id.clone(),
                 role,
                 peer,
+                friend,
                 since: now,
             },
             vec![Effect::StartPeer { call_id, role }],
         ),
-        (S::Connecting { call_id, peer, .. }, I::MediaConnected { call_id: id })
-            if *call_id == id =>
-        {
-            (
-                S::InCall {
-                    call_id: id,
-                    peer: peer.clone(),
-                    since: now,
-                },
-                Vec::new(),
-            )
-        }
+        (
+            S::Connecting {
+                call_id,
+                peer,
+                friend,
+                ..
+            },
+            I::MediaConnected { call_id: id },
+        ) if *call_id == id => (
+            S::InCall {
+                call_id: id,
+                peer: peer.clone(),
+                friend: friend.clone(),
+                since: now,
+            },
+            Vec::new(),
+        ),
         (S::Connecting { call_id, since, .. }, I::Tick) if now >= *since + CONNECT_TIMEOUT => end(
             call_id,
             EndReason::ConnectTimeout,
@@ -137,7 +155,8 @@ pub(super) fn transition(
     }
 }
 
-/// After a call ends: search again (with a notice) or stop with the reason.
+/// After a call ends: search again (with a notice) or stop with the reason. A call with a
+/// friend was not a search: it just ends.
 pub(super) fn ended(
     machine: &CallMachine,
     call_id: &CallId,
@@ -146,8 +165,18 @@ pub(super) fn ended(
     now: Instant,
 ) -> (CallState, Vec<Effect>) {
     effects.insert(0, Effect::ClosePeer(call_id.clone()));
+    let with_friend = matches!(
+        machine.state,
+        CallState::Connecting {
+            friend: Some(_),
+            ..
+        } | CallState::InCall {
+            friend: Some(_),
+            ..
+        }
+    );
     match (machine.auto_search, &machine.prefs) {
-        (true, Some(prefs)) if matches!(reason, EndReason::PeerLeft { .. }) => {
+        (true, Some(prefs)) if matches!(reason, EndReason::PeerLeft { .. }) && !with_friend => {
             if machine.server_up {
                 effects.push(Effect::JoinQueue(prefs.clone()));
             }
