@@ -11,33 +11,30 @@
 //! - presence and rings reach a device's friends' connections and no one else; removing
 //!   or blocking a friend stops both at once, for both sides.
 //!
+//! Ringing a friend is `rings.rs`.
+//!
 //! Cost: a presence change sends one message per online connection of each friend, so it
 //! is proportional to the device's number of friends (at most [`MAX_FRIENDS`]).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use chingu_proto::{Friend, FriendCallFailure, Presence};
+use chingu_proto::{Friend, Presence};
 
 use super::*;
 
 /// How long after a call ends its two people may still ask to be friends.
 pub const FRIEND_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// How long a friend's devices ring before the call counts as missed.
-pub const RING_TIME: Duration = Duration::from_secs(30);
-/// Rings one device may start per [`RING_WINDOW`]: no ring-spam.
-pub const RINGS_PER_WINDOW: usize = 10;
-pub const RING_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// Friends one device may have.
 pub const MAX_FRIENDS: usize = 1000;
 
 /// One side's view of a friendship.
 #[derive(Debug)]
-struct Link {
-    id: FriendId,
+pub(super) struct Link {
+    pub(super) id: FriendId,
     /// The friend's nickname when the two met.
-    nickname: String,
-    last_call_unix: u64,
+    pub(super) nickname: String,
+    pub(super) last_call_unix: u64,
 }
 
 /// A call whose two people may still befriend each other.
@@ -49,26 +46,13 @@ struct Friendable {
     until: Option<Instant>,
 }
 
-#[derive(Debug)]
-struct Ring {
-    /// The connection that rang.
-    caller: ClientId,
-    callee: Identity,
-    deadline: Instant,
-}
-
 #[derive(Debug, Default)]
 pub(super) struct Friends {
     /// Each device's friends, by the friend's device.
-    links: HashMap<Identity, HashMap<Identity, Link>>,
+    pub(super) links: HashMap<Identity, HashMap<Identity, Link>>,
     by_id: HashMap<FriendId, [Identity; 2]>,
     calls: HashMap<CallId, Friendable>,
     call_deadlines: BinaryHeap<Reverse<(Instant, CallId)>>,
-    rings: HashMap<FriendId, Ring>,
-    ring_deadlines: BinaryHeap<Reverse<(Instant, FriendId)>>,
-    /// When each device started its recent rings, and when to look again.
-    ring_history: HashMap<Identity, VecDeque<Instant>>,
-    ring_reviews: VecDeque<(Instant, Identity)>,
     /// The presence each device's friends were last told.
     told: HashMap<Identity, Presence>,
     pub(super) presence_sent: u64,
@@ -80,22 +64,15 @@ impl Friends {
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.call_deadlines.peek().map(|Reverse((d, _))| *d),
-            self.ring_deadlines.peek().map(|Reverse((d, _))| *d),
-            self.ring_reviews.front().map(|(d, _)| *d),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.call_deadlines.peek().map(|Reverse((d, _))| *d)
     }
 
-    fn are_friends(&self, a: Identity, b: Identity) -> bool {
+    pub(super) fn are_friends(&self, a: Identity, b: Identity) -> bool {
         self.links.get(&a).is_some_and(|l| l.contains_key(&b))
     }
 
     /// The two devices of a friendship, `me` first, if `me` is one of them.
-    fn pair(&self, id: &FriendId, me: Identity) -> Option<Identity> {
+    pub(super) fn pair(&self, id: &FriendId, me: Identity) -> Option<Identity> {
         let [a, b] = self.by_id.get(id)?;
         if *a == me {
             Some(*b)
@@ -200,7 +177,7 @@ impl Hub {
     }
 
     /// `client`'s device, as its friends see it.
-    fn presence(&self, identity: Identity) -> Presence {
+    pub(super) fn presence(&self, identity: Identity) -> Presence {
         let Some(open) = self.connections.get(&identity) else {
             return Presence::Offline;
         };
@@ -469,9 +446,7 @@ impl Hub {
         let Some(id) = self.friends.unlink(a, b) else {
             return;
         };
-        if let Some(ring) = self.friends.rings.remove(&id) {
-            self.tell_callee(ring.callee, None, &id);
-        }
+        self.end_ring(&id);
         let mut acks = Vec::new();
         for device in [a, b] {
             for &c in self.connections.get(&device).into_iter().flatten() {
@@ -485,7 +460,7 @@ impl Hub {
         });
     }
 
-    fn unknown_friend(&mut self, client: ClientId, friend: &FriendId) {
+    pub(super) fn unknown_friend(&mut self, client: ClientId, friend: &FriendId) {
         self.send(
             client,
             ServerMessage::error(
@@ -493,248 +468,6 @@ impl Hub {
                 format!("{friend} is not one of your friends"),
             ),
         );
-    }
-
-    pub(super) fn call_friend(&mut self, client: ClientId, friend: FriendId, now: Instant) {
-        let identity = self.clients[&client].identity;
-        let Some(callee) = self.friends.pair(&friend, identity) else {
-            return self.unknown_friend(client, &friend);
-        };
-        if let Status::InCall(_) = self.clients[&client].status {
-            return self.send(
-                client,
-                ServerMessage::error(ErrorCode::InvalidState, "in a call: hang up first"),
-            );
-        }
-        if self.friends.rings.contains_key(&friend) {
-            return self.send(
-                client,
-                ServerMessage::error(ErrorCode::InvalidState, "already ringing"),
-            );
-        }
-        let recent_rings = self.friends.ring_history.get_mut(&identity).map_or(0, |h| {
-            while h
-                .front()
-                .is_some_and(|&t| now.saturating_duration_since(t) >= RING_WINDOW)
-            {
-                h.pop_front();
-            }
-            h.len()
-        });
-        if recent_rings >= RINGS_PER_WINDOW {
-            return self.send(
-                client,
-                ServerMessage::error(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "at most {RINGS_PER_WINDOW} calls to friends in {} minutes",
-                        RING_WINDOW.as_secs() / 60
-                    ),
-                ),
-            );
-        }
-        let failed = match self.presence(callee) {
-            Presence::Offline => Some(FriendCallFailure::Offline),
-            Presence::InCall => Some(FriendCallFailure::Busy),
-            Presence::Online => None,
-        };
-        if let Some(reason) = failed {
-            return self.send(client, ServerMessage::FriendCallFailed { friend, reason });
-        }
-        self.friends
-            .ring_history
-            .entry(identity)
-            .or_default()
-            .push_back(now);
-        self.friends
-            .ring_reviews
-            .push_back((now + RING_WINDOW, identity));
-        if self.clients[&client].status == Status::Queued {
-            self.matchmaker.leave(client);
-            self.client_mut(client).status = Status::Idle;
-            self.send(client, ServerMessage::LeftQueue);
-        }
-        let deadline = now + RING_TIME;
-        self.friends.rings.insert(
-            friend.clone(),
-            Ring {
-                caller: client,
-                callee,
-                deadline,
-            },
-        );
-        self.friends
-            .ring_deadlines
-            .push(Reverse((deadline, friend.clone())));
-        self.send(
-            client,
-            ServerMessage::Ringing {
-                friend: friend.clone(),
-            },
-        );
-        if let Some(open) = self.connections.get(&callee) {
-            self.outputs.push_back(Output::SendMany(
-                open.clone(),
-                ServerMessage::IncomingCall { friend },
-            ));
-        }
-    }
-
-    pub(super) fn cancel_friend_call(&mut self, client: ClientId, friend: &FriendId) {
-        match self.friends.rings.get(friend) {
-            Some(ring) if ring.caller == client => {
-                let ring = self.friends.rings.remove(friend).expect("looked up");
-                self.tell_callee(ring.callee, None, friend);
-            }
-            _ => self.send(
-                client,
-                ServerMessage::error(ErrorCode::InvalidState, "not ringing that friend"),
-            ),
-        }
-    }
-
-    pub(super) fn answer_friend_call(
-        &mut self,
-        client: ClientId,
-        friend: &FriendId,
-        accept: bool,
-        now: Instant,
-    ) {
-        let identity = self.clients[&client].identity;
-        let ring = match self.friends.rings.get(friend) {
-            Some(ring) if ring.callee == identity => {
-                self.friends.rings.remove(friend).expect("looked up")
-            }
-            _ => {
-                return self.send(
-                    client,
-                    ServerMessage::error(ErrorCode::InvalidState, "no call to answer"),
-                );
-            }
-        };
-        // The device's other connections stop ringing.
-        self.tell_callee(identity, Some(client), friend);
-        if !accept {
-            return self.send(
-                ring.caller,
-                ServerMessage::FriendCallFailed {
-                    friend: friend.clone(),
-                    reason: FriendCallFailure::Declined,
-                },
-            );
-        }
-        match self.clients[&client].status {
-            Status::InCall(_) => {
-                // A ring outlives nothing that puts its callee in a call; kept for safety.
-                return self.send(
-                    client,
-                    ServerMessage::error(ErrorCode::InvalidState, "in a call: hang up first"),
-                );
-            }
-            Status::Queued => {
-                self.matchmaker.leave(client);
-                self.client_mut(client).status = Status::Idle;
-            }
-            Status::Idle => {}
-        }
-        let caller_identity = self.clients[&ring.caller].identity;
-        let profile = |hub: &Hub, who: ClientId, seen_by: Identity, seen: Identity| {
-            let nickname = hub.friends.links[&seen_by][&seen].nickname.clone();
-            let languages = hub.clients[&who]
-                .queue_entry
-                .as_ref()
-                .map(|e| e.languages.clone())
-                .unwrap_or_default();
-            PeerProfile {
-                nickname,
-                languages,
-                shared_interests: Vec::new(),
-            }
-        };
-        let profiles = [
-            profile(self, ring.caller, identity, caller_identity),
-            profile(self, client, caller_identity, identity),
-        ];
-        self.begin_call([ring.caller, client], profiles, Some(friend.clone()), now);
-    }
-
-    /// A ring stopped: the callee's connections (but `except`) hear `ring_ended`.
-    fn tell_callee(&mut self, callee: Identity, except: Option<ClientId>, friend: &FriendId) {
-        let open: Vec<ClientId> = self
-            .connections
-            .get(&callee)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|&c| Some(c) != except)
-            .collect();
-        if !open.is_empty() {
-            self.outputs.push_back(Output::SendMany(
-                open,
-                ServerMessage::RingEnded {
-                    friend: friend.clone(),
-                },
-            ));
-        }
-    }
-
-    /// Two connections began a call: rings from them stop, and rings to their devices
-    /// fail as busy.
-    pub(super) fn end_rings_of(&mut self, clients: [ClientId; 2]) {
-        if self.friends.rings.is_empty() {
-            return;
-        }
-        let identities = clients.map(|c| self.clients[&c].identity);
-        let ended: Vec<FriendId> = self
-            .friends
-            .rings
-            .iter()
-            .filter(|(_, r)| clients.contains(&r.caller) || identities.contains(&r.callee))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for friend in ended {
-            let ring = self.friends.rings.remove(&friend).expect("listed");
-            self.tell_callee(ring.callee, None, &friend);
-            if !clients.contains(&ring.caller) {
-                self.send(
-                    ring.caller,
-                    ServerMessage::FriendCallFailed {
-                        friend,
-                        reason: FriendCallFailure::Busy,
-                    },
-                );
-            }
-        }
-    }
-
-    /// A connection closed: its rings stop; a device with no connection left misses
-    /// the rings to it.
-    pub(super) fn connection_gone(&mut self, client: ClientId, identity: Identity) {
-        if self.friends.rings.is_empty() {
-            return;
-        }
-        let offline = !self.connections.contains_key(&identity);
-        let ended: Vec<FriendId> = self
-            .friends
-            .rings
-            .iter()
-            .filter(|(_, r)| r.caller == client || (offline && r.callee == identity))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for friend in ended {
-            let ring = self.friends.rings.remove(&friend).expect("listed");
-            if ring.caller == client {
-                self.tell_callee(ring.callee, None, &friend);
-            } else {
-                self.send(
-                    ring.caller,
-                    ServerMessage::FriendCallFailed {
-                        friend,
-                        reason: FriendCallFailure::Missed,
-                    },
-                );
-            }
-        }
     }
 
     pub(super) fn friends_timeout(&mut self, now: Instant) {
@@ -751,45 +484,6 @@ impl Hub {
             {
                 // Unreturned requests expire silently (storage drops them by date).
                 self.friends.calls.remove(&call_id);
-            }
-        }
-        while let Some(Reverse((due, _))) = self.friends.ring_deadlines.peek() {
-            if *due > now {
-                break;
-            }
-            let Reverse((due, friend)) = self.friends.ring_deadlines.pop().expect("peeked");
-            if self
-                .friends
-                .rings
-                .get(&friend)
-                .is_some_and(|r| r.deadline == due)
-            {
-                let ring = self.friends.rings.remove(&friend).expect("looked up");
-                self.tell_callee(ring.callee, None, &friend);
-                self.send(
-                    ring.caller,
-                    ServerMessage::FriendCallFailed {
-                        friend,
-                        reason: FriendCallFailure::Missed,
-                    },
-                );
-            }
-        }
-        while let Some(&(due, identity)) = self.friends.ring_reviews.front() {
-            if due > now {
-                break;
-            }
-            self.friends.ring_reviews.pop_front();
-            if let Some(history) = self.friends.ring_history.get_mut(&identity) {
-                while history
-                    .front()
-                    .is_some_and(|&t| now.saturating_duration_since(t) >= RING_WINDOW)
-                {
-                    history.pop_front();
-                }
-                if history.is_empty() {
-                    self.friends.ring_history.remove(&identity);
-                }
             }
         }
     }
