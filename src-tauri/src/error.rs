@@ -33,6 +33,10 @@ pub enum CommandErrorCode {
     BadChat,
     /// The chat channel to the peer is not open.
     ChatNotSent,
+    /// Calling a friend while in a call.
+    Busy,
+    /// The server connection is down (friends' commands need it).
+    NotConnected,
     /// Something on our side failed (a thread could not start, ...).
     Internal,
 }
@@ -67,6 +71,8 @@ impl From<CommandFailure> for CommandError {
             CommandFailure::BadChat => CommandErrorCode::BadChat,
             CommandFailure::ChatNotSent => CommandErrorCode::ChatNotSent,
             CommandFailure::BadRating => CommandErrorCode::BadRating,
+            CommandFailure::Busy => CommandErrorCode::Busy,
+            CommandFailure::NotConnected => CommandErrorCode::NotConnected,
             _ => CommandErrorCode::Internal,
         };
         Self::new(code, failure.to_string())

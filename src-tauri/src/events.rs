@@ -7,7 +7,7 @@ use chingu_engine::device_check::{CheckEvent, MicTestStep};
 use chingu_engine::pipeline::Device;
 use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, EngineEvent};
-use chingu_proto::ErrorCode as ServerErrorCode;
+use chingu_proto::{ErrorCode as ServerErrorCode, Friend, FriendCallFailure, FriendId};
 use serde::Serialize;
 use tauri::AppHandle;
 use tauri_specta::Event;
@@ -86,6 +86,33 @@ pub enum UiEvent {
     MediaInterrupted {
         interrupted: bool,
     },
+    /// The whole friend list, each time anything in it changes.
+    Friends {
+        friends: Vec<Friend>,
+    },
+    /// Our friend request is noted (nothing is said about the other side's).
+    FriendRequested,
+    /// Both asked: a new friend.
+    FriendAdded {
+        friend: Friend,
+    },
+    /// A friend's devices are ringing.
+    Ringing {
+        friend: FriendId,
+    },
+    /// A friend is calling.
+    IncomingCall {
+        friend: FriendId,
+    },
+    /// A ring to us stopped without a call here.
+    RingEnded {
+        friend: FriendId,
+    },
+    /// A call to a friend did not happen: `offline`, `busy`, `declined` or `missed`.
+    FriendCallFailed {
+        friend: FriendId,
+        reason: FriendCallFailure,
+    },
 }
 
 fn emit(app: &AppHandle, event: UiEvent) {
@@ -107,9 +134,27 @@ pub async fn forward(
         {
             video.remote.clear();
         }
+        if let EngineEvent::IncomingCall(_) = &event {
+            ask_for_attention(&app);
+        }
         if let Some(event) = to_ui(event) {
             emit(&app, event);
         }
+    }
+}
+
+/// A friend is calling: a minimised window comes back and the taskbar flashes, so the
+/// ring is noticed while the user is in another window.
+fn ask_for_attention(app: &AppHandle) {
+    use tauri::Manager;
+    let Some(window) = app.get_webview_window("main") else {
+        return;
+    };
+    if window.is_minimized().unwrap_or(false) {
+        let _ = window.unminimize();
+    }
+    if !window.is_focused().unwrap_or(true) {
+        let _ = window.request_user_attention(Some(tauri::UserAttentionType::Critical));
     }
 }
 
@@ -156,6 +201,15 @@ pub fn to_ui(event: EngineEvent) -> Option<UiEvent> {
             error: failure.into(),
         },
         EngineEvent::OnlineCount { online, waiting } => UiEvent::OnlineCount { online, waiting },
+        EngineEvent::Friends(friends) => UiEvent::Friends { friends },
+        EngineEvent::FriendRequested => UiEvent::FriendRequested,
+        EngineEvent::FriendAdded(friend) => UiEvent::FriendAdded { friend },
+        EngineEvent::Ringing(friend) => UiEvent::Ringing { friend },
+        EngineEvent::IncomingCall(friend) => UiEvent::IncomingCall { friend },
+        EngineEvent::RingEnded(friend) => UiEvent::RingEnded { friend },
+        EngineEvent::FriendCallFailed { friend, reason } => {
+            UiEvent::FriendCallFailed { friend, reason }
+        }
         _ => return None,
     })
 }
@@ -217,6 +271,33 @@ mod tests {
         assert_eq!(
             json(EngineEvent::MediaInterrupted(true)),
             json!({"type": "media_interrupted", "interrupted": true})
+        );
+        assert_eq!(
+            json(EngineEvent::Friends(vec![chingu_proto::Friend {
+                id: FriendId("f1".into()),
+                nickname: "민지".into(),
+                presence: chingu_proto::Presence::InCall,
+                last_call_unix: 1_764_547_200,
+            }])),
+            json!({"type": "friends", "friends": [{"id": "f1", "nickname": "민지", "presence": "in_call", "last_call_unix": 1_764_547_200}]})
+        );
+        assert_eq!(
+            json(EngineEvent::FriendCallFailed {
+                friend: FriendId("f1".into()),
+                reason: FriendCallFailure::Missed
+            }),
+            json!({"type": "friend_call_failed", "friend": "f1", "reason": "missed"})
+        );
+        assert_eq!(
+            json(EngineEvent::State(CallView::InCall {
+                peer: chingu_proto::PeerProfile {
+                    nickname: "Sam".into(),
+                    languages: vec![],
+                    shared_interests: vec![]
+                },
+                friend: Some(FriendId("f1".into()))
+            })),
+            json!({"type": "state", "view": {"state": "in_call", "peer": {"nickname": "Sam", "languages": [], "shared_interests": []}, "friend": "f1"}})
         );
     }
 }

@@ -240,6 +240,70 @@ async fn block(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
     shell.engine.send(Command::Block).await
 }
 
+/// Asks to be friends with the person of the current or last call (mutual: both ask).
+#[tauri::command]
+#[specta::specta]
+async fn add_friend(shell: State<'_, Arc<Shell>>) -> CommandResult<()> {
+    shell.engine.send(Command::AddFriend).await
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn remove_friend(
+    shell: State<'_, Arc<Shell>>,
+    friend: chingu_proto::FriendId,
+) -> CommandResult<()> {
+    shell.engine.send(Command::RemoveFriend(friend)).await
+}
+
+/// Removes the friend and never matches the two again.
+#[tauri::command]
+#[specta::specta]
+async fn block_friend(
+    shell: State<'_, Arc<Shell>>,
+    friend: chingu_proto::FriendId,
+) -> CommandResult<()> {
+    shell.engine.send(Command::BlockFriend(friend)).await
+}
+
+/// Rings a friend who is online.
+#[tauri::command]
+#[specta::specta]
+async fn call_friend(
+    shell: State<'_, Arc<Shell>>,
+    friend: chingu_proto::FriendId,
+) -> CommandResult<()> {
+    // The call needs the camera and microphone the check holds.
+    shell.stop_check().await;
+    shell.engine.send(Command::CallFriend(friend)).await
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn cancel_friend_call(
+    shell: State<'_, Arc<Shell>>,
+    friend: chingu_proto::FriendId,
+) -> CommandResult<()> {
+    shell.engine.send(Command::CancelFriendCall(friend)).await
+}
+
+/// Takes (or turns down) a friend's call.
+#[tauri::command]
+#[specta::specta]
+async fn answer_friend_call(
+    shell: State<'_, Arc<Shell>>,
+    friend: chingu_proto::FriendId,
+    accept: bool,
+) -> CommandResult<()> {
+    if accept {
+        shell.stop_check().await;
+    }
+    shell
+        .engine
+        .send(Command::AnswerFriendCall { friend, accept })
+        .await
+}
+
 /// The commands and events the UI may use, with their TypeScript bindings
 /// (ui/src/lib/bindings.ts, checked by `bindings::tests`).
 fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
@@ -280,6 +344,12 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             stop_device_check,
             test_microphone,
             set_check_processing,
+            add_friend,
+            remove_friend,
+            block_friend,
+            call_friend,
+            cancel_friend_call,
+            answer_friend_call,
         ])
         .events(tauri_specta::collect_events![events::UiEvent])
 }

@@ -2,8 +2,10 @@
 //! Xvfb, each driven through `tauri-driver` and WebKitWebDriver, against a local server.
 //! Onboarding → Match in both → both on the call screen → the remote video's pixels
 //! change over time → a chat message arrives → Next (both meet again: the test server
-//! has no rematch cooldown) → hang up → the after-call screen, where the call is
-//! rated. Each step's screenshot is written to `CHINGU_ARTIFACTS` (default: `<target tmp>/e2e`).
+//! has no rematch cooldown) → both press Add friend → hang up → the after-call screen,
+//! where the call is rated → each sees the other online in the lobby → alice rings bob,
+//! who accepts → a call with video both ways → hang up → alice removes bob: both lists
+//! empty, bob's call refused. Each step's screenshot is written to `CHINGU_ARTIFACTS` (default: `<target tmp>/e2e`).
 //!
 //! Needs the app built with its UI (`CHINGU_APP`, set by `cargo xtask test`), and
 //! `tauri-driver`, `WebKitWebDriver` and `Xvfb` (installed by `cargo xtask`). Outside CI
@@ -357,12 +359,93 @@ fn call_steps(alice: &App, bob: &App, server_url: &str, devices: bool) -> Result
     }
     alice.shot("6-next-call")?;
 
+    // 친구하자: both press Add friend; each call screen then says they are friends.
+    alice
+        .session
+        .click(&alice.wait("[data-testid=add-friend]")?)?;
+    alice.wait("[data-testid=add-friend][aria-pressed=true]")?;
+    bob.session.click(&bob.wait("[data-testid=add-friend]")?)?;
+    for app in [&alice, &bob] {
+        app.wait("[data-screen=call] [data-testid=friends-already]")?;
+    }
+    bob.shot("6-friends-now")?;
+
     alice.session.click(&alice.wait("[data-testid=hang-up]")?)?;
     alice.wait("[data-screen=after]")?;
     // Rating the call: the star stays chosen once the engine has sent it.
     alice.session.click(&alice.wait("[data-testid=rate-4]")?)?;
     alice.wait("[data-testid=rate-4][aria-checked=true]")?;
     alice.shot("7-after-call")?;
+    friend_steps(alice, bob)
+}
+
+/// Friends after the random call: each sees the other online in the lobby; alice rings,
+/// bob accepts; a call with video both ways; hang up; alice removes bob: both lists are
+/// empty, and bob's call to the old friendship is refused.
+fn friend_steps(alice: &App, bob: &App) -> Result<()> {
+    alice
+        .session
+        .click(&alice.wait("[data-testid=back-to-lobby]")?)?;
+    // Bob's app searched again by itself when alice left the random call.
+    bob.session
+        .click(&bob.wait("[data-testid=cancel-search]")?)?;
+    for app in [alice, bob] {
+        app.wait("[data-screen=lobby] [data-testid=friend][data-presence=online]")?;
+    }
+    alice.shot("8-lobby-friends")?;
+    let friend_id = alice
+        .session
+        .script("return document.querySelector('[data-testid=friend]').dataset.friendId;")?;
+    let friend_id = friend_id.as_str().context("the friend's id")?.to_owned();
+
+    alice
+        .session
+        .click(&alice.wait("[data-testid=call-friend]")?)?;
+    alice.wait("[data-testid=ringing]")?;
+    bob.wait("[data-testid=incoming-call]")?;
+    alice.shot("9-ringing")?;
+    bob.shot("9-incoming-call")?;
+    bob.session.click(&bob.wait("[data-testid=accept-call]")?)?;
+    for app in [alice, bob] {
+        app.wait("[data-screen=call] [data-testid=friends-already]")?;
+        app.session.wait_until(
+            &format!("{}: video in the friends' call", app.name),
+            "const c = document.querySelector('[data-screen=call] [data-testid=remote-video]'); \
+             return !!c && Number(c.dataset.frames || 0) > 10;",
+            WAIT,
+        )?;
+    }
+    bob.shot("10-friends-call")?;
+    alice.session.click(&alice.wait("[data-testid=hang-up]")?)?;
+    for app in [alice, bob] {
+        // A call with a friend ends there: no search for a stranger.
+        app.wait("[data-screen=after]")?;
+        app.session
+            .click(&app.wait("[data-testid=back-to-lobby]")?)?;
+        app.wait("[data-screen=lobby] [data-testid=friend]")?;
+    }
+
+    alice
+        .session
+        .click(&alice.wait("[data-testid=friend] summary")?)?;
+    alice
+        .session
+        .click(&alice.wait("[data-testid=remove-friend]")?)?;
+    for app in [alice, bob] {
+        app.wait("[data-screen=lobby] [data-testid=no-friends]")?;
+    }
+    // Bob (say, a stale window) rings the friendship that is gone: the server refuses,
+    // and the lobby says so.
+    bob.session.script(&format!(
+        "window.__TAURI_INTERNALS__.invoke('call_friend', {{ friend: {} }}); return true;",
+        serde_json::to_string(&friend_id)?
+    ))?;
+    bob.session.wait_until(
+        "bob's call to an ex-friend is refused",
+        "return /no longer your friend|더 이상 친구가 아니에요/.test(document.querySelector('[data-screen=lobby]')?.innerText ?? '');",
+        WAIT,
+    )?;
+    bob.shot("11-unfriended")?;
     Ok(())
 }
 

@@ -20,14 +20,26 @@ function fakeFromUrl(): FakeBackend {
   const params = new URLSearchParams(window.location.search);
   const fake = new FakeBackend(Number(params.get('matchMs') ?? 1000));
   fake.settings.nickname = params.get('nickname') ?? '';
-  // ?demo=searching|call|interrupted|after plays the engine events that lead to that screen.
+  // ?demo=searching|call|interrupted|after|friends|incoming plays the engine events that lead to that screen.
   const demo = params.get('demo');
   if (demo) {
     setTimeout(() => {
       fake.emit({ type: 'online_count', online: 1204, waiting: 37 });
+      if (demo === 'friends' || demo === 'incoming') {
+        const day = 24 * 3600;
+        const now = Math.floor(Date.now() / 1000);
+        fake.friends = [
+          { id: 'f-1', nickname: '민지', presence: 'online', last_call_unix: now - 3600 },
+          { id: 'f-2', nickname: 'Sam', presence: 'in_call', last_call_unix: now - 3 * day },
+          { id: 'f-3', nickname: 'Yuki', presence: 'offline', last_call_unix: now - 20 * day },
+        ];
+        fake.emit({ type: 'friends', friends: fake.friends });
+        if (demo === 'incoming') fake.emit({ type: 'incoming_call', friend: 'f-1' });
+        return;
+      }
       fake.emit({ type: 'state', view: { state: 'searching' } });
       if (demo === 'searching') return;
-      fake.emit({ type: 'state', view: { state: 'in_call', peer: fake.partner } });
+      fake.emit({ type: 'state', view: { state: 'in_call', peer: fake.partner, friend: null } });
       fake.emit({ type: 'chat', text: '안녕하세요! 어디서 왔어요?' });
       fake.emit({
         type: 'stats',

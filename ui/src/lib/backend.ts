@@ -1,4 +1,4 @@
-import type { Devices, EngineEvent, MicProcessing, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, FriendId, MicProcessing, ReportReason, Settings } from './types';
 import type { Stream } from './video';
 
 /**
@@ -31,6 +31,15 @@ export interface Backend {
   testMicrophone(speakerId: string | null): Promise<void>;
   /** Changes the running check's microphone processing (the meter follows at once). */
   setCheckProcessing(processing: MicProcessing): Promise<void>;
+  /** Asks to be friends with the person of the current or last call (both must ask). */
+  addFriend(): Promise<void>;
+  removeFriend(friend: FriendId): Promise<void>;
+  /** Removes the friend and never matches the two again. */
+  blockFriend(friend: FriendId): Promise<void>;
+  /** Rings a friend who is online (`ringing`, then a call or `friend_call_failed`). */
+  callFriend(friend: FriendId): Promise<void>;
+  cancelFriendCall(friend: FriendId): Promise<void>;
+  answerFriendCall(friend: FriendId, accept: boolean): Promise<void>;
   /** Draws a video stream on `canvas` until the returned function is called. */
   attachVideo(stream: Stream, canvas: HTMLCanvasElement): () => void;
   /** Subscribes to engine events; returns the unsubscribe function. */

@@ -42,6 +42,16 @@ export const commands = {
 	 *  switches in settings, before they are saved).
 	 */
 	setCheckProcessing: (processing: MicProcessing) => typedError<null, CommandError>(__TAURI_INVOKE("set_check_processing", { processing })),
+	/**  Asks to be friends with the person of the current or last call (mutual: both ask). */
+	addFriend: () => typedError<null, CommandError>(__TAURI_INVOKE("add_friend")),
+	removeFriend: (friend: FriendId) => typedError<null, CommandError>(__TAURI_INVOKE("remove_friend", { friend })),
+	/**  Removes the friend and never matches the two again. */
+	blockFriend: (friend: FriendId) => typedError<null, CommandError>(__TAURI_INVOKE("block_friend", { friend })),
+	/**  Rings a friend who is online. */
+	callFriend: (friend: FriendId) => typedError<null, CommandError>(__TAURI_INVOKE("call_friend", { friend })),
+	cancelFriendCall: (friend: FriendId) => typedError<null, CommandError>(__TAURI_INVOKE("cancel_friend_call", { friend })),
+	/**  Takes (or turns down) a friend's call. */
+	answerFriendCall: (friend: FriendId, accept: boolean) => typedError<null, CommandError>(__TAURI_INVOKE("answer_friend_call", { friend, accept })),
 };
 
 /** Events */
@@ -122,7 +132,13 @@ export type CallStats_Serialize = {
 };
 
 /**  The call state as the UI shows it. */
-export type CallView = { state: "idle" } | { state: "searching" } | { state: "connecting"; peer: PeerProfile } | { state: "in_call"; peer: PeerProfile } | { state: "ended"; reason: EndReason };
+export type CallView = CallView_Serialize | CallView_Deserialize;
+
+/**  The call state as the UI shows it. */
+export type CallView_Deserialize = { state: "idle" } | { state: "searching" } | { state: "connecting"; peer: PeerProfile; friend?: FriendId | null } | { state: "in_call"; peer: PeerProfile; friend?: FriendId | null } | { state: "ended"; reason: EndReason };
+
+/**  The call state as the UI shows it. */
+export type CallView_Serialize = { state: "idle" } | { state: "searching" } | { state: "connecting"; peer: PeerProfile; friend: FriendId | null } | { state: "in_call"; peer: PeerProfile; friend: FriendId | null } | { state: "ended"; reason: EndReason };
 
 /**  How a candidate was obtained (RFC 8445 §5.1.1). */
 export type CandidateKind = 
@@ -167,6 +183,10 @@ export type CommandErrorCode =
 "bad_chat" | 
 /**  The chat channel to the peer is not open. */
 "chat_not_sent" | 
+/**  Calling a friend while in a call. */
+"busy" | 
+/**  The server connection is down (friends' commands need it). */
+"not_connected" | 
 /**  Something on our side failed (a thread could not start, ...). */
 "internal";
 
@@ -230,12 +250,32 @@ export type ErrorCode =
 "not_in_call" | 
 /**  The `call_id` is not one of the client's recent calls (report, block). */
 "unknown_call" | 
+/**  The `friend` is not one of the device's friends. */
+"unknown_friend" | 
 /**  Too many connections from this address. */
 "too_many_connections" | 
 /**  The server is busy; try again later. */
 "overloaded" | 
 /**  A fault on the server's side; nothing the client sent was wrong. */
 "internal";
+
+/**  A friend as the list shows them. */
+export type Friend = {
+	id: FriendId,
+	/**  The nickname they had when you met. */
+	nickname: string,
+	presence: Presence,
+	/**  When you last talked (unix seconds). */
+	last_call_unix: number,
+};
+
+/**  Why a call to a friend did not happen. Declined and missed say no more than that. */
+export type FriendCallFailure = "offline" | "busy" | "declined" | 
+/**  Nobody answered within 30 s. */
+"missed";
+
+/**  Identifies one friendship; both friends know it by the same id. Opaque to clients. */
+export type FriendId = string;
 
 export type InboundAudio = {
 	packetsReceived: number,
@@ -401,6 +441,9 @@ export type PeerProfile = {
 	shared_interests: string[],
 };
 
+/**  Whether a friend can be called. */
+export type Presence = "online" | "in_call" | "offline";
+
 /**  Why a user reports a peer. */
 export type ReportReason = "nudity" | "harassment" | "hate" | "spam" | "underage" | "violence" | "other";
 
@@ -453,7 +496,7 @@ export type UiEvent = UiEvent_Serialize | UiEvent_Deserialize;
 /**  What the UI hears from the shell. */
 export type UiEvent_Deserialize = { type: "server_connected" } | { type: "server_disconnected"; why: string; 
 /**  When the next attempt is made. */
-retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: string } | 
+retryInMs: number } | { type: "state"; view: CallView_Deserialize } | { type: "chat"; text: string } | 
 /**  The peer's microphone and camera. */
 { type: "peer_media"; audio: boolean; video: boolean } | 
 /**  Every second of a call, W3C getStats names. */
@@ -479,12 +522,26 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
  *  `true`: nothing has arrived from the peer for a few seconds (the network may be
  *  down; the call ends if it stays so); `false`: media flows again.
  */
-{ type: "media_interrupted"; interrupted: boolean };
+{ type: "media_interrupted"; interrupted: boolean } | 
+/**  The whole friend list, each time anything in it changes. */
+{ type: "friends"; friends: Friend[] } | 
+/**  Our friend request is noted (nothing is said about the other side's). */
+{ type: "friend_requested" } | 
+/**  Both asked: a new friend. */
+{ type: "friend_added"; friend: Friend } | 
+/**  A friend's devices are ringing. */
+{ type: "ringing"; friend: FriendId } | 
+/**  A friend is calling. */
+{ type: "incoming_call"; friend: FriendId } | 
+/**  A ring to us stopped without a call here. */
+{ type: "ring_ended"; friend: FriendId } | 
+/**  A call to a friend did not happen: `offline`, `busy`, `declined` or `missed`. */
+{ type: "friend_call_failed"; friend: FriendId; reason: FriendCallFailure };
 
 /**  What the UI hears from the shell. */
 export type UiEvent_Serialize = { type: "server_connected" } | { type: "server_disconnected"; why: string; 
 /**  When the next attempt is made. */
-retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: string } | 
+retryInMs: number } | { type: "state"; view: CallView_Serialize } | { type: "chat"; text: string } | 
 /**  The peer's microphone and camera. */
 { type: "peer_media"; audio: boolean; video: boolean } | 
 /**  Every second of a call, W3C getStats names. */
@@ -510,7 +567,21 @@ retryInMs: number } | { type: "state"; view: CallView } | { type: "chat"; text: 
  *  `true`: nothing has arrived from the peer for a few seconds (the network may be
  *  down; the call ends if it stays so); `false`: media flows again.
  */
-{ type: "media_interrupted"; interrupted: boolean };
+{ type: "media_interrupted"; interrupted: boolean } | 
+/**  The whole friend list, each time anything in it changes. */
+{ type: "friends"; friends: Friend[] } | 
+/**  Our friend request is noted (nothing is said about the other side's). */
+{ type: "friend_requested" } | 
+/**  Both asked: a new friend. */
+{ type: "friend_added"; friend: Friend } | 
+/**  A friend's devices are ringing. */
+{ type: "ringing"; friend: FriendId } | 
+/**  A friend is calling. */
+{ type: "incoming_call"; friend: FriendId } | 
+/**  A ring to us stopped without a call here. */
+{ type: "ring_ended"; friend: FriendId } | 
+/**  A call to a friend did not happen: `offline`, `busy`, `declined` or `missed`. */
+{ type: "friend_call_failed"; friend: FriendId; reason: FriendCallFailure };
 
 /**  The UI's language: the OS locale's, or the user's choice. */
 export type UiLanguage = "auto" | "ko" | "en";

@@ -1,5 +1,5 @@
 import { DEFAULT_SETTINGS, type Backend } from './backend';
-import type { Devices, EngineEvent, MicProcessing, PeerProfile, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, Friend, FriendId, MicProcessing, PeerProfile, ReportReason, Settings } from './types';
 import { createRenderer, type I420, type Stream } from './video';
 
 /**
@@ -50,8 +50,8 @@ export class FakeBackend implements Backend {
     this.emit({ type: 'state', view: { state: 'searching' } });
     if (this.matchDelayMs !== null) {
       this.later(this.matchDelayMs, () => {
-        this.emit({ type: 'state', view: { state: 'connecting', peer: this.partner } });
-        this.emit({ type: 'state', view: { state: 'in_call', peer: this.partner } });
+        this.emit({ type: 'state', view: { state: 'connecting', peer: this.partner, friend: null } });
+        this.emit({ type: 'state', view: { state: 'in_call', peer: this.partner, friend: null } });
       });
     }
   }
@@ -96,6 +96,60 @@ export class FakeBackend implements Backend {
 
   async rateCall(stars: number): Promise<void> {
     this.calls.push(`rateCall:${stars}`);
+  }
+
+  /** The partner asks too, a moment later: friends. */
+  async addFriend(): Promise<void> {
+    this.calls.push('addFriend');
+    this.emit({ type: 'friend_requested' });
+    this.later(500, () => {
+      const friend: Friend = {
+        id: `f-${this.friends.length + 1}`,
+        nickname: this.partner.nickname,
+        presence: 'in_call',
+        last_call_unix: Math.floor(Date.now() / 1000),
+      };
+      this.friends = [friend, ...this.friends];
+      this.emit({ type: 'friend_added', friend });
+      this.emit({ type: 'friends', friends: this.friends });
+    });
+  }
+
+  friends: Friend[] = [];
+
+  async removeFriend(friend: FriendId): Promise<void> {
+    this.calls.push(`removeFriend:${friend}`);
+    this.friends = this.friends.filter((f) => f.id !== friend);
+    this.emit({ type: 'friends', friends: this.friends });
+  }
+
+  async blockFriend(friend: FriendId): Promise<void> {
+    this.calls.push(`blockFriend:${friend}`);
+    await this.removeFriend(friend);
+  }
+
+  /** Rings for a second and a half, then the friend picks up. */
+  async callFriend(friend: FriendId): Promise<void> {
+    this.calls.push(`callFriend:${friend}`);
+    this.emit({ type: 'ringing', friend });
+    const peer = { ...this.partner, nickname: this.friends.find((f) => f.id === friend)?.nickname ?? this.partner.nickname, shared_interests: [] };
+    this.later(1500, () => {
+      this.emit({ type: 'state', view: { state: 'connecting', peer, friend } });
+      this.emit({ type: 'state', view: { state: 'in_call', peer, friend } });
+    });
+  }
+
+  async cancelFriendCall(friend: FriendId): Promise<void> {
+    this.calls.push(`cancelFriendCall:${friend}`);
+    this.clearTimers();
+  }
+
+  async answerFriendCall(friend: FriendId, accept: boolean): Promise<void> {
+    this.calls.push(`answerFriendCall:${friend}:${accept}`);
+    if (!accept) return;
+    const peer = { ...this.partner, nickname: this.friends.find((f) => f.id === friend)?.nickname ?? '', shared_interests: [] };
+    this.emit({ type: 'state', view: { state: 'connecting', peer, friend } });
+    this.emit({ type: 'state', view: { state: 'in_call', peer, friend } });
   }
 
   async listDevices(): Promise<Devices> {

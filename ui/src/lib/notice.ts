@@ -1,12 +1,14 @@
 import type { MessageKey } from './i18n';
-import type { CommandError, CommandErrorCode, Device, ServerErrorCode } from './types';
+import type { CommandError, CommandErrorCode, Device, FriendCallFailure, ServerErrorCode } from './types';
 
 /** Something the user should be told, typed by where it came from. Screens show it with `noticeText`. */
 export type Notice =
   | { kind: 'command'; error: CommandError }
   | { kind: 'server'; code: ServerErrorCode; message: string }
   | { kind: 'refused'; message: string }
-  | { kind: 'device'; device: Device; message: string };
+  | { kind: 'device'; device: Device; message: string }
+  | { kind: 'friendAdded'; name: string }
+  | { kind: 'friendCall'; reason: FriendCallFailure; name: string };
 
 type Translate = (key: MessageKey, vars?: Record<string, string | number>) => string;
 
@@ -28,6 +30,8 @@ const COMMAND_MESSAGES: Record<CommandErrorCode, MessageKey | null> = {
   no_recent_call: 'errNoRecentCall',
   bad_chat: 'errBadChat',
   chat_not_sent: 'errChatNotSent',
+  busy: 'errBusy',
+  not_connected: 'errNotConnected',
   internal: null,
 };
 
@@ -36,6 +40,14 @@ const SERVER_MESSAGES: Partial<Record<ServerErrorCode, MessageKey>> = {
   rate_limited: 'errRateLimited',
   overloaded: 'errOverloaded',
   too_many_connections: 'errTooManyConnections',
+  unknown_friend: 'errUnknownFriend',
+};
+
+const FRIEND_CALL_MESSAGES: Record<FriendCallFailure, MessageKey> = {
+  offline: 'friendCallOffline',
+  busy: 'friendCallBusy',
+  declined: 'friendCallDeclined',
+  missed: 'friendCallMissed',
 };
 
 export function noticeText(notice: Notice, t: Translate): string {
@@ -52,5 +64,9 @@ export function noticeText(notice: Notice, t: Translate): string {
       return t('errServerRefused');
     case 'device':
       return t('deviceError', { device: t(notice.device), message: notice.message });
+    case 'friendAdded':
+      return t('friendAdded', { name: notice.name });
+    case 'friendCall':
+      return t(FRIEND_CALL_MESSAGES[notice.reason], { name: notice.name });
   }
 }

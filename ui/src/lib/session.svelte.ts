@@ -9,6 +9,8 @@ import type {
   Devices,
   EndReason,
   EngineEvent,
+  Friend,
+  FriendId,
   MicProcessing,
   MicTestStep,
   PeerProfile,
@@ -85,6 +87,16 @@ export class Session {
   /** The stars this call was given (sent to the server), or null. */
   rating: number | null = $state(null);
   blocked = $state(false);
+  /** Friends as the server last listed them. */
+  friends: Friend[] = $state([]);
+  /** "Add friend" was pressed for this call (the server noted it). */
+  friendRequested = $state(false);
+  /** The person of this call is a friend: they were called as one, or both asked. */
+  callFriend: FriendId | null = $state(null);
+  /** A friend ringing us. */
+  incoming: FriendId | null = $state(null);
+  /** The friend we are ringing. */
+  ringing: FriendId | null = $state(null);
   private lastStats: CallStats | null = null;
   private unsubscribe: () => void;
 
@@ -181,6 +193,45 @@ export class Session {
     this.blocked = await this.attempt(() => this.backend.block());
   }
 
+  /** A friend's nickname (as when you met), or '' for one no longer listed. */
+  friendName(id: FriendId | null): string {
+    return this.friends.find((f) => f.id === id)?.nickname ?? '';
+  }
+
+  async addFriend(): Promise<void> {
+    await this.attempt(() => this.backend.addFriend());
+  }
+
+  async removeFriend(id: FriendId): Promise<void> {
+    await this.attempt(() => this.backend.removeFriend(id));
+  }
+
+  async blockFriend(id: FriendId): Promise<void> {
+    await this.attempt(() => this.backend.blockFriend(id));
+  }
+
+  /** Rings a friend; the call screen comes when they accept. */
+  async ringFriend(id: FriendId): Promise<void> {
+    this.resetCall();
+    this.ringing = id;
+    if (!(await this.attempt(() => this.backend.callFriend(id))) && this.ringing === id) this.ringing = null;
+  }
+
+  async cancelRing(): Promise<void> {
+    const id = this.ringing;
+    this.ringing = null;
+    if (id !== null) await this.attempt(() => this.backend.cancelFriendCall(id));
+  }
+
+  /** Takes or turns down the friend's call that is ringing. */
+  async answer(accept: boolean): Promise<void> {
+    const id = this.incoming;
+    this.incoming = null;
+    if (id === null) return;
+    if (accept) this.resetCall();
+    await this.attempt(() => this.backend.answerFriendCall(id, accept));
+  }
+
   /** Lists devices and starts the camera preview and microphone meter. */
   async startDeviceCheck(cameraId: string | null, microphoneId: string | null, processing: MicProcessing): Promise<void> {
     this.deviceErrors = {};
@@ -245,6 +296,8 @@ export class Session {
     this.peerVideo = true;
     this.interrupted = false;
     this.callSince = null;
+    this.friendRequested = false;
+    this.callFriend = null;
   }
 
   private handle(event: EngineEvent): void {
@@ -300,6 +353,31 @@ export class Session {
         break;
       case 'audio_levels':
         break;
+      case 'friends':
+        this.friends = event.friends;
+        break;
+      case 'friend_requested':
+        this.friendRequested = true;
+        break;
+      case 'friend_added':
+        // Both asked. It may be about an earlier call than this one (they have five
+        // minutes to return a request): only this call's person, asked here, is marked.
+        if (this.friendRequested && event.friend.nickname === this.peer?.nickname) this.callFriend = event.friend.id;
+        this.notice = { kind: 'friendAdded', name: event.friend.nickname };
+        break;
+      case 'ringing':
+        this.ringing = event.friend;
+        break;
+      case 'incoming_call':
+        this.incoming = event.friend;
+        break;
+      case 'ring_ended':
+        if (this.incoming === event.friend) this.incoming = null;
+        break;
+      case 'friend_call_failed':
+        if (this.ringing === event.friend) this.ringing = null;
+        this.notice = { kind: 'friendCall', reason: event.reason, name: this.friendName(event.friend) };
+        break;
     }
   }
 
@@ -318,10 +396,14 @@ export class Session {
         break;
       case 'connecting':
         this.peer = view.peer;
+        if (view.friend) this.callFriend = view.friend;
+        this.ringing = null;
+        this.incoming = null;
         this.screen = 'call';
         break;
       case 'in_call':
         this.peer = view.peer;
+        if (view.friend) this.callFriend = view.friend;
         this.callSince = this.now();
         this.screen = 'call';
         break;

@@ -87,7 +87,7 @@ describe('Session', () => {
   it('shows an interrupted connection until media flows again or the call ends', async () => {
     const { backend, session } = await ready();
     await session.match();
-    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner, friend: null } });
     backend.emit({ type: 'media_interrupted', interrupted: true });
     expect(session.interrupted).toBe(true);
     backend.emit({ type: 'media_interrupted', interrupted: false });
@@ -102,7 +102,7 @@ describe('Session', () => {
   it('sends a rating and shows it; a new call starts unrated', async () => {
     const { backend, session } = await ready();
     await session.match();
-    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner, friend: null } });
     backend.emit({ type: 'state', view: { state: 'ended', reason: { kind: 'hung_up' } } });
     await session.rate(4);
     expect(backend.calls).toContain('rateCall:4');
@@ -133,9 +133,9 @@ describe('Session', () => {
     await session.match();
     expect(session.screen).toBe('searching');
     expect(backend.calls).toContain('search');
-    backend.emit({ type: 'state', view: { state: 'connecting', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'connecting', peer: partner, friend: null } });
     expect(session.screen).toBe('call');
-    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner, friend: null } });
     expect(session.peer?.nickname).toBe('민지');
     expect(session.callSince).toBe(1000);
     backend.emit({ type: 'state', view: { state: 'ended', reason: { kind: 'peer_left', reason: 'hung_up' } } });
@@ -156,7 +156,7 @@ describe('Session', () => {
   it('keeps chat both ways and clears it for the next call', async () => {
     const { backend, session } = await ready();
     await session.match();
-    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner, friend: null } });
     await session.sendChat('  안녕  ');
     await session.sendChat('   ');
     backend.emit({ type: 'chat', text: 'hi!' });
@@ -173,7 +173,7 @@ describe('Session', () => {
   it('a peer leaving with auto-search shows searching again', async () => {
     const { backend, session } = await ready();
     await session.match();
-    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner } });
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner, friend: null } });
     backend.emit({ type: 'state', view: { state: 'searching' } });
     expect(session.screen).toBe('searching');
     expect(session.peer).toBeNull();
@@ -281,5 +281,65 @@ describe('Session', () => {
     s.path = null;
     backend.emit({ type: 'stats', stats: s });
     expect(session.path).toBe('direct');
+  });
+  it('marks a friend request for this call only, and the friendship once both asked', async () => {
+    const { backend, session } = await ready();
+    await session.match();
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: partner, friend: null } });
+    await session.addFriend();
+    expect(backend.calls).toContain('addFriend');
+    backend.emit({ type: 'friend_requested' });
+    expect(session.friendRequested).toBe(true);
+    const friend = { id: 'f1', nickname: '민지', presence: 'in_call' as const, last_call_unix: 0 };
+    backend.emit({ type: 'friend_added', friend });
+    expect(session.callFriend).toBe('f1');
+    expect(session.notice).toEqual({ kind: 'friendAdded', name: '민지' });
+    // A new call starts unmarked; a late friendship from the last call does not mark it.
+    await session.next();
+    backend.emit({ type: 'state', view: { state: 'in_call', peer: { ...partner, nickname: 'Sam' }, friend: null } });
+    expect(session.friendRequested).toBe(false);
+    backend.emit({ type: 'friend_added', friend: { ...friend, id: 'f2', nickname: 'Yuki' } });
+    expect(session.callFriend).toBeNull();
+  });
+
+  it('rings a friend, and says why a call did not happen', async () => {
+    const { backend, session } = await ready();
+    backend.emit({ type: 'friends', friends: [{ id: 'f1', nickname: '민지', presence: 'online', last_call_unix: 0 }] });
+    expect(session.friends).toHaveLength(1);
+    await session.ringFriend('f1');
+    expect(backend.calls).toContain('callFriend:f1');
+    expect(session.ringing).toBe('f1');
+    backend.emit({ type: 'friend_call_failed', friend: 'f1', reason: 'declined' });
+    expect(session.ringing).toBeNull();
+    expect(session.notice).toEqual({ kind: 'friendCall', reason: 'declined', name: '민지' });
+    await session.ringFriend('f1');
+    await session.cancelRing();
+    expect(backend.calls).toContain('cancelFriendCall:f1');
+    expect(session.ringing).toBeNull();
+  });
+
+  it('answers a friend who rings, into a call marked as with a friend', async () => {
+    const { backend, session } = await ready();
+    backend.friends = [{ id: 'f1', nickname: '민지', presence: 'online', last_call_unix: 0 }];
+    backend.emit({ type: 'friends', friends: backend.friends });
+    backend.emit({ type: 'incoming_call', friend: 'f1' });
+    expect(session.incoming).toBe('f1');
+    // The ring stopping elsewhere (another window answered) clears it.
+    backend.emit({ type: 'ring_ended', friend: 'f1' });
+    expect(session.incoming).toBeNull();
+    backend.emit({ type: 'incoming_call', friend: 'f1' });
+    await session.answer(true);
+    expect(backend.calls).toContain('answerFriendCall:f1:true');
+    expect(session.incoming).toBeNull();
+    expect(session.screen).toBe('call');
+    expect(session.callFriend).toBe('f1');
+    expect(session.peer?.nickname).toBe('민지');
+  });
+
+  it('removes and blocks friends through the backend', async () => {
+    const { backend, session } = await ready();
+    await session.removeFriend('f1');
+    await session.blockFriend('f2');
+    expect(backend.calls).toEqual(expect.arrayContaining(['removeFriend:f1', 'blockFriend:f2']));
   });
 });

@@ -1,6 +1,6 @@
 import type { Backend } from './backend';
 import { commands, events } from './bindings';
-import type { CommandError, EngineEvent, MicProcessing, ReportReason, Settings } from './types';
+import type { CommandError, EngineEvent, FriendId, MicProcessing, ReportReason, Settings } from './types';
 import { pullVideo, type Stream, type VideoEndpoint } from './video';
 
 /** What every generated command resolves to (tauri-specta's result mode). */
@@ -42,6 +42,12 @@ export class TauriBackend implements Backend {
   stopDeviceCheck = async () => void (await call(commands.stopDeviceCheck()));
   testMicrophone = async (speakerId: string | null) => void (await call(commands.testMicrophone(speakerId)));
   setCheckProcessing = async (processing: MicProcessing) => void (await call(commands.setCheckProcessing(processing)));
+  addFriend = async () => void (await call(commands.addFriend()));
+  removeFriend = async (friend: FriendId) => void (await call(commands.removeFriend(friend)));
+  blockFriend = async (friend: FriendId) => void (await call(commands.blockFriend(friend)));
+  callFriend = async (friend: FriendId) => void (await call(commands.callFriend(friend)));
+  cancelFriendCall = async (friend: FriendId) => void (await call(commands.cancelFriendCall(friend)));
+  answerFriendCall = async (friend: FriendId, accept: boolean) => void (await call(commands.answerFriendCall(friend, accept)));
 
   private endpoint: Promise<VideoEndpoint> | null = null;
   /** The video server's address, asked once (again after a failure). */
