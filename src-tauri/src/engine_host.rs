@@ -43,8 +43,8 @@ impl std::fmt::Debug for EngineHost {
 }
 
 impl EngineHost {
-    /// Runs an engine for `settings`. A different server or privacy choice needs a new
-    /// engine (the old one is stopped first); anything else applies on the next search.
+    /// Runs an engine for `settings`. A different server, privacy choice or identity
+    /// needs a new engine (the old one is stopped first); anything else applies on the next search.
     pub async fn apply(
         &self,
         app: &AppHandle,
@@ -55,6 +55,7 @@ impl EngineHost {
         if let Some(current) = running.as_mut()
             && current.settings.server_url == settings.server_url
             && current.settings.relay_only == settings.relay_only
+            && current.settings.device_id == settings.device_id
         {
             // The microphone's processing changes at once, in a call too.
             if current.settings.processing() != settings.processing() {

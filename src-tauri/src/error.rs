@@ -37,6 +37,8 @@ pub enum CommandErrorCode {
     Busy,
     /// The server connection is down (friends' commands need it).
     NotConnected,
+    /// An identity to import that is not a recovery phrase.
+    BadRecoveryPhrase,
     /// Something on our side failed (a thread could not start, ...).
     Internal,
 }

@@ -9,6 +9,7 @@ mod bindings;
 mod engine_host;
 mod error;
 mod events;
+mod identity;
 mod settings;
 mod video;
 #[cfg(feature = "video-bench")]
@@ -304,6 +305,32 @@ async fn answer_friend_call(
         .await
 }
 
+/// This install's recovery phrase: entered on another machine, it brings its friends.
+#[tauri::command]
+#[specta::specta]
+async fn export_identity(app: AppHandle) -> CommandResult<String> {
+    Ok(identity::phrase(&settings::device_id(&app)?))
+}
+
+/// Takes the identity of a recovery phrase (another install's friends come with it);
+/// the engine reconnects as that device.
+#[tauri::command]
+#[specta::specta]
+async fn import_identity(
+    app: AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    phrase: String,
+) -> CommandResult<()> {
+    let id = identity::device_id(&phrase)?;
+    settings::set_device_id(&app, &id)?;
+    // Running with saved settings: reconnect as the new device at once.
+    if let Ok(mut current) = shell.engine.settings().await {
+        current.device_id = id;
+        shell.engine.apply(&app, current, &shell.video).await?;
+    }
+    Ok(())
+}
+
 /// The commands and events the UI may use, with their TypeScript bindings
 /// (ui/src/lib/bindings.ts, checked by `bindings::tests`).
 fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
@@ -350,6 +377,8 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             call_friend,
             cancel_friend_call,
             answer_friend_call,
+            export_identity,
+            import_identity,
         ])
         .events(tauri_specta::collect_events![events::UiEvent])
 }

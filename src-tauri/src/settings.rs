@@ -195,6 +195,13 @@ pub fn load(app: &AppHandle) -> Result<Settings, CommandError> {
     Ok(settings)
 }
 
+/// Replaces this install's secret id (an imported identity).
+pub fn set_device_id(app: &AppHandle, id: &str) -> Result<(), CommandError> {
+    let store = app.store(STORE).map_err(store_err)?;
+    store.set(DEVICE_KEY, id.to_owned());
+    store.save().map_err(store_err)
+}
+
 /// This install's secret id for the server, made (and stored) on first use.
 pub fn device_id(app: &AppHandle) -> Result<String, CommandError> {
     let store = app.store(STORE).map_err(store_err)?;

@@ -152,6 +152,20 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
         .click(&app.wait("[data-testid=echo-cancellation]")?)?;
     if screenshot {
         app.shot("1-onboarding")?;
+        // The identity that friends know this install by, as a phrase to carry along.
+        app.session
+            .click(&app.wait("[data-testid=identity] summary")?)?;
+        app.session.click(&app.wait("[data-testid=show-phrase]")?)?;
+        app.wait("[data-testid=phrase]")?;
+        let phrase = app.session.text("[data-testid=phrase]")?;
+        ensure!(
+            phrase.len() == 39
+                && phrase
+                    .split('-')
+                    .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_hexdigit())),
+            "a recovery phrase is eight groups of four hex digits: {phrase:?}"
+        );
+        app.shot("1-onboarding-identity")?;
     }
     app.session.click(&app.wait("[data-testid=save]")?)?;
     app.wait("[data-screen=lobby]")?;

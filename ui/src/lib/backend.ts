@@ -40,6 +40,10 @@ export interface Backend {
   callFriend(friend: FriendId): Promise<void>;
   cancelFriendCall(friend: FriendId): Promise<void>;
   answerFriendCall(friend: FriendId, accept: boolean): Promise<void>;
+  /** This install's recovery phrase (its identity: friends come with it). */
+  exportIdentity(): Promise<string>;
+  /** Becomes the install of `phrase` (its friends); a bad phrase is `bad_recovery_phrase`. */
+  importIdentity(phrase: string): Promise<void>;
   /** Draws a video stream on `canvas` until the returned function is called. */
   attachVideo(stream: Stream, canvas: HTMLCanvasElement): () => void;
   /** Subscribes to engine events; returns the unsubscribe function. */

@@ -52,6 +52,13 @@ export const commands = {
 	cancelFriendCall: (friend: FriendId) => typedError<null, CommandError>(__TAURI_INVOKE("cancel_friend_call", { friend })),
 	/**  Takes (or turns down) a friend's call. */
 	answerFriendCall: (friend: FriendId, accept: boolean) => typedError<null, CommandError>(__TAURI_INVOKE("answer_friend_call", { friend, accept })),
+	/**  This install's recovery phrase: entered on another machine, it brings its friends. */
+	exportIdentity: () => typedError<string, CommandError>(__TAURI_INVOKE("export_identity")),
+	/**
+	 *  Takes the identity of a recovery phrase (another install's friends come with it);
+	 *  the engine reconnects as that device.
+	 */
+	importIdentity: (phrase: string) => typedError<null, CommandError>(__TAURI_INVOKE("import_identity", { phrase })),
 };
 
 /** Events */
@@ -187,6 +194,8 @@ export type CommandErrorCode =
 "busy" | 
 /**  The server connection is down (friends' commands need it). */
 "not_connected" | 
+/**  An identity to import that is not a recovery phrase. */
+"bad_recovery_phrase" | 
 /**  Something on our side failed (a thread could not start, ...). */
 "internal";
 

@@ -152,6 +152,22 @@ export class FakeBackend implements Backend {
     this.emit({ type: 'state', view: { state: 'in_call', peer, friend } });
   }
 
+  phrase = '3f2a-9c1e-7b5d-4e8f-a0b1-c2d3-e4f5-a6b7';
+
+  async exportIdentity(): Promise<string> {
+    this.calls.push('exportIdentity');
+    return this.phrase;
+  }
+
+  async importIdentity(phrase: string): Promise<void> {
+    this.calls.push(`importIdentity:${phrase}`);
+    const hex = phrase.replace(/[\s-]/g, '');
+    if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw { code: 'bad_recovery_phrase', message: 'not a recovery phrase' };
+    this.phrase = phrase.trim().toLowerCase();
+    this.friends = [];
+    this.emit({ type: 'friends', friends: [] });
+  }
+
   async listDevices(): Promise<Devices> {
     this.calls.push('listDevices');
     return structuredClone(this.devices);

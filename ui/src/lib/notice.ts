@@ -32,6 +32,7 @@ const COMMAND_MESSAGES: Record<CommandErrorCode, MessageKey | null> = {
   chat_not_sent: 'errChatNotSent',
   busy: 'errBusy',
   not_connected: 'errNotConnected',
+  bad_recovery_phrase: 'errBadRecoveryPhrase',
   internal: null,
 };
 

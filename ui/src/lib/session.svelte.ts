@@ -232,6 +232,21 @@ export class Session {
     await this.attempt(() => this.backend.answerFriendCall(id, accept));
   }
 
+  /** The recovery phrase, or null (the notice says why). */
+  async exportIdentity(): Promise<string | null> {
+    try {
+      return await this.backend.exportIdentity();
+    } catch (e) {
+      this.notice = { kind: 'command', error: asCommandError(e) };
+      return null;
+    }
+  }
+
+  /** Becomes the install the phrase belongs to; false (and a notice) for a bad phrase. */
+  async importIdentity(phrase: string): Promise<boolean> {
+    return this.attempt(() => this.backend.importIdentity(phrase));
+  }
+
   /** Lists devices and starts the camera preview and microphone meter. */
   async startDeviceCheck(cameraId: string | null, microphoneId: string | null, processing: MicProcessing): Promise<void> {
     this.deviceErrors = {};

@@ -342,4 +342,13 @@ describe('Session', () => {
     await session.blockFriend('f2');
     expect(backend.calls).toEqual(expect.arrayContaining(['removeFriend:f1', 'blockFriend:f2']));
   });
+  it('shows the recovery phrase and takes another, refusing a bad one with a notice', async () => {
+    const { backend, session } = await ready();
+    expect(await session.exportIdentity()).toBe('3f2a-9c1e-7b5d-4e8f-a0b1-c2d3-e4f5-a6b7');
+    expect(await session.importIdentity('3f2a 9c1e')).toBe(false);
+    expect(session.notice).toEqual({ kind: 'command', error: { code: 'bad_recovery_phrase', message: 'not a recovery phrase' } });
+    backend.emit({ type: 'friends', friends: [{ id: 'f1', nickname: 'x', presence: 'online', last_call_unix: 0 }] });
+    expect(await session.importIdentity('0000-1111-2222-3333-4444-5555-6666-7777')).toBe(true);
+    expect(session.friends).toEqual([]);
+  });
 });

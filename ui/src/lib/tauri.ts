@@ -47,6 +47,8 @@ export class TauriBackend implements Backend {
   blockFriend = async (friend: FriendId) => void (await call(commands.blockFriend(friend)));
   callFriend = async (friend: FriendId) => void (await call(commands.callFriend(friend)));
   cancelFriendCall = async (friend: FriendId) => void (await call(commands.cancelFriendCall(friend)));
+  exportIdentity = () => call(commands.exportIdentity());
+  importIdentity = async (phrase: string) => void (await call(commands.importIdentity(phrase)));
   answerFriendCall = async (friend: FriendId, accept: boolean) => void (await call(commands.answerFriendCall(friend, accept)));
 
   private endpoint: Promise<VideoEndpoint> | null = null;
