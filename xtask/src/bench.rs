@@ -115,6 +115,16 @@ pub fn bench(args: &[String]) -> Result {
             "{{\"scenario\":\"{scenario}\",\"hold_ms\":{hold_ms},\"report\":{json}}}"
         ));
     }
+    // Presence: the paced run again, each client with 50 friends (seeded in the
+    // server's database first), so every call's start and end reaches 50 friends.
+    eprintln!(
+        "xtask: load scenario presence: {clients} clients with 50 friends each, {duration} s"
+    );
+    let json = presence_run(&clients, &duration)?;
+    println!("presence: {json}");
+    results.push(format!(
+        "{{\"scenario\":\"presence\",\"hold_ms\":1000,\"friends\":50,\"report\":{json}}}"
+    ));
     let path = out_dir.join("load.json");
     std::fs::write(&path, format!("[{}]\n", results.join(",")))
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -208,8 +218,20 @@ fn against_fresh_server(
     config: &str,
     args: impl FnOnce(&str, u32) -> Vec<String>,
 ) -> Result<String> {
+    against_prepared_server(what, config, |_| Ok(()), args)
+}
+
+/// As [`against_fresh_server`], with the data directory prepared before the server
+/// starts (seeded friendships).
+fn against_prepared_server(
+    what: &str,
+    config: &str,
+    prepare: impl FnOnce(&std::path::Path) -> Result,
+    args: impl FnOnce(&str, u32) -> Vec<String>,
+) -> Result<String> {
     let release = target_dir().join("release");
     let data = tempdir(&format!("chingu-bench-{what}"))?;
+    prepare(&data)?;
     let listen = "127.0.0.1:7899";
     let mut command = owned(&release.join("chingu-server"));
     command
@@ -325,6 +347,50 @@ fn wait_with_timeout(mut child: std::process::Child, limit: std::time::Duration)
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// The paced load run against a server whose clients have 50 friends each.
+fn presence_run(clients: &str, duration: &str) -> Result<String> {
+    let config = "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n";
+    let cli = target_dir().join("release").join("chingu-cli");
+    let seed = |data: &std::path::Path| -> Result {
+        let status = Command::new(&cli)
+            .args([
+                "seed-friends",
+                "--clients",
+                clients,
+                "--friends",
+                "50",
+                "--data-dir",
+            ])
+            .arg(data)
+            .status()
+            .map_err(|e| format!("running chingu-cli seed-friends: {e}"))?;
+        if !status.success() {
+            return Err("chingu-cli seed-friends failed".into());
+        }
+        Ok(())
+    };
+    against_prepared_server("presence", config, seed, |url, pid| {
+        [
+            "load",
+            "--server",
+            url,
+            "--clients",
+            clients,
+            "--duration",
+            duration,
+            "--hold-ms",
+            "1000",
+            "--source-addresses",
+            "400",
+            "--server-pid",
+            &pid.to_string(),
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec()
+    })
 }
 
 /// One load run against a fresh release server; returns the report's JSON.

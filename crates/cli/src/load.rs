@@ -63,6 +63,13 @@ pub struct LoadReport {
     /// the server's own matching latency, without time spent waiting for someone.
     pub join_to_match_partner_waiting_ms: Percentiles,
     pub signals_sent: u64,
+    /// Friends' presence changes the clients heard (with friendships seeded:
+    /// `chingu-cli seed-friends`), from connecting to the end of the run.
+    pub presence_received: u64,
+    pub presence_per_s: f64,
+    /// The friend lists the server sent at connect: smallest and largest.
+    pub friends_listed_min: usize,
+    pub friends_listed_max: usize,
     /// Error codes the server sent, and local failures, with counts.
     pub errors: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +93,10 @@ struct ClientOutcome {
     matches_as_offerer: u64,
     signals_sent: u64,
     errors: BTreeMap<String, u64>,
+    /// Friends' presence changes heard.
+    presence_received: u64,
+    /// The size of the friend list the server sent at connect (none: 0).
+    friends_listed: usize,
 }
 
 /// Runs the simulation and reports.
@@ -147,6 +158,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     start_tx.send_replace(Some(started + config.duration));
 
     let mut total = ClientOutcome::default();
+    let (mut listed_min, mut listed_max) = (usize::MAX, 0);
     for task in tasks {
         let outcome = match task.await {
             Ok(outcome) => outcome,
@@ -160,6 +172,9 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         total.partner_waiting_us.extend(outcome.partner_waiting_us);
         total.matches_as_offerer += outcome.matches_as_offerer;
         total.signals_sent += outcome.signals_sent;
+        total.presence_received += outcome.presence_received;
+        listed_min = listed_min.min(outcome.friends_listed);
+        listed_max = listed_max.max(outcome.friends_listed);
         for (key, count) in outcome.errors {
             *total.errors.entry(key).or_default() += count;
         }
@@ -179,9 +194,57 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         join_to_match_ms: percentiles(total.join_to_match_us),
         join_to_match_partner_waiting_ms: percentiles(total.partner_waiting_us),
         signals_sent: total.signals_sent,
+        presence_received: total.presence_received,
+        presence_per_s: total.presence_received as f64 / duration_s,
+        friends_listed_min: if listed_min == usize::MAX {
+            0
+        } else {
+            listed_min
+        },
+        friends_listed_max: listed_max,
         errors: total.errors,
         server,
     })
+}
+
+/// The device id of simulated client `index`: the same in every run, so friendships
+/// seeded for it ([`seed_friends`]) are found when it connects.
+pub fn device_id(index: usize) -> String {
+    format!("load-{index:016}")
+}
+
+/// Writes friendships into a server's data directory before it starts: client `i` is
+/// friends with the `friends / 2` clients after it and before it (wrapping round), so
+/// each of `clients` has `friends` friends. Returns how many friendships were written.
+pub fn seed_friends(
+    data_dir: &std::path::Path,
+    clients: usize,
+    friends: usize,
+) -> anyhow::Result<usize> {
+    use chingu_server::ids::Identity;
+    use chingu_server::storage::{Storage, StoredFriendship};
+    if friends >= clients {
+        bail!("{clients} clients cannot each have {friends} friends");
+    }
+    let identity = |i: usize| Identity::from_device_id(&device_id(i));
+    let mut rows = Vec::with_capacity(clients * friends / 2);
+    for a in 0..clients {
+        for step in 1..=friends / 2 {
+            let b = (a + step) % clients;
+            rows.push(StoredFriendship {
+                id: chingu_proto::FriendId(format!("load-{a}-{b}")),
+                devices: [identity(a), identity(b)],
+                nicknames: [format!("load{a}"), format!("load{b}")],
+                last_call_unix: 0,
+            });
+        }
+    }
+    let mut storage = Storage::open(data_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    storage.seed_friendships(&rows, now)?;
+    Ok(rows.len())
 }
 
 fn source_address(i: u32) -> IpAddr {
@@ -270,7 +333,7 @@ impl SimClient {
             &ClientMessage::Hello {
                 protocol_version: PROTOCOL_VERSION,
                 client_version: concat!("chingu-cli/", env!("CARGO_PKG_VERSION")).into(),
-                device_id: format!("load-{:016}", self.index),
+                device_id: device_id(self.index),
             },
         )
         .await?;
@@ -377,6 +440,8 @@ impl SimClient {
                     *outcome.errors.entry(code.to_string()).or_default() += 1;
                 }
                 ServerMessage::ShuttingDown { .. } => bail!("server shut down"),
+                ServerMessage::Friends { friends } => outcome.friends_listed = friends.len(),
+                ServerMessage::Presence { .. } => outcome.presence_received += 1,
                 _ => {}
             }
         }

@@ -187,6 +187,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write friendships for `load`'s simulated clients into a server's data directory
+    /// (before the server starts): each of `--clients` gets `--friends` friends.
+    SeedFriends {
+        /// The server's data directory (its `chingu.sqlite3` is created if missing).
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 50)]
+        friends: usize,
+    },
     /// Attack a server from loopback addresses (127.0.3.x) staying within its limits,
     /// while honest pairs (127.0.2.x) match and relay and /healthz is polled; reports
     /// what the honest side saw.
@@ -394,6 +405,14 @@ fn main() -> anyhow::Result<()> {
             if let Some(path) = &table {
                 chingu_cli::audio_bench::write_table(path, &rows)?;
             }
+        }
+        Command::SeedFriends {
+            data_dir,
+            clients,
+            friends,
+        } => {
+            let written = chingu_cli::load::seed_friends(&data_dir, clients, friends)?;
+            eprintln!("{written} friendships written to {}", data_dir.display());
         }
         Command::Load {
             server,

@@ -114,3 +114,84 @@ async fn a_bot_with_no_partner_fails() {
     .expect("join");
     assert!(!out.status.success(), "no partner is a failure");
 }
+
+/// Runs a bot to its end; returns its summary line (the last) and every line.
+fn run_bot(args: Vec<String>) -> (serde_json::Value, String) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cli(&args).output().expect("run bot");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "bot failed: {stdout}");
+    let summary = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    (summary, stdout)
+}
+
+/// Two bots meet at random and both ask to be friends; run again with the same device
+/// ids, one rings the other by nickname and the other answers: a call between friends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_befriend_each_other_then_one_rings_the_other() {
+    let dir = chingu_testkit::tempdir().expect("temp dir");
+    let server = server(dir.path()).await;
+    let url = server.ws_url();
+    let bot = |name: &str, extra: &[&str]| -> Vec<String> {
+        let device = format!("bot-device-{name:-<8}");
+        [
+            "bot",
+            "--server",
+            &url,
+            "--udp",
+            "127.0.0.1:0",
+            "--nickname",
+            name,
+            "--device-id",
+            &device,
+            "--duration",
+            "2",
+            "--wait",
+            "30",
+            "--json",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (ann, ben) = tokio::join!(
+        tokio::task::spawn_blocking({
+            let args = bot("ann", &["--add-friend"]);
+            move || run_bot(args)
+        }),
+        tokio::task::spawn_blocking({
+            let args = bot("ben", &["--add-friend"]);
+            move || run_bot(args)
+        }),
+    );
+    let ((ann, ann_out), (ben, ben_out)) = (ann.expect("ann"), ben.expect("ben"));
+    assert_eq!(ann["friends"], serde_json::json!(["ben"]), "{ann_out}");
+    assert_eq!(ben["friends"], serde_json::json!(["ann"]), "{ben_out}");
+    assert_eq!(ann["with_friend"], false);
+
+    let (ann, ben) = tokio::join!(
+        tokio::task::spawn_blocking({
+            let args = bot("ann", &["--call-friend", "ben"]);
+            move || run_bot(args)
+        }),
+        tokio::task::spawn_blocking({
+            let args = bot("ben", &["--answer-calls"]);
+            move || run_bot(args)
+        }),
+    );
+    let ((ann, ann_out), (ben, ben_out)) = (ann.expect("ann"), ben.expect("ben"));
+    for (summary, out) in [(&ann, &ann_out), (&ben, &ben_out)] {
+        assert_eq!(summary["ok"], true, "{out}");
+        assert_eq!(summary["with_friend"], true, "{out}");
+    }
+    assert_eq!(ann["peer"], "ben");
+    assert!(
+        ben_out.contains("\"type\":\"incoming_call\""),
+        "the answering bot says it was rung: {ben_out}"
+    );
+}

@@ -162,6 +162,39 @@ impl Storage {
         Ok(out)
     }
 
+    /// Stores many friendships in one transaction (load tests, imports): a fsync per row
+    /// would take minutes for a few hundred thousand.
+    pub fn seed_friendships(
+        &mut self,
+        rows: &[StoredFriendship],
+        at_unix: i64,
+    ) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        let sql = move |source| StorageError::Sqlite { path, source };
+        let tx = self.conn.transaction().map_err(sql.clone())?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO friendships (id, a, b, a_nickname, b_nickname, created_at, \
+                     last_call_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )
+                .map_err(sql.clone())?;
+            for f in rows {
+                insert
+                    .execute(params![
+                        f.id.0,
+                        f.devices[0].to_hex(),
+                        f.devices[1].to_hex(),
+                        f.nicknames[0],
+                        f.nicknames[1],
+                        at_unix
+                    ])
+                    .map_err(sql.clone())?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
     /// Friend requests not yet expired at `now_unix`, as [`Record::FriendRequest`]s;
     /// expired ones are deleted.
     pub fn friend_requests(&self, now_unix: i64) -> Result<Vec<Record>, StorageError> {

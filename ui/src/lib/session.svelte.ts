@@ -21,6 +21,30 @@ import type { Stream } from './video';
 
 export type Screen = 'onboarding' | 'lobby' | 'searching' | 'call' | 'after';
 
+/** The longest name a user may give a friend (the protocol's nickname limit). */
+export const MAX_FRIEND_NAME = 32;
+const FRIEND_NAMES_KEY = 'chingu.friendNames';
+
+/** Names given to friends, kept in this computer's web storage (never sent anywhere). */
+function loadFriendNames(): Record<string, string> {
+  try {
+    const raw = globalThis.localStorage?.getItem(FRIEND_NAMES_KEY);
+    const parsed: unknown = raw ? JSON.parse(raw) : {};
+    if (!parsed || typeof parsed !== 'object') return {};
+    return Object.fromEntries(Object.entries(parsed).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+  } catch {
+    return {};
+  }
+}
+
+function saveFriendNames(names: Record<string, string>): void {
+  try {
+    globalThis.localStorage?.setItem(FRIEND_NAMES_KEY, JSON.stringify(names));
+  } catch {
+    // Storage full or disabled: the name lasts until the app closes.
+  }
+}
+
 export interface ChatLine {
   mine: boolean;
   text: string;
@@ -97,6 +121,8 @@ export class Session {
   incoming: FriendId | null = $state(null);
   /** The friend we are ringing. */
   ringing: FriendId | null = $state(null);
+  /** Names the user gave friends on this computer (friend id → name). */
+  friendNames: Record<FriendId, string> = $state(loadFriendNames());
   private lastStats: CallStats | null = null;
   private unsubscribe: () => void;
 
@@ -193,9 +219,18 @@ export class Session {
     this.blocked = await this.attempt(() => this.backend.block());
   }
 
-  /** A friend's nickname (as when you met), or '' for one no longer listed. */
+  /** A friend's name: the one given here, else their nickname when you met ('' for one no longer listed). */
   friendName(id: FriendId | null): string {
-    return this.friends.find((f) => f.id === id)?.nickname ?? '';
+    if (id === null) return '';
+    return this.friendNames[id] ?? this.friends.find((f) => f.id === id)?.nickname ?? '';
+  }
+
+  /** Names a friend on this computer only (empty: back to their own nickname). */
+  renameFriend(id: FriendId, name: string): void {
+    const trimmed = name.trim().slice(0, MAX_FRIEND_NAME);
+    if (trimmed) this.friendNames[id] = trimmed;
+    else delete this.friendNames[id];
+    saveFriendNames(this.friendNames);
   }
 
   async addFriend(): Promise<void> {

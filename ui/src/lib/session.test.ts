@@ -351,4 +351,16 @@ describe('Session', () => {
     expect(await session.importIdentity('0000-1111-2222-3333-4444-5555-6666-7777')).toBe(true);
     expect(session.friends).toEqual([]);
   });
+  it('names a friend on this computer only, and forgets the name when it is cleared', async () => {
+    const { backend, session } = await ready();
+    backend.emit({ type: 'friends', friends: [{ id: 'f1', nickname: '민지', presence: 'online', last_call_unix: 0 }] });
+    expect(session.friendName('f1')).toBe('민지');
+    session.renameFriend('f1', '  Minji from Busan  ');
+    expect(session.friendName('f1')).toBe('Minji from Busan');
+    session.renameFriend('f1', 'x'.repeat(100));
+    expect(session.friendName('f1')).toHaveLength(32);
+    session.renameFriend('f1', '   ');
+    expect(session.friendName('f1')).toBe('민지');
+    expect(backend.calls.some((c) => c.includes('rename'))).toBe(false);
+  });
 });

@@ -71,8 +71,8 @@ impl Hub {
                 away: [None, None],
             },
         );
-        self.presence_may_have_changed(a);
-        self.presence_may_have_changed(b);
+        self.presence_may_have_changed(a, now);
+        self.presence_may_have_changed(b, now);
     }
 
     fn public_profile(&self, client: ClientId, shared_interests: &[String]) -> PeerProfile {
@@ -139,8 +139,8 @@ impl Hub {
             },
         );
         self.call_ended(call_id, now);
-        self.presence_may_have_changed(ida);
-        self.presence_may_have_changed(idb);
+        self.presence_may_have_changed(ida, now);
+        self.presence_may_have_changed(idb, now);
     }
 
     pub(super) fn on_disconnect(&mut self, client: ClientId, silent: bool, now: Instant) {
@@ -176,6 +176,6 @@ impl Hub {
             }
         }
         self.connection_gone(client, identity);
-        self.presence_may_have_changed(identity);
+        self.presence_may_have_changed(identity, now);
     }
 }

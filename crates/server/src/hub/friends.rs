@@ -25,6 +25,12 @@ use super::*;
 
 /// How long after a call ends its two people may still ask to be friends.
 pub const FRIEND_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// A presence change reaches friends this long after it happened, and only if it still
+/// holds then: pressing Next (in a call, a moment in the lobby, in a call again) costs a
+/// device's friends nothing.
+pub const PRESENCE_SETTLE: Duration = Duration::from_millis(500);
+/// ...and a device's friends hear of it at most this often.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Friends one device may have.
 pub const MAX_FRIENDS: usize = 1000;
 
@@ -53,8 +59,11 @@ pub(super) struct Friends {
     by_id: HashMap<FriendId, [Identity; 2]>,
     calls: HashMap<CallId, Friendable>,
     call_deadlines: BinaryHeap<Reverse<(Instant, CallId)>>,
-    /// The presence each device's friends were last told.
-    told: HashMap<Identity, Presence>,
+    /// The presence each device's friends were last told, and when.
+    told: HashMap<Identity, (Presence, Instant)>,
+    /// Devices whose friends are due another look at their presence, by when.
+    presence_due: BinaryHeap<Reverse<(Instant, Identity)>>,
+    presence_pending: std::collections::HashSet<Identity>,
     pub(super) presence_sent: u64,
 }
 
@@ -64,7 +73,13 @@ impl Friends {
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.call_deadlines.peek().map(|Reverse((d, _))| *d)
+        [
+            self.call_deadlines.peek().map(|Reverse((d, _))| *d),
+            self.presence_due.peek().map(|Reverse((d, _))| *d),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(super) fn are_friends(&self, a: Identity, b: Identity) -> bool {
@@ -95,6 +110,7 @@ impl Friends {
                 if links.is_empty() {
                     self.links.remove(&me);
                     self.told.remove(&me);
+                    self.presence_pending.remove(&me);
                 }
             }
         }
@@ -193,13 +209,28 @@ impl Hub {
         }
     }
 
-    /// Tells the device's online friends its presence, if it changed since they were told.
-    pub(super) fn presence_may_have_changed(&mut self, identity: Identity) {
+    /// Tells the device's online friends its presence if it changed since they were told:
+    /// [`PRESENCE_SETTLE`] from now, and not within [`PRESENCE_INTERVAL`] of the last time.
+    pub(super) fn presence_may_have_changed(&mut self, identity: Identity, now: Instant) {
+        if !self.friends.links.contains_key(&identity)
+            || !self.friends.presence_pending.insert(identity)
+        {
+            return;
+        }
+        let settled = now + PRESENCE_SETTLE;
+        let due = match self.friends.told.get(&identity) {
+            Some(&(_, at)) => settled.max(at + PRESENCE_INTERVAL),
+            None => settled,
+        };
+        self.friends.presence_due.push(Reverse((due, identity)));
+    }
+
+    fn tell_presence(&mut self, identity: Identity, now: Instant) {
         let Some(links) = self.friends.links.get(&identity) else {
             return;
         };
         let presence = self.presence(identity);
-        if self.friends.told.get(&identity) == Some(&presence) {
+        if self.friends.told.get(&identity).map(|(p, _)| p) == Some(&presence) {
             return;
         }
         let mut sends = Vec::new();
@@ -208,7 +239,7 @@ impl Hub {
                 sends.push((open.clone(), link.id.clone()));
             }
         }
-        self.friends.told.insert(identity, presence);
+        self.friends.told.insert(identity, (presence, now));
         for (open, friend) in sends {
             self.friends.presence_sent += open.len() as u64;
             self.outputs.push_back(Output::SendMany(
@@ -361,7 +392,7 @@ impl Hub {
         );
         for device in [a, b] {
             let presence = self.presence(device);
-            self.friends.told.entry(device).or_insert(presence);
+            self.friends.told.entry(device).or_insert((presence, now));
         }
         let mut acks = vec![(client, requested)];
         for (me, other, nickname) in [(a, b, &b_nickname), (b, a, &a_nickname)] {
@@ -471,6 +502,15 @@ impl Hub {
     }
 
     pub(super) fn friends_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((due, _))) = self.friends.presence_due.peek() {
+            if *due > now {
+                break;
+            }
+            let Reverse((_, identity)) = self.friends.presence_due.pop().expect("peeked");
+            if self.friends.presence_pending.remove(&identity) {
+                self.tell_presence(identity, now);
+            }
+        }
         while let Some(Reverse((due, _))) = self.friends.call_deadlines.peek() {
             if *due > now {
                 break;

@@ -31,6 +31,12 @@ impl World {
         sent
     }
 
+    /// Lets presence changes settle and reach friends (a second), then settles.
+    pub(super) fn settle_presence(&mut self) -> Vec<(u64, ServerMessage)> {
+        self.advance(super::friends::PRESENCE_INTERVAL.as_secs());
+        self.settle()
+    }
+
     pub(super) fn add_friend(&mut self, n: u64, call_id: &CallId) -> Vec<(u64, ServerMessage)> {
         self.say(
             n,
@@ -47,7 +53,8 @@ impl World {
         self.add_friend(a, &call);
         let sent = self.add_friend(b, &call);
         self.say(a, ClientMessage::HangUp { call_id: call });
-        self.settle();
+        // Their presence after the call reaches each other a second later.
+        self.settle_presence();
         sent.into_iter()
             .find_map(|(_, m)| match m {
                 ServerMessage::FriendAdded { friend } => Some(friend.id),
@@ -168,7 +175,10 @@ fn presence_reaches_friends_and_no_one_else() {
     let friend = w.befriend(1, 2);
     w.connect(3);
     w.settle();
-    // 1 goes offline, comes back (and gets its list), then talks to 3 at random.
+    // 1 goes offline, comes back (and gets its list), then talks to 3 at random; each
+    // step a few seconds apart (friends hear a change half a second after it, at most
+    // one a second).
+    w.advance(5);
     w.hub.handle(
         Input::Disconnected {
             client: ClientId(1),
@@ -176,7 +186,7 @@ fn presence_reaches_friends_and_no_one_else() {
         },
         w.now,
     );
-    let sent = w.settle();
+    let sent = w.settle_presence();
     assert_eq!(
         sent,
         vec![(
@@ -187,8 +197,9 @@ fn presence_reaches_friends_and_no_one_else() {
             }
         )]
     );
+    w.advance(5);
     w.connect(1);
-    let sent = w.settle();
+    let sent = w.settle_presence();
     assert_eq!(
         to(&sent, 2),
         vec![ServerMessage::Presence {
@@ -213,7 +224,7 @@ fn presence_reaches_friends_and_no_one_else() {
     w.advance(120); // past the cooldown with 2
     w.join(1, &["chess"]);
     w.join(3, &["chess"]);
-    let sent = w.settle();
+    let sent = w.settle_presence();
     assert!(
         to(&sent, 2).contains(&ServerMessage::Presence {
             friend,
@@ -226,9 +237,77 @@ fn presence_reaches_friends_and_no_one_else() {
             .all(|(c, m)| *c == 2 || !matches!(m, ServerMessage::Presence { .. })),
         "presence went to a non-friend: {sent:?}"
     );
-    // In all: 1 and 2 back from their call (one each), 1 offline, online, in a call.
-    // 3, with no friends, caused none.
+    // In all: 1 and 2 back from their call (one each, a second after it ended), 1
+    // offline, online, in a call. 3, with no friends, caused none.
     assert_eq!(w.hub.stats().presence_sent_total, 5);
+}
+
+#[test]
+fn friends_hear_a_change_once_it_settles_and_nothing_of_a_moment_in_the_lobby() {
+    let mut w = World::new();
+    let friend = w.befriend(1, 2);
+    w.advance(5);
+    w.settle();
+    let before = w.hub.stats().presence_sent_total;
+    w.connect(3);
+    w.join(1, &["chess"]);
+    w.join(3, &["chess"]);
+    // Half a second later, not before.
+    assert!(to(&w.settle(), 2).is_empty());
+    let sent = w.settle_presence();
+    assert_eq!(
+        to(&sent, 2),
+        vec![ServerMessage::Presence {
+            friend: friend.clone(),
+            presence: Presence::InCall,
+        }]
+    );
+    // 1 presses Next and meets 4, who was waiting: in the lobby for a moment only.
+    w.advance(5);
+    w.connect(4);
+    w.join(4, &["chess"]);
+    w.settle();
+    let call = w
+        .hub
+        .calls
+        .keys()
+        .next()
+        .cloned()
+        .expect("1 and 3 in a call");
+    w.say(1, ClientMessage::Next { call_id: call });
+    let sent = w.settle();
+    assert!(
+        sent.iter()
+            .any(|(c, m)| *c == 1 && matches!(m, ServerMessage::Matched { .. })),
+        "1 is in a new call: {sent:?}"
+    );
+    let sent = w.settle_presence();
+    assert!(to(&sent, 2).is_empty(), "2 heard of the moment: {sent:?}");
+    // 1 hangs up and quits at once: one change reaches 2, the last.
+    let call = w
+        .hub
+        .calls
+        .keys()
+        .find(|_| true)
+        .cloned()
+        .expect("1's call");
+    w.say(1, ClientMessage::HangUp { call_id: call });
+    w.hub.handle(
+        Input::Disconnected {
+            client: ClientId(1),
+            silent: false,
+        },
+        w.now,
+    );
+    let sent = w.settle_presence();
+    assert_eq!(
+        to(&sent, 2),
+        vec![ServerMessage::Presence {
+            friend,
+            presence: Presence::Offline
+        }]
+    );
+    assert_eq!(w.hub.stats().presence_sent_total, before + 2);
 }
 
 #[test]

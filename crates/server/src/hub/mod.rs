@@ -286,7 +286,7 @@ impl Hub {
                 let (online, waiting) = self.online_count();
                 self.send(client, ServerMessage::OnlineCount { online, waiting });
                 self.send_friend_list(client, identity);
-                self.presence_may_have_changed(identity);
+                self.presence_may_have_changed(identity, now);
             }
             Input::Message { client, msg } => {
                 if self.clients.contains_key(&client) {
@@ -484,7 +484,7 @@ impl Hub {
                 ServerMessage::error(ErrorCode::AlreadyHello, "hello was already accepted"),
             ),
             ClientMessage::Ping { nonce } => self.send(client, ServerMessage::Pong { nonce }),
-            ClientMessage::ResumeCall { call_id } => self.resume_call(client, call_id),
+            ClientMessage::ResumeCall { call_id } => self.resume_call(client, call_id, now),
             ClientMessage::AddFriend { call_id } => self.add_friend(client, call_id, now),
             ClientMessage::RemoveFriend { friend } => {
                 self.remove_friend(client, &friend, false, now);

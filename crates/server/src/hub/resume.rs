@@ -7,7 +7,7 @@ use super::*;
 impl Hub {
     /// `resume_call`: the device's new connection takes over its call, from an away
     /// member or from a connection of the same device that has not noticed it is dead.
-    pub(super) fn resume_call(&mut self, client: ClientId, call_id: CallId) {
+    pub(super) fn resume_call(&mut self, client: ClientId, call_id: CallId, now: Instant) {
         let identity = self.clients[&client].identity;
         let Some(call) = self.calls.get(&call_id) else {
             // Over (the grace ran out, or the peer left): say so the usual way.
@@ -51,7 +51,7 @@ impl Hub {
             call.clients[me] = client;
             call.away[me] = None;
             self.client_mut(client).status = Status::InCall(call_id.clone());
-            self.presence_may_have_changed(identity);
+            self.presence_may_have_changed(identity, now);
         }
         self.send(client, ServerMessage::CallResumed { call_id });
     }
