@@ -128,14 +128,23 @@ pub async fn forward(
     mut events: mpsc::Receiver<EngineEvent>,
     video: Arc<VideoHub>,
 ) {
+    // The friend list as last told, for the name on a ring's notification.
+    let mut friends: Vec<Friend> = Vec::new();
     while let Some(event) = events.recv().await {
         if let EngineEvent::State(view) = &event
             && !matches!(view, CallView::InCall { .. })
         {
             video.remote.clear();
         }
-        if let EngineEvent::IncomingCall(_) = &event {
-            ask_for_attention(&app);
+        if let EngineEvent::Friends(list) = &event {
+            friends.clone_from(list);
+        }
+        if let EngineEvent::IncomingCall(id) = &event {
+            let name = friends
+                .iter()
+                .find(|f| f.id == *id)
+                .map_or_else(String::new, |f| f.nickname.clone());
+            ask_for_attention(&app, &name);
         }
         if let Some(event) = to_ui(event) {
             emit(&app, event);
@@ -143,19 +152,34 @@ pub async fn forward(
     }
 }
 
-/// A friend is calling: a minimised window comes back and the taskbar flashes, so the
-/// ring is noticed while the user is in another window.
-fn ask_for_attention(app: &AppHandle) {
+/// A friend is calling. With the window minimised or behind others: a system
+/// notification (in the UI's language), the window brought back, the taskbar flashing.
+fn ask_for_attention(app: &AppHandle, name: &str) {
     use tauri::Manager;
     let Some(window) = app.get_webview_window("main") else {
         return;
     };
-    if window.is_minimized().unwrap_or(false) {
+    let minimised = window.is_minimized().unwrap_or(false);
+    let focused = window.is_focused().unwrap_or(true);
+    if !minimised && focused {
+        return;
+    }
+    let language = match crate::settings::load(app).map(|s| s.ui_language) {
+        Ok(crate::settings::UiLanguage::Ko) => "ko".to_string(),
+        Ok(crate::settings::UiLanguage::En) => "en".to_string(),
+        _ => std::env::var("LANG").unwrap_or_default(),
+    };
+    let (summary, body) = crate::notify::ring_text(&language, name);
+    // The bus call may wait up to two seconds: off the async workers.
+    tauri::async_runtime::spawn_blocking(move || {
+        if let Err(e) = crate::notify::show(&summary, &body, std::time::Duration::from_secs(30)) {
+            tracing::info!("no system notification for the ring: {e}");
+        }
+    });
+    if minimised {
         let _ = window.unminimize();
     }
-    if !window.is_focused().unwrap_or(true) {
-        let _ = window.request_user_attention(Some(tauri::UserAttentionType::Critical));
-    }
+    let _ = window.request_user_attention(Some(tauri::UserAttentionType::Critical));
 }
 
 /// Device check events, on the same channel.

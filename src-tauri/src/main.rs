@@ -10,6 +10,7 @@ mod engine_host;
 mod error;
 mod events;
 mod identity;
+mod notify;
 mod settings;
 mod video;
 #[cfg(feature = "video-bench")]

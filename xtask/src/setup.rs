@@ -22,6 +22,8 @@ use crate::{Result, step};
 /// `cargo xtask run` starts it beside chingu-server, and the lab tests relay through it.
 /// `espeak-ng` speaks the two talkers of the audio processing's room simulation
 /// (`chingu-cli audio-bench` and its tests): speech made here, nothing downloaded.
+/// `libdbus-1-dev` is the app's notification path (and the windowing library's);
+/// `dbus-daemon` hosts the private session bus its test notifies on.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
@@ -41,6 +43,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "coturn",
     "espeak-ng",
+    "libdbus-1-dev",
+    "dbus-daemon",
 ];
 
 /// Commands that must exist where apt-get does not, with what provides them.

@@ -655,6 +655,23 @@ impl Actor {
                 }
                 self.emit(EngineEvent::MediaConnected { setup_ms });
                 self.step(Input::MediaConnected { call_id }).await;
+                // Talking with a friend now: the list says so (the server, which keeps the
+                // date, says it on the next connection).
+                if let CallState::InCall {
+                    friend: Some(friend),
+                    ..
+                } = &self.machine.state
+                {
+                    let friend = friend.clone();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    self.friends_changed(|list| {
+                        for f in list.iter_mut().filter(|f| f.id == friend) {
+                            f.last_call_unix = now;
+                        }
+                    });
+                }
             }
             PeerEvent::Failed(why) => self.step(Input::MediaFailed { call_id, why }).await,
             PeerEvent::Interrupted | PeerEvent::Restored => {
