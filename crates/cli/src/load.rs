@@ -440,7 +440,7 @@ impl SimClient {
                     *outcome.errors.entry(code.to_string()).or_default() += 1;
                 }
                 ServerMessage::ShuttingDown { .. } => bail!("server shut down"),
-                ServerMessage::Friends { friends } => outcome.friends_listed = friends.len(),
+                ServerMessage::Friends { friends, .. } => outcome.friends_listed += friends.len(),
                 ServerMessage::Presence { .. } => outcome.presence_received += 1,
                 _ => {}
             }

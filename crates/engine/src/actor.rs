@@ -100,6 +100,8 @@ struct Actor {
     addresses: Vec<std::net::IpAddr>,
     /// The friend list as the server last told it.
     friends: Vec<Friend>,
+    /// A friend list arriving in pages, until its last.
+    friends_pages: Option<Vec<Friend>>,
 }
 
 async fn run(
@@ -118,6 +120,7 @@ async fn run(
         notices_tx,
         addresses: Vec::new(),
         friends: Vec::new(),
+        friends_pages: None,
     };
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut level_tick = tokio::time::interval(Duration::from_millis(100));
@@ -471,6 +474,7 @@ impl Actor {
             SignalingEvent::Connected { ice_servers, .. } => {
                 self.ice_servers = ice_servers;
                 // A new connection: the server sends the list again if there is one.
+                self.friends_pages = None;
                 if !self.friends.is_empty() {
                     self.friends_changed(Vec::clear);
                 }
@@ -505,7 +509,15 @@ impl Actor {
                 })
                 .await
             }
-            ServerMessage::Friends { friends } => self.friends_changed(|list| *list = friends),
+            ServerMessage::Friends { friends, more } => {
+                let mut pages = self.friends_pages.take().unwrap_or_default();
+                pages.extend(friends);
+                if more {
+                    self.friends_pages = Some(pages);
+                } else {
+                    self.friends_changed(|list| *list = pages);
+                }
+            }
             ServerMessage::FriendRequested { .. } => self.emit(EngineEvent::FriendRequested),
             ServerMessage::FriendAdded { friend } => {
                 let added = friend.clone();

@@ -156,8 +156,14 @@ pub enum ServerMessage {
     IceServers { ice_servers: Vec<IceServer> },
     /// This connection now holds the call (answer to `resume_call`); signals flow here.
     CallResumed { call_id: CallId },
-    /// The device's friends, after `welcome`.
-    Friends { friends: Vec<Friend> },
+    /// The device's friends, after `welcome`, in pages of at most
+    /// [`FRIENDS_PER_PAGE`](crate::limits::FRIENDS_PER_PAGE): the list is whole with the
+    /// page whose `more` is false.
+    Friends {
+        friends: Vec<Friend>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+    },
     /// The friend request is noted (answer to `add_friend`; says nothing about the peer).
     FriendRequested { call_id: CallId },
     /// Both asked: a new friend.

@@ -31,6 +31,9 @@ pub mod limits {
     pub const MAX_CLIENT_VERSION_BYTES: usize = 64;
     /// Call and session id length, in bytes.
     pub const MAX_ID_BYTES: usize = 64;
+    /// Friends in one `friends` message (a longer list comes in several): a page of the
+    /// longest nicknames stays within the size a client accepts.
+    pub const FRIENDS_PER_PAGE: usize = 100;
 }
 
 use limits::*;
@@ -132,7 +135,12 @@ pub(crate) fn server_message(msg: &ServerMessage) -> Result<(), ProtoError> {
         | ServerMessage::Rated { call_id }
         | ServerMessage::CallResumed { call_id }
         | ServerMessage::FriendRequested { call_id } => call(call_id),
-        ServerMessage::Friends { friends } => {
+        ServerMessage::Friends { friends, .. } => {
+            if friends.len() > FRIENDS_PER_PAGE {
+                return Err(ProtoError::invalid(format!(
+                    "at most {FRIENDS_PER_PAGE} friends per page"
+                )));
+            }
             for f in friends {
                 listed_friend(f)?;
             }

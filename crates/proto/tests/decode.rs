@@ -126,6 +126,7 @@ fn every_server_message() -> Vec<ServerMessage> {
                 presence: Presence::InCall,
                 last_call_unix: 1_764_547_200,
             }],
+            more: true,
         },
         ServerMessage::FriendRequested { call_id: call() },
         ServerMessage::FriendAdded {
@@ -418,4 +419,28 @@ fn nicknames_need_something_visible_and_no_direction_tricks() {
         normalize_nickname("é\u{0301}").expect("a mark on a letter"),
         "é\u{0301}"
     );
+}
+
+/// The longest friend list page a server sends — every nickname as long as the rules
+/// allow, in four-byte characters — is a message a client accepts; a longer page is not.
+#[test]
+fn a_full_page_of_friends_fits_what_a_client_accepts() {
+    let nickname: String = "😀".repeat(limits::MAX_NICKNAME_CHARS);
+    let friend = |i: usize| Friend {
+        id: FriendId(format!("{i:0>64}")),
+        nickname: nickname.clone(),
+        presence: Presence::InCall,
+        last_call_unix: u64::MAX,
+    };
+    let page = |n: usize| ServerMessage::Friends {
+        friends: (0..n).map(friend).collect(),
+        more: true,
+    };
+    let full = encode(&page(limits::FRIENDS_PER_PAGE));
+    assert_eq!(
+        decode_server(&full).expect("a full page decodes"),
+        page(limits::FRIENDS_PER_PAGE)
+    );
+    let over = encode(&page(limits::FRIENDS_PER_PAGE + 1));
+    assert!(decode_server(&over).is_err());
 }

@@ -126,7 +126,7 @@ async fn friends_meet_ring_talk_outlive_a_restart_and_part() {
     let server = common::start_in(dir, config).await;
     let mut alice = TestClient::hello(&server.url, "a").await.unwrap();
     let listed = until(&mut alice, |m| match m {
-        ServerMessage::Friends { friends } => Some(friends),
+        ServerMessage::Friends { friends, .. } => Some(friends),
         _ => None,
     })
     .await;

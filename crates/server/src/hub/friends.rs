@@ -266,7 +266,21 @@ impl Hub {
         friends.sort_by(|a, b| {
             (Reverse(a.last_call_unix), &a.nickname).cmp(&(Reverse(b.last_call_unix), &b.nickname))
         });
-        self.send(client, ServerMessage::Friends { friends });
+        let pages = friends
+            .len()
+            .div_ceil(chingu_proto::limits::FRIENDS_PER_PAGE);
+        for (i, page) in friends
+            .chunks(chingu_proto::limits::FRIENDS_PER_PAGE)
+            .enumerate()
+        {
+            self.send(
+                client,
+                ServerMessage::Friends {
+                    friends: page.to_vec(),
+                    more: i + 1 < pages,
+                },
+            );
+        }
     }
 
     /// A call began: its two people may befriend each other from now on; if they are

@@ -208,7 +208,13 @@ fn presence_reaches_friends_and_no_one_else() {
         }]
     );
     let to_1 = to(&sent, 1);
-    let [ServerMessage::Friends { friends }] = to_1.as_slice() else {
+    let [
+        ServerMessage::Friends {
+            friends,
+            more: false,
+        },
+    ] = to_1.as_slice()
+    else {
         panic!("{sent:?}");
     };
     assert_eq!(
@@ -474,7 +480,13 @@ fn friendships_and_a_pending_request_are_restored() {
     w.connect(1);
     let sent = w.settle();
     let to_1 = to(&sent, 1);
-    let [ServerMessage::Friends { friends }] = to_1.as_slice() else {
+    let [
+        ServerMessage::Friends {
+            friends,
+            more: false,
+        },
+    ] = to_1.as_slice()
+    else {
         panic!("{sent:?}");
     };
     assert_eq!(
@@ -497,4 +509,27 @@ fn friendships_and_a_pending_request_are_restored() {
         )),
         "{sent:?}"
     );
+}
+
+#[test]
+fn a_long_friend_list_comes_in_pages() {
+    let mut w = World::new();
+    for n in 0..250u64 {
+        w.hub.restore_friendship(
+            FriendId(format!("f{n}")),
+            [identity(1), identity(1000 + n)],
+            ["one".into(), format!("friend{n}")],
+            n,
+        );
+    }
+    w.connect(1);
+    let pages: Vec<(usize, bool)> = w
+        .settle()
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            ServerMessage::Friends { friends, more } => Some((friends.len(), more)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pages, vec![(100, true), (100, true), (50, false)]);
 }
