@@ -332,6 +332,21 @@ async fn import_identity(
     Ok(())
 }
 
+/// Tells whether `url` leads to a Chingu server this app can talk to (settings,
+/// "test connection"), within five seconds.
+#[tauri::command]
+#[specta::specta]
+async fn test_server(
+    app: AppHandle,
+    url: String,
+) -> CommandResult<chingu_engine::signaling::ServerProbe> {
+    let device = settings::device_id(&app)?;
+    Ok(
+        chingu_engine::signaling::probe(url.trim(), &device, std::time::Duration::from_secs(5))
+            .await,
+    )
+}
+
 /// The commands and events the UI may use, with their TypeScript bindings
 /// (ui/src/lib/bindings.ts, checked by `bindings::tests`).
 fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
@@ -380,6 +395,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             answer_friend_call,
             export_identity,
             import_identity,
+            test_server,
         ])
         .events(tauri_specta::collect_events![events::UiEvent])
 }

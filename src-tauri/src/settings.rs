@@ -64,6 +64,14 @@ pub fn save_window_size(app: &AppHandle, width: f64, height: f64) {
     }
 }
 
+/// The server a new install talks to: a distribution builds the app with its public
+/// server's address in `CHINGU_DEFAULT_SERVER` (e.g. `wss://chingu.example.org/v1/ws`);
+/// without it, a server on this machine (development).
+pub const DEFAULT_SERVER: &str = match option_env!("CHINGU_DEFAULT_SERVER") {
+    Some(url) => url,
+    None => "ws://127.0.0.1:7878/v1/ws",
+};
+
 /// What the user chose. Field names are camelCase in the UI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
 #[serde(rename_all = "camelCase", default)]
@@ -95,7 +103,7 @@ impl Default for Settings {
             nickname: String::new(),
             languages: vec!["ko".into()],
             interests: Vec::new(),
-            server_url: "ws://127.0.0.1:7878/v1/ws".into(),
+            server_url: DEFAULT_SERVER.into(),
             relay_only: false,
             ui_language: UiLanguage::Auto,
             camera_id: None,

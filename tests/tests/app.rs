@@ -121,8 +121,33 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
         WAIT,
     )?;
     app.session.fill(&nickname, app.name)?;
+    // Languages by name, stored as codes: Korean found by typing, added with Enter
+    // (the system's language is already chosen); an interest by a tap.
+    app.session.type_into(
+        &app.wait("[data-testid=language-search]")?,
+        &format!("ko{ENTER}"),
+    )?;
+    app.wait("[data-testid=languages] li[data-code=ko]")?;
+    app.session
+        .click(&app.wait("[data-testid=interests] [data-interest=music]")?)?;
+    app.wait("[data-testid=interests] [data-interest=music][aria-pressed=true]")?;
+    // Everything else waits under More settings (closed on a first run); the server
+    // address under Advanced there, with a test that says what it found.
+    if screenshot {
+        app.shot("1-first-run")?;
+    }
+    app.session
+        .click(&app.wait("[data-testid=more-settings] summary")?)?;
+    app.session
+        .click(&app.wait("[data-testid=advanced] summary")?)?;
     let server = app.wait("[data-testid=server-url]")?;
     app.session.fill(&server, server_url)?;
+    app.session.click(&app.wait("[data-testid=test-server]")?)?;
+    app.session.wait_until(
+        "the server test says reachable",
+        "return /Reachable|연결됨/.test(document.querySelector('[data-testid=probe-says]')?.innerText ?? '');",
+        WAIT,
+    )?;
     // The privacy setting says in one sentence what each choice reveals.
     let says = || app.session.text("[data-testid=relay-only-says]");
     let direct = says()?;
@@ -169,6 +194,14 @@ fn onboard(app: &App, server_url: &str, screenshot: bool) -> Result<()> {
     }
     app.session.click(&app.wait("[data-testid=save]")?)?;
     app.wait("[data-screen=lobby]")?;
+    // Settings keep the choices: reopened, Korean and music are still chosen.
+    if screenshot {
+        app.session.click(&app.wait("[data-testid=settings]")?)?;
+        app.wait("[data-testid=languages] li[data-code=ko]")?;
+        app.wait("[data-testid=interests] [data-interest=music][aria-pressed=true]")?;
+        app.session.click(&app.wait("[data-testid=save]")?)?;
+        app.wait("[data-screen=lobby]")?;
+    }
     Ok(())
 }
 
@@ -327,6 +360,13 @@ fn call_steps(alice: &App, bob: &App, server_url: &str, devices: bool) -> Result
             "return document.querySelector('[data-testid=call-path]')?.classList.contains('relayed') === false;",
             WAIT,
         )?;
+    // What each chose reached the other through the server as codes, shown by name.
+    bob.session.wait_until(
+        "bob sees alice's languages and their shared interest",
+        "const t = document.querySelector('[data-testid=peer-about]')?.innerText ?? ''; \
+         return t.includes('한국어') && /Music|음악/.test(t);",
+        WAIT,
+    )?;
     alice.shot("4-call")?;
     bob.shot("4-call")?;
 

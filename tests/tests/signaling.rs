@@ -128,3 +128,48 @@ async fn an_unreachable_server_is_retried_with_growing_delays() {
     );
     client.stop().await;
 }
+
+/// The settings' "test connection": a Chingu server, nothing listening, something that
+/// is not a Chingu server, and a mistyped address each get their own answer.
+#[tokio::test]
+async fn a_server_address_is_probed_for_what_it_leads_to() {
+    use chingu_engine::signaling::{ServerProbe, probe};
+    let dir = chingu_testkit::tempdir().expect("temp dir");
+    let server = start_server("127.0.0.1:0".parse().unwrap(), dir.path()).await;
+    let wait = Duration::from_secs(5);
+    let device = "probe-device-0123456789";
+    assert_eq!(
+        probe(&server.ws_url(), device, wait).await,
+        ServerProbe::Reachable
+    );
+    // Nothing listens on a port that was just freed.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    assert!(matches!(
+        probe(&format!("ws://127.0.0.1:{port}/v1/ws"), device, wait).await,
+        ServerProbe::Unreachable { .. }
+    ));
+    // A web server that is not Chingu's.
+    let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_addr = web.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = web.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let answer = probe(&format!("ws://{web_addr}/v1/ws"), device, wait).await;
+    assert!(
+        matches!(&answer, ServerProbe::Refused { message } if message.contains("404")),
+        "{answer:?}"
+    );
+    assert_eq!(
+        probe("http://example.invalid", device, wait).await,
+        ServerProbe::BadUrl
+    );
+}

@@ -374,3 +374,102 @@ async fn session(
         }
     }
 }
+
+/// What a server address leads to (the settings' "test connection").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum ServerProbe {
+    /// A Chingu server that speaks this app's protocol.
+    Reachable,
+    /// A Chingu server for another version of the app.
+    VersionMismatch { message: String },
+    /// Something answered, but not as a Chingu server (refused us, or not WebSocket).
+    Refused { message: String },
+    /// Nothing answered in time, or the address does not resolve or connect.
+    Unreachable { message: String },
+    /// Not a ws:// or wss:// address.
+    BadUrl,
+}
+
+/// Connects to `url`, says hello as `device_id` and reads the answer; never waits more
+/// than `timeout` in all.
+pub async fn probe(url: &str, device_id: &str, timeout: Duration) -> ServerProbe {
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return ServerProbe::BadUrl;
+    }
+    let attempt = async {
+        let (mut ws, _) = match tokio_tungstenite::connect_async(url).await {
+            Ok(ws) => ws,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                return ServerProbe::Refused {
+                    message: format!("HTTP {}", response.status()),
+                };
+            }
+            Err(e @ tokio_tungstenite::tungstenite::Error::Url(_)) => {
+                return ServerProbe::Unreachable {
+                    message: e.to_string(),
+                };
+            }
+            Err(e) => {
+                return ServerProbe::Unreachable {
+                    message: e.to_string(),
+                };
+            }
+        };
+        let hello = ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: concat!("chingu-probe/", env!("CARGO_PKG_VERSION")).into(),
+            device_id: device_id.to_owned(),
+        };
+        if let Err(e) = ws.send(Message::Text(encode(&hello).into())).await {
+            return ServerProbe::Refused {
+                message: e.to_string(),
+            };
+        }
+        let verdict = loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => match decode_server(text.as_str()) {
+                    Ok(ServerMessage::Welcome { .. }) => break ServerProbe::Reachable,
+                    Ok(ServerMessage::Error {
+                        code: ErrorCode::UnsupportedVersion,
+                        message,
+                    }) => break ServerProbe::VersionMismatch { message },
+                    Ok(ServerMessage::Error { message, .. }) => {
+                        break ServerProbe::Refused { message };
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        break ServerProbe::Refused {
+                            message: format!("not a Chingu server: {e}"),
+                        };
+                    }
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    break ServerProbe::Refused {
+                        message: frame.map_or_else(|| "closed".into(), |f| f.reason.to_string()),
+                    };
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    break ServerProbe::Refused {
+                        message: e.to_string(),
+                    };
+                }
+                None => {
+                    break ServerProbe::Refused {
+                        message: "the connection closed".into(),
+                    };
+                }
+            }
+        };
+        let _ = ws.close(None).await;
+        verdict
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(verdict) => verdict,
+        Err(_) => ServerProbe::Unreachable {
+            message: format!("no answer within {} s", timeout.as_secs()),
+        },
+    }
+}

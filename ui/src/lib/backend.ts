@@ -1,4 +1,4 @@
-import type { Devices, EngineEvent, FriendId, MicProcessing, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, FriendId, MicProcessing, ReportReason, ServerProbe, Settings } from './types';
 import type { Stream } from './video';
 
 /**
@@ -40,6 +40,8 @@ export interface Backend {
   callFriend(friend: FriendId): Promise<void>;
   cancelFriendCall(friend: FriendId): Promise<void>;
   answerFriendCall(friend: FriendId, accept: boolean): Promise<void>;
+  /** Whether `url` leads to a Chingu server this app can talk to (within 5 s). */
+  testServer(url: string): Promise<ServerProbe>;
   /** This install's recovery phrase (its identity: friends come with it). */
   exportIdentity(): Promise<string>;
   /** Becomes the install of `phrase` (its friends); a bad phrase is `bad_recovery_phrase`. */

@@ -59,6 +59,11 @@ export const commands = {
 	 *  the engine reconnects as that device.
 	 */
 	importIdentity: (phrase: string) => typedError<null, CommandError>(__TAURI_INVOKE("import_identity", { phrase })),
+	/**
+	 *  Tells whether `url` leads to a Chingu server this app can talk to (settings,
+	 *  "test connection"), within five seconds.
+	 */
+	testServer: (url: string) => typedError<ServerProbe, CommandError>(__TAURI_INVOKE("test_server", { url })),
 };
 
 /** Events */
@@ -455,6 +460,19 @@ export type Presence = "online" | "in_call" | "offline";
 
 /**  Why a user reports a peer. */
 export type ReportReason = "nudity" | "harassment" | "hate" | "spam" | "underage" | "violence" | "other";
+
+/**  What a server address leads to (the settings' "test connection"). */
+export type ServerProbe = 
+/**  A Chingu server that speaks this app's protocol. */
+{ result: "reachable" } | 
+/**  A Chingu server for another version of the app. */
+{ result: "version_mismatch"; message: string } | 
+/**  Something answered, but not as a Chingu server (refused us, or not WebSocket). */
+{ result: "refused"; message: string } | 
+/**  Nothing answered in time, or the address does not resolve or connect. */
+{ result: "unreachable"; message: string } | 
+/**  Not a ws:// or wss:// address. */
+{ result: "bad_url" };
 
 /**  What the user chose. Field names are camelCase in the UI. */
 export type Settings = Settings_Serialize | Settings_Deserialize;

@@ -1,5 +1,5 @@
 import { DEFAULT_SETTINGS, type Backend } from './backend';
-import type { Devices, EngineEvent, Friend, FriendId, MicProcessing, PeerProfile, ReportReason, Settings } from './types';
+import type { Devices, EngineEvent, Friend, FriendId, MicProcessing, PeerProfile, ReportReason, ServerProbe, Settings } from './types';
 import { createRenderer, type I420, type Stream } from './video';
 
 /**
@@ -153,6 +153,12 @@ export class FakeBackend implements Backend {
   }
 
   phrase = '3f2a-9c1e-7b5d-4e8f-a0b1-c2d3-e4f5-a6b7';
+
+  async testServer(url: string): Promise<ServerProbe> {
+    this.calls.push(`testServer:${url}`);
+    if (!/^wss?:\/\//.test(url)) return { result: 'bad_url' };
+    return url.includes('old') ? { result: 'version_mismatch', message: 'protocol 2' } : { result: 'reachable' };
+  }
 
   async exportIdentity(): Promise<string> {
     this.calls.push('exportIdentity');

@@ -15,6 +15,7 @@ import type {
   MicTestStep,
   PeerProfile,
   ReportReason,
+  ServerProbe,
   Settings,
 } from './types';
 import type { Stream } from './video';
@@ -265,6 +266,15 @@ export class Session {
     if (id === null) return;
     if (accept) this.resetCall();
     await this.attempt(() => this.backend.answerFriendCall(id, accept));
+  }
+
+  /** Whether `url` leads to a Chingu server this app can talk to. */
+  async testServer(url: string): Promise<ServerProbe> {
+    try {
+      return await this.backend.testServer(url);
+    } catch (e) {
+      return { result: 'unreachable', message: asCommandError(e).message };
+    }
   }
 
   /** The recovery phrase, or null (the notice says why). */

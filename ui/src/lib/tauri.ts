@@ -48,6 +48,7 @@ export class TauriBackend implements Backend {
   callFriend = async (friend: FriendId) => void (await call(commands.callFriend(friend)));
   cancelFriendCall = async (friend: FriendId) => void (await call(commands.cancelFriendCall(friend)));
   exportIdentity = () => call(commands.exportIdentity());
+  testServer = (url: string) => call(commands.testServer(url));
   importIdentity = async (phrase: string) => void (await call(commands.importIdentity(phrase)));
   answerFriendCall = async (friend: FriendId, accept: boolean) => void (await call(commands.answerFriendCall(friend, accept)));
 

@@ -20,6 +20,7 @@ export type {
   MicTestStep,
   PeerProfile,
   ReportReason,
+  ServerProbe,
   UiLanguage,
   VideoEndpoint,
 } from './bindings';
