@@ -172,4 +172,29 @@ async fn a_server_address_is_probed_for_what_it_leads_to() {
         probe("http://example.invalid", device, wait).await,
         ServerProbe::BadUrl
     );
+    // A Chingu server of another protocol version: it answers hello with
+    // `unsupported_version` and closes.
+    let old = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old_addr = old.local_addr().unwrap();
+    tokio::spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        if let Ok((stream, _)) = old.accept().await
+            && let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await
+        {
+            let _hello = ws.next().await;
+            let refusal = chingu_proto::encode(&ServerMessage::error(
+                chingu_proto::ErrorCode::UnsupportedVersion,
+                "this server speaks protocol 2",
+            ));
+            let _ = ws.send(Message::Text(refusal.into())).await;
+            let _ = ws.close(None).await;
+        }
+    });
+    assert_eq!(
+        probe(&format!("ws://{old_addr}/v1/ws"), device, wait).await,
+        ServerProbe::VersionMismatch {
+            message: "this server speaks protocol 2".into()
+        }
+    );
 }
