@@ -349,9 +349,13 @@ fn wait_with_timeout(mut child: std::process::Child, limit: std::time::Duration)
     }
 }
 
+/// The server's settings for load runs (see `load_run`).
+const LOAD_SERVER_CONFIG: &str =
+    "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n";
+
 /// The paced load run against a server whose clients have 50 friends each.
 fn presence_run(clients: &str, duration: &str) -> Result<String> {
-    let config = "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n";
+    let config = LOAD_SERVER_CONFIG;
     let cli = target_dir().join("release").join("chingu-cli");
     let seed = |data: &std::path::Path| -> Result {
         let status = Command::new(&cli)
@@ -372,25 +376,30 @@ fn presence_run(clients: &str, duration: &str) -> Result<String> {
         Ok(())
     };
     against_prepared_server("presence", config, seed, |url, pid| {
-        [
-            "load",
-            "--server",
-            url,
-            "--clients",
-            clients,
-            "--duration",
-            duration,
-            "--hold-ms",
-            "1000",
-            "--source-addresses",
-            "400",
-            "--server-pid",
-            &pid.to_string(),
-            "--json",
-        ]
-        .map(String::from)
-        .to_vec()
+        load_args(url, pid, clients, duration, "1000")
     })
+}
+
+/// `chingu-cli load`'s arguments for the runs above.
+fn load_args(url: &str, pid: u32, clients: &str, duration: &str, hold_ms: &str) -> Vec<String> {
+    [
+        "load",
+        "--server",
+        url,
+        "--clients",
+        clients,
+        "--duration",
+        duration,
+        "--hold-ms",
+        hold_ms,
+        "--source-addresses",
+        "400",
+        "--server-pid",
+        &pid.to_string(),
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// One load run against a fresh release server; returns the report's JSON.
@@ -399,26 +408,9 @@ fn load_run(clients: &str, duration: &str, hold_ms: &str) -> Result<String> {
     // server answers: lift the per-address message budget (meant for one household or
     // office) so the run measures the server, not the limiter. 400 loopback source
     // addresses keep every address under the default limit of 32 connections.
-    let config = "address_rate_limit_per_s = 100000\naddress_rate_limit_burst = 100000\n";
+    let config = LOAD_SERVER_CONFIG;
     against_fresh_server("load", config, |url, pid| {
-        [
-            "load",
-            "--server",
-            url,
-            "--clients",
-            clients,
-            "--duration",
-            duration,
-            "--hold-ms",
-            hold_ms,
-            "--source-addresses",
-            "400",
-            "--server-pid",
-            &pid.to_string(),
-            "--json",
-        ]
-        .map(String::from)
-        .to_vec()
+        load_args(url, pid, clients, duration, hold_ms)
     })
 }
 

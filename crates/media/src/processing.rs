@@ -309,6 +309,23 @@ mod tests {
             .collect()
     }
 
+    /// A far end like speech in its spectrum's spread: noise, in 300 ms bursts with
+    /// 100 ms pauses.
+    fn bursts_of_noise(samples: usize, mut seed: u64) -> Vec<i16> {
+        (0..samples)
+            .map(|i| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if (i / 4800) % 4 != 3 {
+                    (seed >> 52) as i16 * 4 - 8192
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
     fn energy(s: &[i16]) -> f64 {
         s.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
     }
@@ -352,21 +369,7 @@ mod tests {
         let (mut tx, mut rx) = far_end_queue();
         let delay = 40 * BLOCK / 10;
         let total = 6 * RATE as usize;
-        // A far end like speech in its spectrum's spread: noise, in bursts.
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let far: Vec<i16> = (0..total)
-            .map(|i| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let talking = (i / 4800) % 4 != 3;
-                if talking {
-                    (seed >> 52) as i16 * 4 - 8192
-                } else {
-                    0
-                }
-            })
-            .collect();
+        let far = bursts_of_noise(total, 0x2545_f491_4f6c_dd1d);
         let mut in_energy = 0.0;
         let mut out_energy = 0.0;
         for start in (0..total).step_by(960) {
@@ -419,19 +422,7 @@ mod tests {
         let (mut tx, mut rx) = far_end_queue();
         let delay = 60 * BLOCK / 10;
         let total = 8 * RATE as usize;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let far: Vec<i16> = (0..total)
-            .map(|i| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                if (i / 4800) % 4 != 3 {
-                    (seed >> 52) as i16 * 4 - 8192
-                } else {
-                    0
-                }
-            })
-            .collect();
+        let far = bursts_of_noise(total, 0x9e37_79b9_7f4a_7c15);
         let (mut in_energy, mut out_energy) = (0.0, 0.0);
         let mut capture = |rx: &mut FarEndReceiver, start: usize| {
             let mut mic: Vec<i16> = (start..start + 960)
