@@ -9,6 +9,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use chingu_media::audio_device::{DeviceEvent, Speaker};
+use chingu_media::latest::Latest;
 use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder};
 use chingu_media::processing::{FarEndReceiver, far_end_queue};
 use tokio::sync::mpsc;
@@ -44,7 +45,7 @@ pub(crate) struct PlayoutCtx {
     pub(crate) output: AudioOutput,
     /// For the echo canceller: the far end of each speaker opened, which its device
     /// callback fills with what it plays.
-    pub(crate) far_ends: std_mpsc::Sender<FarEndReceiver>,
+    pub(crate) far_ends: Arc<Latest<FarEndReceiver>>,
     pub(crate) tap: Option<AudioTap>,
     pub(crate) counters: Arc<MediaCounters>,
     pub(crate) notices: mpsc::Sender<MediaNotice>,
@@ -154,11 +155,10 @@ pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
 /// end to the capture thread's echo canceller.
 fn open_speaker(
     id: Option<&str>,
-    far_ends: &std_mpsc::Sender<FarEndReceiver>,
+    far_ends: &Latest<FarEndReceiver>,
 ) -> Result<Speaker, chingu_media::MediaError> {
     let (tx, rx) = far_end_queue();
     let speaker = Speaker::open_with_far_end(id, Some(tx))?;
-    // The capture thread gone: the call is ending, and nobody needs the far end.
-    let _ = far_ends.send(rx);
+    far_ends.put(rx);
     Ok(speaker)
 }

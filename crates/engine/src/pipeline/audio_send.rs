@@ -41,7 +41,7 @@ pub(crate) struct AudioSendCtx {
     pub(crate) source: Option<AudioSource>,
     pub(crate) processing: ProcessingSettings,
     /// The far end of each speaker the playout thread opens, newest last.
-    pub(crate) far_ends: std_mpsc::Receiver<FarEndReceiver>,
+    pub(crate) far_ends: Arc<chingu_media::latest::Latest<FarEndReceiver>>,
     pub(crate) ctl: std_mpsc::Receiver<AudioCtl>,
     pub(crate) out: mpsc::Sender<EncodedAudio>,
     pub(crate) counters: Arc<MediaCounters>,
@@ -137,7 +137,7 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
         if !got {
             continue;
         }
-        while let Ok(newest) = ctx.far_ends.try_recv() {
+        if let Some(newest) = ctx.far_ends.take() {
             far_end = Some(newest);
         }
         if matches!(source, Some(SoundSource::Mic(_))) {

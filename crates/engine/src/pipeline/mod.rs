@@ -153,14 +153,14 @@ impl CallMedia {
 
         // The far end crosses from the speaker's callback (as the device takes it) to the
         // capture thread's echo canceller; the playout thread, which opens speakers, hands
-        // each one's queue over.
-        let (far_tx, far_rx) = std_mpsc::channel();
+        // each one's queue over (newest wins: an older speaker's is of no use).
+        let far_ends = Arc::new(chingu_media::latest::Latest::new());
 
         // Outgoing audio: capture+encode thread -> transport.
         let ctx = audio_send::AudioSendCtx {
             source: config.audio.clone(),
             processing: config.processing,
-            far_ends: far_rx,
+            far_ends: Arc::clone(&far_ends),
             ctl: audio_ctl_rx,
             out: out.audio,
             counters: Arc::clone(&counters),
@@ -177,7 +177,7 @@ impl CallMedia {
         let ctx = audio_play::PlayoutCtx {
             rx: play_rx,
             output: config.output.clone(),
-            far_ends: far_tx,
+            far_ends,
             tap: config.remote_audio.clone(),
             counters: Arc::clone(&counters),
             notices,
