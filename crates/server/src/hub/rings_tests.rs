@@ -7,6 +7,19 @@ use super::tests::World;
 use super::*;
 use chingu_proto::FriendCallFailure;
 
+impl World {
+    /// Client `n` rings `friend`; what everyone was sent.
+    fn ring(&mut self, n: u64, friend: &FriendId) -> Vec<(u64, ServerMessage)> {
+        self.say(
+            n,
+            ClientMessage::CallFriend {
+                friend: friend.clone(),
+            },
+        );
+        self.settle()
+    }
+}
+
 #[test]
 fn a_friend_is_rung_and_the_call_carries_the_friendship() {
     let mut w = World::new();
@@ -91,20 +104,11 @@ fn a_friend_is_rung_and_the_call_carries_the_friendship() {
 fn declined_missed_busy_and_offline_are_told_to_the_caller_without_more() {
     let mut w = World::new();
     let friend = w.befriend(1, 2);
-    let ring = |w: &mut World| {
-        w.say(
-            1,
-            ClientMessage::CallFriend {
-                friend: friend.clone(),
-            },
-        );
-        w.settle()
-    };
     let failed = |reason| ServerMessage::FriendCallFailed {
         friend: friend.clone(),
         reason,
     };
-    ring(&mut w);
+    w.ring(1, &friend);
     w.say(
         2,
         ClientMessage::AnswerFriendCall {
@@ -114,7 +118,7 @@ fn declined_missed_busy_and_offline_are_told_to_the_caller_without_more() {
     );
     assert_eq!(w.settle(), vec![(1, failed(FriendCallFailure::Declined))]);
 
-    ring(&mut w);
+    w.ring(1, &friend);
     w.advance(RING_TIME.as_secs());
     let sent = w.settle();
     assert!(
@@ -137,7 +141,10 @@ fn declined_missed_busy_and_offline_are_told_to_the_caller_without_more() {
     w.join(2, &["chess"]);
     w.join(3, &["chess"]);
     w.settle();
-    assert_eq!(ring(&mut w), vec![(1, failed(FriendCallFailure::Busy))]);
+    assert_eq!(
+        w.ring(1, &friend),
+        vec![(1, failed(FriendCallFailure::Busy))]
+    );
 
     // 2 gone: offline.
     w.hub.handle(
@@ -148,29 +155,23 @@ fn declined_missed_busy_and_offline_are_told_to_the_caller_without_more() {
         w.now,
     );
     w.settle();
-    assert_eq!(ring(&mut w), vec![(1, failed(FriendCallFailure::Offline))]);
+    assert_eq!(
+        w.ring(1, &friend),
+        vec![(1, failed(FriendCallFailure::Offline))]
+    );
 }
 
 #[test]
 fn a_ring_ends_when_the_caller_cancels_leaves_or_the_callee_goes() {
     let mut w = World::new();
     let friend = w.befriend(1, 2);
-    let ring = |w: &mut World| {
-        w.say(
-            1,
-            ClientMessage::CallFriend {
-                friend: friend.clone(),
-            },
-        );
-        w.settle()
-    };
     let ended = (
         2,
         ServerMessage::RingEnded {
             friend: friend.clone(),
         },
     );
-    ring(&mut w);
+    w.ring(1, &friend);
     w.say(
         1,
         ClientMessage::CancelFriendCall {
@@ -188,7 +189,7 @@ fn a_ring_ends_when_the_caller_cancels_leaves_or_the_callee_goes() {
     );
     assert_eq!(error(&w.settle(), 2), Some(ErrorCode::InvalidState));
 
-    ring(&mut w);
+    w.ring(1, &friend);
     w.hub.handle(
         Input::Disconnected {
             client: ClientId(1),
@@ -201,7 +202,7 @@ fn a_ring_ends_when_the_caller_cancels_leaves_or_the_callee_goes() {
 
     w.connect(1);
     w.settle();
-    ring(&mut w);
+    w.ring(1, &friend);
     w.hub.handle(
         Input::Disconnected {
             client: ClientId(2),
