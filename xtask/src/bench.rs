@@ -85,8 +85,39 @@ pub fn bench(args: &[String]) -> Result {
         std::fs::read_to_string(&table).map_err(|e| format!("reading {}: {e}", table.display()))?;
     splice_docs("impairment-table", &rows)?;
 
+    // The same call beside libwebrtc's (headless Chromium), in the same kernel-made loss,
+    // one after the other (needs root for the namespaces; skipped with a message
+    // otherwise).
+    crate::setup::ensure_bench()?;
+    eprintln!("xtask: beside libwebrtc (chingu-cli beside)");
+    let table = out_dir.join("beside.md");
+    let output = Command::new(&cli)
+        .args([
+            "beside",
+            "--loss",
+            "0,5,20,40",
+            "--runs",
+            "2",
+            "--duration",
+            "20",
+        ])
+        .arg("--table")
+        .arg(&table)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", cli.display()))?;
+    if output.status.success() {
+        let path = out_dir.join("beside.jsonl");
+        std::fs::write(&path, &output.stdout)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let rows = std::fs::read_to_string(&table)
+            .map_err(|e| format!("reading {}: {e}", table.display()))?;
+        splice_docs("beside-table", &rows)?;
+    } else {
+        eprintln!("xtask: beside libwebrtc not measured (see above)");
+    }
+
     // The microphone's processing in the simulated room (speech from espeak-ng).
-    crate::setup::ensure_all(false)?;
     eprintln!("xtask: audio processing in a simulated room (chingu-cli audio-bench)");
     let table = out_dir.join("audio.md");
     let output = Command::new(&cli)

@@ -47,6 +47,10 @@ const APT_PACKAGES: &[&str] = &[
     "dbus-daemon",
 ];
 
+/// Debian packages only `cargo xtask bench` needs: `chromium` is the libwebrtc yardstick
+/// `chingu-cli beside` runs in the same network conditions as Chingu.
+const BENCH_APT_PACKAGES: &[&str] = &["chromium"];
+
 /// Commands that must exist where apt-get does not, with what provides them.
 const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("cc", "a C compiler (gcc or clang)"),
@@ -91,14 +95,27 @@ pub fn node() -> Result {
 /// Makes sure everything is present. Returns whether cargo-nextest is usable
 /// (when `want_nextest`).
 pub fn ensure_all(want_nextest: bool) -> Result<bool> {
-    system_packages()?;
+    system_packages(APT_PACKAGES)?;
     if want_nextest {
         return Ok(nextest());
     }
     Ok(false)
 }
 
-fn system_packages() -> Result {
+/// What the benchmarks need beyond [`ensure_all`]'s (Chromium). Elsewhere than Debian,
+/// says what is missing.
+pub fn ensure_bench() -> Result {
+    system_packages(APT_PACKAGES)?;
+    if has_command("dpkg-query") {
+        return system_packages(BENCH_APT_PACKAGES);
+    }
+    if has_command("chromium") || has_command("chromium-browser") {
+        return Ok(());
+    }
+    Err("the libwebrtc yardstick needs Chromium: install it (chromium)".into())
+}
+
+fn system_packages(packages: &[&str]) -> Result {
     if !has_command("dpkg-query") || !has_command("apt-get") {
         let missing: Vec<String> = REQUIRED_COMMANDS
             .iter()
@@ -113,7 +130,7 @@ fn system_packages() -> Result {
             missing.join(", ")
         ));
     }
-    let missing: Vec<&str> = APT_PACKAGES
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|pkg| !dpkg_installed(pkg))

@@ -17,13 +17,13 @@ use chingu_engine::pipeline::{AudioOutput, AudioSource, MediaConfig, VideoSource
 use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, Command, Engine, EngineEvent};
 use chingu_media::opus_codec::FRAME_SAMPLES;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::netsim::{NetCounts, NetSim, Scenario};
 use crate::peer::{PeerSetup, Probe, Reference, bitrate_for, percentile_ms};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Percentiles {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
@@ -76,7 +76,7 @@ pub struct BenchResult {
 }
 
 /// One direction's figures, over the measured window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectionResult {
     /// Capture on the sender to decoded on the receiver, from the barcodes.
@@ -100,6 +100,10 @@ pub struct DirectionResult {
     /// Audio packets its jitter buffer threw away (late, or trimmed), % of those played.
     pub audio_discarded_pct: f64,
     pub pli_count: u64,
+    /// Frames lost that nothing later referred to: skipped without a keyframe (Chingu's
+    /// receiver only).
+    #[serde(default)]
+    pub frames_lost_unreferenced: u64,
     pub nack_count: u32,
     /// Packets the sender resent over RTX, and the receiver got over RTX.
     pub retransmitted_packets_sent: u64,
@@ -441,6 +445,9 @@ fn direction(
                 / samples as f64
         },
         pli_count: rv.pli_count.saturating_sub(rv0.pli_count),
+        frames_lost_unreferenced: rv
+            .frames_lost_unreferenced
+            .saturating_sub(rv0.frames_lost_unreferenced),
         nack_count: rv.nack_count.saturating_sub(rv0.nack_count),
         retransmitted_packets_sent: sender
             .outbound_video

@@ -141,6 +141,37 @@ enum Command {
         #[arg(long)]
         video_file: Option<std::path::PathBuf>,
     },
+    /// libwebrtc's figures for the call `bench` makes (640x480, 30 fps, 1 Mbit/s video
+    /// ceiling, both ways), from two peer connections in headless Chromium over this
+    /// host's network; one JSON object.
+    Reference {
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// The browser (default: `CHINGU_CHROMIUM`, else chromium on the PATH).
+        #[arg(long)]
+        chromium: Option<std::path::PathBuf>,
+    },
+    /// Chingu's call and libwebrtc's in the same conditions, one after the other: a
+    /// network namespace per condition whose kernel drops that share of received UDP
+    /// (needs root and Chromium). One JSON object per stack and run.
+    Beside {
+        /// Loss each way, %.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 5, 20, 40])]
+        loss: Vec<u32>,
+        /// Calls per stack and condition.
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
+        /// Seconds to measure each call.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// The browser (default: `CHINGU_CHROMIUM`, else chromium on the PATH).
+        #[arg(long)]
+        chromium: Option<std::path::PathBuf>,
+        /// Also write the runs as a Markdown table to this file.
+        #[arg(long)]
+        table: Option<std::path::PathBuf>,
+    },
     /// The microphone's processing stage (echo cancellation, noise suppression, gain
     /// control) in a simulated room: one JSON object per echo delay (needs espeak-ng).
     AudioBench {
@@ -361,6 +392,44 @@ fn main() -> anyhow::Result<()> {
             }
             if failed > 0 && failed == nets.len() {
                 anyhow::bail!("no scenario could be measured");
+            }
+        }
+        Command::Reference { duration, chromium } => {
+            let chromium = chromium
+                .or_else(chingu_cli::reference::find_chromium)
+                .context("no Chromium: install it (apt-get install chromium) or pass --chromium")?;
+            let result = chingu_cli::reference::run(&chromium, Duration::from_secs(duration))?;
+            println!("{}", serde_json::to_string(&result)?);
+        }
+        Command::Beside {
+            loss,
+            runs,
+            duration,
+            chromium,
+            table,
+        } => {
+            let chromium = chromium
+                .or_else(chingu_cli::reference::find_chromium)
+                .context("no Chromium: install it (apt-get install chromium) or pass --chromium")?;
+            let all = chingu_cli::beside::run(
+                &loss,
+                runs,
+                Duration::from_secs(duration),
+                &chromium,
+                |run| match serde_json::to_string(run) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => eprintln!("chingu-cli: {e}"),
+                },
+            )?;
+            if let Some(path) = &table {
+                std::fs::write(path, chingu_cli::beside::markdown(&all))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if all
+                .iter()
+                .all(|r| matches!(r.outcome, chingu_cli::beside::Outcome::Failed(_)))
+            {
+                anyhow::bail!("no call could be measured");
             }
         }
         Command::AudioBench {

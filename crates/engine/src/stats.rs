@@ -25,6 +25,9 @@ pub struct MediaCounters {
     pub key_frames_decoded: AtomicU64,
     pub total_decode_time_us: AtomicU64,
     pub frames_dropped: AtomicU64,
+    /// Frames lost that no later frame refers to (non-reference pictures): skipped,
+    /// without waiting for a keyframe.
+    pub frames_lost_unreferenced: AtomicU64,
     pub decode_errors: AtomicU64,
     /// Frames the decoder took without giving a picture back.
     pub frames_without_picture: AtomicU64,
@@ -213,6 +216,8 @@ pub struct InboundVideo {
     /// Seconds.
     pub total_decode_time: f64,
     pub frames_dropped: u64,
+    /// Frames lost that nothing later referred to: skipped without a keyframe.
+    pub frames_lost_unreferenced: u64,
     pub freeze_count: u64,
     /// Seconds.
     pub total_freezes_duration: f64,
@@ -320,6 +325,7 @@ impl CallStats {
                 key_frames_decoded: c.key_frames_decoded.load(Relaxed),
                 total_decode_time: secs(&c.total_decode_time_us),
                 frames_dropped: c.frames_dropped.load(Relaxed),
+                frames_lost_unreferenced: c.frames_lost_unreferenced.load(Relaxed),
                 freeze_count: c.freeze_count.load(Relaxed),
                 total_freezes_duration: secs(&c.total_freezes_duration_us),
                 total_inter_frame_delay: secs(&c.total_inter_frame_delay_us),

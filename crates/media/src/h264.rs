@@ -6,6 +6,7 @@
 //! ([`H264Encoder::reconfigure`]; the next frame is an IDR). Keyframes
 //! are produced only on request ([`H264Encoder::encode`]'s `force_keyframe`) and on the
 //! first frame: the call engine asks for one when the call connects and on every PLI.
+//! Every other frame is a non-reference picture ([`TEMPORAL_LAYERS`]).
 
 use openh264::OpenH264API;
 use openh264::decoder::{Decoder, DecoderConfig};
@@ -38,7 +39,17 @@ pub struct H264Encoder {
     clock_ms: f64,
     /// A frame has been encoded (openh264 takes options only after its first frame).
     started: bool,
+    /// [`TEMPORAL_LAYERS`] are set.
+    layered: bool,
 }
+
+/// Temporal layers the encoder makes: with two, every other frame is one no other frame
+/// refers to (`nal_ref_idc` 0), so losing it costs that frame alone, where with one layer
+/// every lost frame breaks the chain until a keyframe (`h264_syntax::ReferenceChain`
+/// tells the two apart). The wrapper builds one layer; the second is set through
+/// openh264's option API once the encoder is initialised, which openh264 does on its first
+/// frame: so a new encoder first encodes a blank frame it throws away.
+pub const TEMPORAL_LAYERS: i32 = 2;
 
 impl std::fmt::Debug for H264Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,6 +71,7 @@ impl H264Encoder {
             out: Vec::with_capacity(256 * 1024),
             clock_ms: 0.0,
             started: false,
+            layered: false,
         })
     }
 
@@ -72,6 +84,8 @@ impl H264Encoder {
         if settings != self.settings {
             self.encoder = build_encoder(settings)?;
             self.settings = settings;
+            self.started = false;
+            self.layered = false;
         }
         Ok(())
     }
@@ -88,6 +102,7 @@ impl H264Encoder {
         if !self.started {
             self.encoder = build_encoder(wanted)?;
             self.settings = wanted;
+            self.layered = false;
             return Ok(());
         }
         let mut target = openh264_sys2::SBitrateInfo {
@@ -157,6 +172,17 @@ impl H264Encoder {
         // the configured rate (capture times are not always there: relayed frames).
         let at = openh264::Timestamp::from_millis(self.clock_ms as u64);
         self.clock_ms += 1000.0 / f64::from(self.settings.fps);
+        if !self.layered {
+            // openh264 initialises on its first frame and takes the layers only then:
+            // a blank frame of this size first (its output is not used), and the real
+            // one is the IDR the new layers begin with.
+            let blank = I420Frame::new(frame.width(), frame.height())?;
+            self.encoder
+                .encode_at(&blank, openh264::Timestamp::from_millis(0))
+                .map_err(h264_err)?;
+            self.set_temporal_layers()?;
+            self.encoder.force_intra_frame();
+        }
         let bitstream = self.encoder.encode_at(frame, at).map_err(h264_err)?;
         self.started = true;
         let keyframe = match bitstream.frame_type() {
@@ -170,6 +196,44 @@ impl H264Encoder {
             data: &self.out,
             keyframe,
         }))
+    }
+}
+
+impl H264Encoder {
+    /// Gives the (initialised) encoder [`TEMPORAL_LAYERS`] temporal layers, keeping every
+    /// other parameter as it is.
+    fn set_temporal_layers(&mut self) -> Result<(), MediaError> {
+        let mut params = openh264_sys2::SEncParamExt::default();
+        // SAFETY: the encoder is initialised (it has encoded a frame), and both calls are
+        // given a pointer to an `SEncParamExt`, the type openh264 documents for this
+        // option, that lives for the call. The parameters set are the encoder's own, read
+        // just before, with only the temporal layer count changed: size, threads and
+        // format, which the wrapper relies on, stay as they are.
+        #[allow(unsafe_code)]
+        let (got, set) = unsafe {
+            let api = self.encoder.raw_api();
+            let got = api.get_option(
+                openh264_sys2::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+                (&raw mut params).cast(),
+            );
+            params.iTemporalLayerNum = TEMPORAL_LAYERS;
+            let set = if got == 0 {
+                api.set_option(
+                    openh264_sys2::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+                    (&raw mut params).cast(),
+                )
+            } else {
+                got
+            };
+            (got, set)
+        };
+        if got != 0 || set != 0 {
+            return Err(MediaError::H264(format!(
+                "openh264 refused {TEMPORAL_LAYERS} temporal layers (codes {got}, {set})"
+            )));
+        }
+        self.layered = true;
+        Ok(())
     }
 }
 

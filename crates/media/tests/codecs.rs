@@ -2,6 +2,7 @@
 
 use chingu_media::barcode;
 use chingu_media::h264::{EncoderSettings, H264Decoder, H264Encoder};
+use chingu_media::h264_syntax::{self, ReferenceChain};
 use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusSettings};
 use chingu_media::pattern::TestPattern;
 use chingu_media::tone::{ToneGenerator, dominant_tone};
@@ -151,6 +152,109 @@ fn keyframes_come_on_request_and_after_reconfiguring() {
         })
         .is_err()
     );
+}
+
+/// Encoded frames of the test pattern, each with its frame number.
+fn encoded_pattern(count: u64) -> Vec<Vec<u8>> {
+    let mut encoder = H264Encoder::new(EncoderSettings {
+        bitrate_bps: 300_000,
+        fps: 30.0,
+    })
+    .expect("encoder");
+    let mut pattern = TestPattern::new();
+    let mut frame = I420Frame::new(320, 240).expect("size");
+    (0..count)
+        .map(|i| {
+            pattern.draw(&mut frame, i * 33_333);
+            let encoded = encoder
+                .encode(&frame, false)
+                .expect("encode")
+                .expect("frame");
+            encoded.data.to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn every_other_frame_is_one_no_other_frame_needs() {
+    let frames = encoded_pattern(12);
+    let mut sps = None;
+    let mut kinds = Vec::new();
+    for frame in &frames {
+        for nal in h264_syntax::nal_units(frame) {
+            match nal[0] & 0x1f {
+                7 => sps = Some(h264_syntax::parse_sps(nal).expect("sps")),
+                1 | 5 => {
+                    let slice = h264_syntax::parse_slice(nal, sps.as_ref().expect("sps first"))
+                        .expect("slice header");
+                    kinds.push((slice.idr, slice.reference, slice.frame_num));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    // An IDR, then non-reference and reference pictures in turn; frame_num advances
+    // after each reference picture only.
+    assert_eq!(
+        kinds,
+        vec![
+            (true, true, 0),
+            (false, false, 1),
+            (false, true, 1),
+            (false, false, 2),
+            (false, true, 2),
+            (false, false, 3),
+            (false, true, 3),
+            (false, false, 4),
+            (false, true, 4),
+            (false, false, 5),
+            (false, true, 5),
+            (false, false, 6),
+        ]
+    );
+}
+
+#[test]
+fn after_a_lost_frame_the_chain_tells_whether_the_next_one_decodes() {
+    let frames = encoded_pattern(10);
+    // Frame 3 (a non-reference picture) lost: frame 4 decodes, whole, and so do the rest.
+    let mut chain = ReferenceChain::new();
+    let mut decoder = H264Decoder::new().expect("decoder");
+    let mut picture = I420Frame::new(2, 2).expect("size");
+    for (i, frame) in frames.iter().enumerate() {
+        if i == 3 {
+            continue;
+        }
+        if i == 4 {
+            assert!(
+                chain.decodable_after_loss(frame),
+                "only a non-reference frame was lost"
+            );
+        }
+        assert!(decoder.decode(frame, &mut picture).expect("decode"));
+        chain.decoded(frame);
+        let stamp = barcode::read(&picture).expect("a whole picture after the loss");
+        assert_eq!(stamp.frame_number, i as u32);
+    }
+    // Frame 4 (a reference picture) lost: neither frame 5 nor frame 6 may be decoded.
+    let mut chain = ReferenceChain::new();
+    for frame in &frames[..4] {
+        chain.decoded(frame);
+    }
+    assert!(!chain.decodable_after_loss(&frames[5]));
+    assert!(!chain.decodable_after_loss(&frames[6]));
+    // Frames 3 and 4 lost (a non-reference picture and the reference after it): frame 5
+    // may not be decoded either.
+    let mut chain = ReferenceChain::new();
+    for frame in &frames[..3] {
+        chain.decoded(frame);
+    }
+    assert!(!chain.decodable_after_loss(&frames[5]));
+    // A broken chain waits for an IDR.
+    chain.broken();
+    assert!(!chain.decodable_after_loss(&frames[3]));
+    assert!(chain.decodable_after_loss(&frames[0]));
 }
 
 #[test]

@@ -318,6 +318,8 @@ export type InboundVideo = {
 	/**  Seconds. */
 	totalDecodeTime: number | null,
 	framesDropped: number,
+	/**  Frames lost that nothing later referred to: skipped without a keyframe. */
+	framesLostUnreferenced: number,
 	freezeCount: number,
 	/**  Seconds. */
 	totalFreezesDuration: number | null,

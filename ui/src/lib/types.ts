@@ -43,6 +43,7 @@ export function emptyStats(): CallStats {
       keyFramesDecoded: 0,
       totalDecodeTime: 0,
       framesDropped: 0,
+      framesLostUnreferenced: 0,
       freezeCount: 0,
       totalFreezesDuration: 0,
       totalInterFrameDelay: 0,

@@ -38,9 +38,59 @@ impl H264Depacketizer {
     }
 }
 
+/// Whether an H.264 RTP payload begins a picture: a parameter set, SEI or access unit
+/// delimiter (what comes before a picture's first slice), a slice with
+/// `first_mb_in_slice` 0 (its first bit is then 1), or the first fragment of such a
+/// slice; for an aggregation packet, its first NAL unit. After a lost run of packets, the
+/// packet that follows can then be known to start a frame of its own rather than to be
+/// the rest of a lost one.
+pub fn starts_picture(payload: &[u8]) -> bool {
+    const FIRST_MB_ZERO: u8 = 0x80;
+    let nal_starts = |nal_type: u8, first_payload_byte: Option<&u8>| match nal_type {
+        6..=9 => true,
+        1 | 5 => first_payload_byte.is_some_and(|b| b & FIRST_MB_ZERO != 0),
+        _ => false,
+    };
+    match payload.first().map(|h| h & 0x1f) {
+        Some(24) => {
+            // STAP-A: header, then (16-bit size, NAL unit) pairs.
+            payload
+                .get(3)
+                .is_some_and(|&h| nal_starts(h & 0x1f, payload.get(4)))
+        }
+        Some(28) => {
+            // FU-A: indicator, header (S bit 0x80, original type), then the NAL's payload.
+            payload
+                .get(1)
+                .is_some_and(|&fu| fu & 0x80 != 0 && nal_starts(fu & 0x1f, payload.get(2)))
+        }
+        Some(t) => nal_starts(t, payload.get(1)),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_packet_of_a_picture_is_recognised() {
+        // Single NAL units: SPS, a slice starting at macroblock 0, one starting later.
+        assert!(starts_picture(&[0x67, 0x42, 0xe0]));
+        assert!(starts_picture(&[0x41, 0x9a, 0x00]));
+        assert!(!starts_picture(&[0x41, 0x5a, 0x00]), "first_mb_in_slice 1");
+        // STAP-A carrying SPS first; FU-A start and middle fragments of an IDR slice.
+        assert!(starts_picture(&[0x78, 0x00, 0x03, 0x67, 0x42, 0xe0]));
+        assert!(starts_picture(&[0x7c, 0x85, 0x88, 0x84]));
+        assert!(
+            !starts_picture(&[0x7c, 0x05, 0x88, 0x84]),
+            "not the first fragment"
+        );
+        // Nothing, padding, truncated aggregation and fragmentation packets.
+        for payload in [&[][..], &[0x78, 0x00], &[0x7c], &[0x41]] {
+            assert!(!starts_picture(payload), "{payload:?}");
+        }
+    }
 
     #[test]
     fn single_nal_units_get_a_start_code_and_garbage_is_an_error() {

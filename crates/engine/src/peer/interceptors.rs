@@ -25,11 +25,11 @@ use crate::packets::Bandwidth;
 
 /// How often the receiver asks again for packets still missing.
 const NACK_INTERVAL: Duration = Duration::from_millis(25);
-/// How many times a missing packet is asked for (over 200 ms). webrtc-rs's default is
+/// How many times a missing packet is asked for (over 400 ms). webrtc-rs's default is
 /// without limit: every missing packet, every interval, for as long as it is in the
 /// receive log — under loss into a full queue those retransmissions became most of what
 /// was sent. What is resent is also held to a budget (retransmit.rs).
-const NACKS_PER_PACKET: u16 = 8;
+const NACKS_PER_PACKET: u16 = 16;
 
 /// NACK both ways (as webrtc-rs's `configure_nack`), asking for each packet a bounded
 /// number of times.

@@ -1,6 +1,7 @@
 //! Incoming video: a task assembles RTP packets into frames ([`FrameAssembler`]),
-//! depacketizes them, gates decoding on keyframes after a loss and asks for one (through
-//! the engine, at most every 250 ms); a thread decodes, counts freezes and hands frames
+//! depacketizes them, and after a lost frame goes on if the lost one was a picture no
+//! other refers to ([`ReferenceChain`]), else gates decoding on a keyframe and asks for
+//! one (through the engine, at most every 250 ms); a thread decodes, counts freezes and hands frames
 //! to the sink. The task sleeps until a packet, the assembler's deadline or the next
 //! keyframe request is due; the thread blocks on its queue.
 
@@ -12,12 +13,13 @@ use std::time::{Duration, Instant};
 use chingu_media::I420Frame;
 use chingu_media::frame::now_us;
 use chingu_media::h264::H264Decoder;
+use chingu_media::h264_syntax::ReferenceChain;
 use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
 use super::config::{FrameInfo, MediaNotice, VideoSink};
 use crate::packets::{Bandwidth, RtpIn};
-use crate::peer::depacketize::H264Depacketizer;
+use crate::peer::depacketize::{H264Depacketizer, starts_picture};
 use crate::stats::MediaCounters;
 
 /// Keyframe requests are sent at most this often.
@@ -86,6 +88,10 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
     let mut stall = StallWatch::default();
     let mut depacketizer = H264Depacketizer::default();
     let mut need_keyframe = true;
+    // Which reference pictures the decoder has: after a lost frame, whether the next one
+    // still decodes (the lost one was a picture nothing refers to) or a keyframe is due.
+    let mut chain = ReferenceChain::new();
+    let mut lost_before_this = false;
     let mut last_pli: Option<Instant> = None;
     let epoch_offset_us = now_us();
     let epoch = Instant::now();
@@ -105,7 +111,8 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         tokio::select! {
             packet = rtp.recv() => {
                 let Some(p) = packet else { break };
-                assembler.push(p.sequence, p.timestamp, p.marker, p.payload, p.arrived);
+                let starts = starts_picture(&p.payload);
+                assembler.push_packet(p.sequence, p.timestamp, p.marker, starts, p.payload, p.arrived);
             }
             () = decoder_wants_keyframe.notified() => need_keyframe = true,
             () = sleep_until(wake) => {}
@@ -130,14 +137,24 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                     broken,
                     gave_up,
                     lost = assembler.frames_lost,
-                    "video frame lost; waiting for a keyframe"
+                    "video frame lost"
                 );
-                need_keyframe = true;
+                lost_before_this = true;
+                gave_up = false;
                 depacketizer.reset();
             }
             if broken || annex_b.is_empty() {
                 counters.frames_dropped.fetch_add(1, Relaxed);
                 continue;
+            }
+            if std::mem::take(&mut lost_before_this) && !need_keyframe {
+                if chain.decodable_after_loss(&annex_b) {
+                    counters.frames_lost_unreferenced.fetch_add(1, Relaxed);
+                } else {
+                    tracing::debug!("a reference picture was lost; waiting for a keyframe");
+                    chain.broken();
+                    need_keyframe = true;
+                }
             }
             if need_keyframe {
                 if !contains_idr(&annex_b) {
@@ -150,6 +167,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 }
                 need_keyframe = false;
             }
+            chain.decoded(&annex_b);
             let job = DecodeJob {
                 annex_b,
                 rtp_timestamp: frame.timestamp,
@@ -373,6 +391,96 @@ pub(crate) fn video_decode_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use chingu_media::h264::{EncoderSettings, H264Encoder};
+    use chingu_media::h264_syntax::nal_units;
+    use chingu_media::pattern::TestPattern;
+
+    /// Each frame of the test pattern (320x240) as RTP payloads, one NAL unit each.
+    fn packetized(count: u64) -> Vec<Vec<Bytes>> {
+        let mut encoder = H264Encoder::new(EncoderSettings {
+            bitrate_bps: 300_000,
+            fps: 30.0,
+        })
+        .expect("encoder");
+        let mut pattern = TestPattern::new();
+        let mut frame = I420Frame::new(320, 240).expect("size");
+        (0..count)
+            .map(|i| {
+                pattern.draw(&mut frame, i * 33_333);
+                let encoded = encoder
+                    .encode(&frame, false)
+                    .expect("encode")
+                    .expect("frame");
+                nal_units(encoded.data)
+                    .map(Bytes::copy_from_slice)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_lost_frame_nothing_refers_to_is_skipped_and_a_lost_reference_asks_for_a_keyframe() {
+        let (rtp_tx, rtp) = mpsc::channel(1024);
+        let (decoder, decoded) = std_mpsc::sync_channel(64);
+        let (notices, mut notices_rx) = mpsc::channel(16);
+        let counters = Arc::new(MediaCounters::default());
+        let task = tokio::spawn(video_receive_task(ReceiveCtx {
+            rtp,
+            decoder,
+            counters: Arc::clone(&counters),
+            decoder_wants_keyframe: Arc::new(Notify::new()),
+            notices,
+            bandwidth: Arc::new(Bandwidth::default()),
+        }));
+        let frames = packetized(10);
+        let mut sequence = 0u16;
+        // Sends frames `range`, except `lost`, whose packets are numbered but never sent.
+        let mut send = async |range: std::ops::Range<usize>, lost: usize| {
+            for i in range {
+                let last = frames[i].len() - 1;
+                for (n, payload) in frames[i].iter().enumerate() {
+                    if i != lost {
+                        let packet = RtpIn {
+                            sequence,
+                            timestamp: i as u32 * 3000,
+                            marker: n == last,
+                            payload: payload.clone(),
+                            copy: false,
+                            copies: 0,
+                            arrived: Instant::now(),
+                        };
+                        rtp_tx.send(packet).await.expect("task runs");
+                    }
+                    sequence = sequence.wrapping_add(1);
+                }
+            }
+            // Longer than the assembler waits for a repair (150 ms on a fast path).
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        };
+        let timestamps = |decoded: &std_mpsc::Receiver<DecodeJob>| {
+            decoded
+                .try_iter()
+                .map(|job| job.rtp_timestamp / 3000)
+                .collect::<Vec<_>>()
+        };
+        // Frame 3 is a picture nothing refers to (every odd one is): skipped, decoding
+        // goes on, no keyframe asked for.
+        send(0..6, 3).await;
+        assert_eq!(timestamps(&decoded), [0, 1, 2, 4, 5]);
+        assert!(notices_rx.try_recv().is_err(), "no keyframe request");
+        assert_eq!(counters.frames_lost_unreferenced.load(Relaxed), 1);
+        // Frame 6 is a reference picture: 7 and 8 cannot be decoded without it; a
+        // keyframe is asked for.
+        send(6..9, 6).await;
+        assert_eq!(timestamps(&decoded), Vec::<u32>::new());
+        assert!(matches!(
+            notices_rx.try_recv(),
+            Ok(MediaNotice::KeyframeNeeded)
+        ));
+        assert_eq!(counters.frames_lost_unreferenced.load(Relaxed), 1);
+        task.abort();
+    }
 
     #[test]
     fn idr_detection_reads_nal_types() {
