@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// How long an incomplete frame may wait for retransmissions (at least).
-pub const FRAME_WAIT: Duration = Duration::from_millis(150);
+/// How long an incomplete frame may wait for retransmissions (at least): a repair on a
+/// bursty path can take several rounds, and giving up means a keyframe (decision 10).
+pub const FRAME_WAIT: Duration = Duration::from_millis(250);
 /// The longest wait, however slow the path.
 pub const MAX_FRAME_WAIT: Duration = Duration::from_millis(1000);
 /// Packets buffered at most; beyond this the oldest frame is given up.

@@ -455,8 +455,8 @@ mod tests {
                     sequence = sequence.wrapping_add(1);
                 }
             }
-            // Longer than the assembler waits for a repair (150 ms on a fast path).
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            // Longer than the assembler waits for a repair (250 ms on a fast path).
+            tokio::time::sleep(Duration::from_millis(500)).await;
         };
         let timestamps = |decoded: &std_mpsc::Receiver<DecodeJob>| {
             decoded
