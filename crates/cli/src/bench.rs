@@ -536,31 +536,41 @@ pub async fn run_with(
 /// One scenario's outcome for the table: its figures, or why it could not be measured.
 pub type Row = Result<BenchResult, (String, String)>;
 
+/// A direction's video figures as the Markdown cells the tables share: decoded / sent,
+/// freezes (frozen), capture→render p50 / p95, kbit/s (estimate), last size.
+pub fn video_cells(d: &DirectionResult) -> String {
+    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
+    format!(
+        "{} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{}",
+        d.frames_decoded,
+        d.frames_sent,
+        d.freeze_count,
+        d.total_freezes_duration,
+        ms(d.capture_to_render_ms.p50),
+        ms(d.capture_to_render_ms.p95),
+        d.video_kbps,
+        d.estimate_kbps
+            .map_or("–".to_owned(), |e| format!("{e:.0}")),
+        d.frame_width,
+        d.frame_height,
+    )
+}
+
 /// The scenario table as Markdown (docs/benchmarks.md), one line per direction.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
         "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed (discarded) | CPU, both ends |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
-    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
     for row in rows {
         match row {
             Ok(r) => {
                 let name = r.net.as_deref().unwrap_or("loopback");
                 for (label, d) in [("up (A→B)", &r.up), ("down (B→A)", &r.down)] {
                     out.push_str(&format!(
-                        "| {name} | {} ms | {label} | {} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{} | {:.1} % ({:.1} %) | {:.0} % |\n",
+                        "| {name} | {} ms | {label} | {} | {:.1} % ({:.1} %) | {:.0} % |\n",
                         r.connected_ms,
-                        d.frames_decoded,
-                        d.frames_sent,
-                        d.freeze_count,
-                        d.total_freezes_duration,
-                        ms(d.capture_to_render_ms.p50),
-                        ms(d.capture_to_render_ms.p95),
-                        d.video_kbps,
-                        d.estimate_kbps.map_or("–".to_owned(), |e| format!("{e:.0}")),
-                        d.frame_width,
-                        d.frame_height,
+                        video_cells(d),
                         d.audio_concealed_pct,
                         d.audio_discarded_pct,
                         r.cpu_pct_one_core,

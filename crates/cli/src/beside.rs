@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::bench::DirectionResult;
+use crate::bench::{DirectionResult, video_cells};
 use crate::reference::ReferenceResult;
 
 /// One stack's call in one condition.
@@ -241,26 +241,16 @@ pub fn markdown(runs: &[Run]) -> String {
         "| loss each way | stack | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed | CPU, both ends |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
     for r in runs {
         let label = format!("{} %", r.loss_pct);
         match &r.outcome {
             Outcome::Measured(f) => {
                 for (direction, d) in [("up", &f.up), ("down", &f.down)] {
                     out.push_str(&format!(
-                        "| {label} | {} | {} ms | {direction} | {} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{} | {:.1} % | {:.0} % |\n",
+                        "| {label} | {} | {} ms | {direction} | {} | {:.1} % | {:.0} % |\n",
                         r.stack,
                         f.connected_ms,
-                        d.frames_decoded,
-                        d.frames_sent,
-                        d.freeze_count,
-                        d.total_freezes_duration,
-                        ms(d.capture_to_render_ms.p50),
-                        ms(d.capture_to_render_ms.p95),
-                        d.video_kbps,
-                        d.estimate_kbps.map_or("–".to_owned(), |e| format!("{e:.0}")),
-                        d.frame_width,
-                        d.frame_height,
+                        video_cells(d),
                         d.audio_concealed_pct,
                         f.cpu_pct_one_core,
                     ));

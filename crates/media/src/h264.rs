@@ -6,7 +6,7 @@
 //! ([`H264Encoder::reconfigure`]; the next frame is an IDR). Keyframes
 //! are produced only on request ([`H264Encoder::encode`]'s `force_keyframe`) and on the
 //! first frame: the call engine asks for one when the call connects and on every PLI.
-//! Every other frame is a non-reference picture ([`TEMPORAL_LAYERS`]).
+//! An encoder can make temporal layers ([`H264Encoder::with_temporal_layers`]).
 
 use openh264::OpenH264API;
 use openh264::decoder::{Decoder, DecoderConfig};
@@ -39,17 +39,20 @@ pub struct H264Encoder {
     clock_ms: f64,
     /// A frame has been encoded (openh264 takes options only after its first frame).
     started: bool,
-    /// [`TEMPORAL_LAYERS`] are set.
+    /// Temporal layers wanted (see [`DEFAULT_TEMPORAL_LAYERS`]), and whether they are set.
+    temporal_layers: i32,
     layered: bool,
 }
 
-/// Temporal layers the encoder makes: with two, every other frame is one no other frame
-/// refers to (`nal_ref_idc` 0), so losing it costs that frame alone, where with one layer
-/// every lost frame breaks the chain until a keyframe (`h264_syntax::ReferenceChain`
-/// tells the two apart). The wrapper builds one layer; the second is set through
-/// openh264's option API once the encoder is initialised, which openh264 does on its first
-/// frame: so a new encoder first encodes a blank frame it throws away.
-pub const TEMPORAL_LAYERS: i32 = 2;
+/// Temporal layers: with two, every other frame is one no other frame refers to
+/// (`nal_ref_idc` 0), so losing it costs that frame alone, where with one layer every
+/// lost frame breaks the chain until a keyframe (`h264_syntax::ReferenceChain` tells the
+/// two apart). The wrapper builds one layer; more are set through openh264's option API
+/// once the encoder is initialised, which openh264 does on its first frame: so such an
+/// encoder first encodes a blank frame it throws away. Calls use one layer for now: with
+/// two, a call on a 250 kbit/s uplink lost its picture (decision 10, "Two temporal
+/// layers").
+const DEFAULT_TEMPORAL_LAYERS: i32 = 1;
 
 impl std::fmt::Debug for H264Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,13 +68,23 @@ fn h264_err(err: impl std::fmt::Display) -> MediaError {
 
 impl H264Encoder {
     pub fn new(settings: EncoderSettings) -> Result<Self, MediaError> {
+        Self::with_temporal_layers(settings, DEFAULT_TEMPORAL_LAYERS as u8)
+    }
+
+    /// An encoder making `layers` temporal layers (1 to 4).
+    pub fn with_temporal_layers(settings: EncoderSettings, layers: u8) -> Result<Self, MediaError> {
+        if !(1..=4).contains(&layers) {
+            return Err(MediaError::H264(format!("{layers} temporal layers")));
+        }
         Ok(Self {
             encoder: build_encoder(settings)?,
             settings,
             out: Vec::with_capacity(256 * 1024),
             clock_ms: 0.0,
             started: false,
-            layered: false,
+            temporal_layers: i32::from(layers),
+            // One layer is what the wrapper builds.
+            layered: layers == 1,
         })
     }
 
@@ -85,7 +98,7 @@ impl H264Encoder {
             self.encoder = build_encoder(settings)?;
             self.settings = settings;
             self.started = false;
-            self.layered = false;
+            self.layered = self.temporal_layers == 1;
         }
         Ok(())
     }
@@ -102,7 +115,7 @@ impl H264Encoder {
         if !self.started {
             self.encoder = build_encoder(wanted)?;
             self.settings = wanted;
-            self.layered = false;
+            self.layered = self.temporal_layers == 1;
             return Ok(());
         }
         let mut target = openh264_sys2::SBitrateInfo {
@@ -200,8 +213,8 @@ impl H264Encoder {
 }
 
 impl H264Encoder {
-    /// Gives the (initialised) encoder [`TEMPORAL_LAYERS`] temporal layers, keeping every
-    /// other parameter as it is.
+    /// Gives the (initialised) encoder its temporal layers, keeping every other parameter
+    /// as it is.
     fn set_temporal_layers(&mut self) -> Result<(), MediaError> {
         let mut params = openh264_sys2::SEncParamExt::default();
         // SAFETY: the encoder is initialised (it has encoded a frame), and both calls are
@@ -216,7 +229,7 @@ impl H264Encoder {
                 openh264_sys2::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
                 (&raw mut params).cast(),
             );
-            params.iTemporalLayerNum = TEMPORAL_LAYERS;
+            params.iTemporalLayerNum = self.temporal_layers;
             let set = if got == 0 {
                 api.set_option(
                     openh264_sys2::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
@@ -229,7 +242,8 @@ impl H264Encoder {
         };
         if got != 0 || set != 0 {
             return Err(MediaError::H264(format!(
-                "openh264 refused {TEMPORAL_LAYERS} temporal layers (codes {got}, {set})"
+                "openh264 refused {} temporal layers (codes {got}, {set})",
+                self.temporal_layers
             )));
         }
         self.layered = true;

@@ -6,7 +6,7 @@
 //! it; a picture no other refers to (`nal_ref_idc` 0) does not advance it. So when a frame
 //! is lost and the next one's `frame_num` still follows the last reference picture the
 //! decoder has, what was lost was a non-reference picture and nothing the decoder needs
-//! is missing ([`ReferenceChain`]). With two temporal layers (the encoder's setting) every
+//! is missing ([`ReferenceChain`]). With two temporal layers (`H264Encoder::with_temporal_layers`) every
 //! other frame is such a picture: losing it costs one frame, not a picture frozen until a
 //! keyframe arrives.
 

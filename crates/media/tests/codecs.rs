@@ -156,10 +156,13 @@ fn keyframes_come_on_request_and_after_reconfiguring() {
 
 /// Encoded frames of the test pattern, each with its frame number.
 fn encoded_pattern(count: u64) -> Vec<Vec<u8>> {
-    let mut encoder = H264Encoder::new(EncoderSettings {
-        bitrate_bps: 300_000,
-        fps: 30.0,
-    })
+    let mut encoder = H264Encoder::with_temporal_layers(
+        EncoderSettings {
+            bitrate_bps: 300_000,
+            fps: 30.0,
+        },
+        2,
+    )
     .expect("encoder");
     let mut pattern = TestPattern::new();
     let mut frame = I420Frame::new(320, 240).expect("size");

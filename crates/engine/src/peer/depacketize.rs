@@ -38,17 +38,19 @@ impl H264Depacketizer {
     }
 }
 
-/// Whether an H.264 RTP payload begins a picture: a parameter set, SEI or access unit
-/// delimiter (what comes before a picture's first slice), a slice with
-/// `first_mb_in_slice` 0 (its first bit is then 1), or the first fragment of such a
-/// slice; for an aggregation packet, its first NAL unit. After a lost run of packets, the
+/// Whether an H.264 RTP payload begins an access unit (a frame): an access unit
+/// delimiter or a sequence parameter set (what a keyframe starts with), or a non-IDR
+/// slice with `first_mb_in_slice` 0 (its first bit is then 1) or the first fragment of
+/// one; for an aggregation packet, its first NAL unit. After a lost run of packets, the
 /// packet that follows can then be known to start a frame of its own rather than to be
-/// the rest of a lost one.
+/// the rest of a lost one. A picture parameter set or an IDR slice is not taken for a
+/// start: each follows the sequence parameter set in its access unit, and a keyframe
+/// released without that (a new size's) would not decode.
 pub fn starts_picture(payload: &[u8]) -> bool {
     const FIRST_MB_ZERO: u8 = 0x80;
     let nal_starts = |nal_type: u8, first_payload_byte: Option<&u8>| match nal_type {
-        6..=9 => true,
-        1 | 5 => first_payload_byte.is_some_and(|b| b & FIRST_MB_ZERO != 0),
+        7 | 9 => true,
+        1 => first_payload_byte.is_some_and(|b| b & FIRST_MB_ZERO != 0),
         _ => false,
     };
     match payload.first().map(|h| h & 0x1f) {
@@ -79,13 +81,18 @@ mod tests {
         assert!(starts_picture(&[0x67, 0x42, 0xe0]));
         assert!(starts_picture(&[0x41, 0x9a, 0x00]));
         assert!(!starts_picture(&[0x41, 0x5a, 0x00]), "first_mb_in_slice 1");
-        // STAP-A carrying SPS first; FU-A start and middle fragments of an IDR slice.
+        // What comes after the SPS in a keyframe: its PPS, its IDR slice.
+        assert!(!starts_picture(&[0x68, 0xce, 0x3c]));
+        assert!(!starts_picture(&[0x65, 0x88, 0x84]));
+        // STAP-A carrying SPS first; FU-A start and middle fragments of a P slice, and
+        // the start of an IDR slice's.
         assert!(starts_picture(&[0x78, 0x00, 0x03, 0x67, 0x42, 0xe0]));
-        assert!(starts_picture(&[0x7c, 0x85, 0x88, 0x84]));
+        assert!(starts_picture(&[0x7c, 0x81, 0x9a, 0x84]));
         assert!(
-            !starts_picture(&[0x7c, 0x05, 0x88, 0x84]),
+            !starts_picture(&[0x7c, 0x01, 0x9a, 0x84]),
             "not the first fragment"
         );
+        assert!(!starts_picture(&[0x7c, 0x85, 0x88, 0x84]), "an IDR slice");
         // Nothing, padding, truncated aggregation and fragmentation packets.
         for payload in [&[][..], &[0x78, 0x00], &[0x7c], &[0x41]] {
             assert!(!starts_picture(payload), "{payload:?}");

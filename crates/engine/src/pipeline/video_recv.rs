@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chingu_media::I420Frame;
 use chingu_media::frame::now_us;
 use chingu_media::h264::H264Decoder;
-use chingu_media::h264_syntax::ReferenceChain;
+use chingu_media::h264_syntax::{ReferenceChain, nal_units};
 use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
@@ -44,18 +44,7 @@ pub(crate) struct DecodeJob {
 
 /// Whether an Annex B access unit holds an IDR slice.
 pub fn contains_idr(annex_b: &[u8]) -> bool {
-    let mut i = 0;
-    while i + 3 < annex_b.len() {
-        if annex_b[i] == 0 && annex_b[i + 1] == 0 && annex_b[i + 2] == 1 {
-            if annex_b[i + 3] & 0x1F == 5 {
-                return true;
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    false
+    nal_units(annex_b).any(|nal| nal[0] & 0x1f == 5)
 }
 
 pub(crate) struct ReceiveCtx {
@@ -393,15 +382,17 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use chingu_media::h264::{EncoderSettings, H264Encoder};
-    use chingu_media::h264_syntax::nal_units;
     use chingu_media::pattern::TestPattern;
 
     /// Each frame of the test pattern (320x240) as RTP payloads, one NAL unit each.
     fn packetized(count: u64) -> Vec<Vec<Bytes>> {
-        let mut encoder = H264Encoder::new(EncoderSettings {
-            bitrate_bps: 300_000,
-            fps: 30.0,
-        })
+        let mut encoder = H264Encoder::with_temporal_layers(
+            EncoderSettings {
+                bitrate_bps: 300_000,
+                fps: 30.0,
+            },
+            2,
+        )
         .expect("encoder");
         let mut pattern = TestPattern::new();
         let mut frame = I420Frame::new(320, 240).expect("size");
