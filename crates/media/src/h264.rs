@@ -52,7 +52,7 @@ pub struct H264Encoder {
 /// encoder first encodes a blank frame it throws away. Calls use one layer for now: with
 /// two, a call on a 250 kbit/s uplink lost its picture (decision 10, "Two temporal
 /// layers").
-const DEFAULT_TEMPORAL_LAYERS: i32 = 1;
+const DEFAULT_TEMPORAL_LAYERS: u8 = 1;
 
 impl std::fmt::Debug for H264Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,7 +68,7 @@ fn h264_err(err: impl std::fmt::Display) -> MediaError {
 
 impl H264Encoder {
     pub fn new(settings: EncoderSettings) -> Result<Self, MediaError> {
-        Self::with_temporal_layers(settings, DEFAULT_TEMPORAL_LAYERS as u8)
+        Self::with_temporal_layers(settings, DEFAULT_TEMPORAL_LAYERS)
     }
 
     /// An encoder making `layers` temporal layers (1 to 4).

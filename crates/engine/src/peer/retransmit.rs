@@ -10,12 +10,12 @@
 //! whose sequence number is not newer than the newest sent on its SSRC.
 //!
 //! On a path that loses packets at random (the peer reports 10 % or more and it shows no
-//! queue, [`DOUBLE_FROM_LOSS_PERMILLE`]) a repair takes a round of NACK and retransmission, and each is lost
-//! at that rate: at 40 % a round succeeds 36 times in 100 and a frame waited for several
-//! (each wait long enough is a freeze). Here both are sent twice, so a round succeeds 70
-//! times in 100 at 40 %: repairs (while the budget allows the copy), and the NACKs and
-//! keyframe requests we send. A repair asked for again within [`ANSWERED_WINDOW`] (the
-//! peer's second copy of a NACK) is not sent again.
+//! queue: [`DOUBLE_FROM_LOSS_PERMILLE`]) a repair takes a round of NACK and
+//! retransmission, and each is lost at that rate: at 40 % a round succeeds 36 times in
+//! 100 and a frame waited for several (each wait long enough is a freeze). Here both are
+//! sent twice, so a round succeeds 70 times in 100 at 40 %: repairs (while the budget
+//! allows the copy), and the NACKs and keyframe requests we send. A repair asked for
+//! again within [`ANSWERED_WINDOW`] (the peer's second copy of a NACK) is not sent again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

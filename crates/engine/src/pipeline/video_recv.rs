@@ -1,9 +1,9 @@
 //! Incoming video: a task assembles RTP packets into frames ([`FrameAssembler`]),
 //! depacketizes them, and after a lost frame goes on if the lost one was a picture no
 //! other refers to ([`ReferenceChain`]), else gates decoding on a keyframe and asks for
-//! one (through the engine, at most every 250 ms); a thread decodes, counts freezes and hands frames
-//! to the sink. The task sleeps until a packet, the assembler's deadline or the next
-//! keyframe request is due; the thread blocks on its queue.
+//! one (through the engine, at most every 250 ms); a thread decodes, counts freezes and
+//! hands frames to the sink. The task sleeps until a packet, the assembler's deadline or
+//! the next keyframe request is due; the thread blocks on its queue.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -446,29 +446,33 @@ mod tests {
                     sequence = sequence.wrapping_add(1);
                 }
             }
-            // Longer than the assembler waits for a repair (250 ms on a fast path).
-            tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        let timestamps = |decoded: &std_mpsc::Receiver<DecodeJob>| {
-            decoded
-                .try_iter()
-                .map(|job| job.rtp_timestamp / 3000)
-                .collect::<Vec<_>>()
+        // Waits (without a time limit that matters: 10 s) until `n` frames went to the
+        // decoder; the assembler first waits its 250 ms for a repair of the lost one.
+        let decoded_frames = async |n: usize| {
+            let mut got = Vec::new();
+            for _ in 0..1000 {
+                got.extend(decoded.try_iter().map(|job| job.rtp_timestamp / 3000));
+                if got.len() >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            got
         };
         // Frame 3 is a picture nothing refers to (every odd one is): skipped, decoding
-        // goes on, no keyframe asked for.
+        // goes on, no keyframe asked for. (This test runs on one thread: the task sends
+        // a keyframe request, if any, before this one runs again.)
         send(0..6, 3).await;
-        assert_eq!(timestamps(&decoded), [0, 1, 2, 4, 5]);
+        assert_eq!(decoded_frames(5).await, [0, 1, 2, 4, 5]);
         assert!(notices_rx.try_recv().is_err(), "no keyframe request");
         assert_eq!(counters.frames_lost_unreferenced.load(Relaxed), 1);
         // Frame 6 is a reference picture: 7 and 8 cannot be decoded without it; a
-        // keyframe is asked for.
+        // keyframe is asked for (after the task has dropped them).
         send(6..9, 6).await;
-        assert_eq!(timestamps(&decoded), Vec::<u32>::new());
-        assert!(matches!(
-            notices_rx.try_recv(),
-            Ok(MediaNotice::KeyframeNeeded)
-        ));
+        let notice = tokio::time::timeout(Duration::from_secs(10), notices_rx.recv()).await;
+        assert!(matches!(notice, Ok(Some(MediaNotice::KeyframeNeeded))));
+        assert_eq!(decoded.try_iter().count(), 0, "frames 7 and 8 were decoded");
         assert_eq!(counters.frames_lost_unreferenced.load(Relaxed), 1);
         task.abort();
     }
