@@ -4,7 +4,7 @@
 //! stays inside `peer`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -89,8 +89,12 @@ pub struct Bandwidth {
     pub target_bps: AtomicU64,
     /// The smoothed fraction of our packets the peer reports lost, per mille.
     pub loss_permille: AtomicU32,
-    /// How far the one-way delay is above its recent least (a queue on the path), ms.
+    /// How far the one-way delay is above its recent least (a queue on the path), ms: the
+    /// mean over the last feedback, which jitter lifts too (±30 ms: ~30 ms).
     pub queue_delay_ms: AtomicU32,
+    /// Our packets sent close together arrive further apart (a bottleneck narrower than
+    /// our pace, recently), or nothing says otherwise yet. False under jitter alone.
+    pub bottleneck: AtomicBool,
     /// The path's round-trip time from RTCP, ms (0: not known yet).
     pub rtt_ms: AtomicU32,
     /// Encoded video bytes handed to the transport and not yet sent (kept by

@@ -73,6 +73,15 @@ pub const QUEUE_LIMIT: Duration = Duration::from_millis(60);
 /// With more than [`HIGH_LOSS`], a smaller queue is enough.
 pub const LOSSY_QUEUE_LIMIT: Duration = Duration::from_millis(30);
 
+/// Packets sent at most this far apart make a pair whose spacing on arrival tells
+/// whether a bottleneck narrower than our pace spread them out.
+const PAIR_GAP: Duration = Duration::from_millis(10);
+/// A batch whose pairs arrive (three in four) this much further apart than they were
+/// sent went through such a bottleneck ...
+const DILATION_MS: f64 = 0.5;
+/// ... and the path counts as one for this long after.
+const BOTTLENECK_MEMORY: Duration = Duration::from_secs(2);
+
 /// What the peer received, from the arrival times it reports (not from when its
 /// reports reach us, which come in bursts): bytes over the last [`DELIVERY_WINDOW`] of
 /// arrivals.
@@ -148,6 +157,38 @@ impl BaseDelay {
     }
 }
 
+/// Whether pairs of consecutive reports sent at most [`PAIR_GAP`] apart (and both
+/// received) went through a bottleneck narrower than our pace: three in four of them
+/// arrived more than [`DILATION_MS`] further apart than they were sent. `None` without
+/// three such pairs.
+///
+/// A narrow link spreads every pair out by its own packet time (1,200 bytes at 1 Mbit/s:
+/// 9.6 ms, less what our pace already spaced). Jitter does not spread most of them: a
+/// queue in an access point that keeps packets in order bunches about half the pairs
+/// (the second waits for the first) and spreads the others, and jitter that reorders
+/// brings half of them closer. (The median alone swung by several milliseconds from one
+/// batch to the next under ±30 ms of jitter.)
+fn dilated(reports: &[PacketReport]) -> Option<bool> {
+    let mut dilations: Vec<f64> = reports
+        .windows(2)
+        .filter_map(|pair| {
+            let (first, second) = (&pair[0], &pair[1]);
+            let sent = second.departure.checked_duration_since(first.departure)?;
+            if sent > PAIR_GAP {
+                return None;
+            }
+            let arrived =
+                second.arrival?.as_secs_f64() * 1000.0 - first.arrival?.as_secs_f64() * 1000.0;
+            Some(arrived - sent.as_secs_f64() * 1000.0)
+        })
+        .collect();
+    if dilations.len() < 3 {
+        return None;
+    }
+    dilations.sort_by(f64::total_cmp);
+    Some(dilations[dilations.len() / 4] > DILATION_MS)
+}
+
 pub struct Estimator {
     slope: SlopeEstimator,
     detector: OveruseDetector,
@@ -169,6 +210,10 @@ pub struct Estimator {
     /// Departure times are measured from here.
     epoch: Option<Instant>,
     base: BaseDelay,
+    /// When pairs of our packets last arrived spread out (see [`PAIR_GAP`]), and whether
+    /// any pair has been measured yet.
+    dilated_at: Option<Instant>,
+    pairs_seen: bool,
 }
 
 impl Estimator {
@@ -194,6 +239,8 @@ impl Estimator {
             shared,
             epoch: None,
             base: BaseDelay::default(),
+            dilated_at: None,
+            pairs_seen: false,
         }
     }
 
@@ -241,6 +288,17 @@ impl BandwidthEstimator for Estimator {
             let mean = delays.iter().sum::<f64>() / delays.len() as f64;
             queue_ms = self.base.min().map_or(0.0, |base| mean - base);
         }
+        let dilation = dilated(reports);
+        if let Some(dilation) = dilation {
+            self.pairs_seen = true;
+            if dilation {
+                self.dilated_at = Some(now);
+            }
+        }
+        let bottleneck = !self.pairs_seen
+            || self
+                .dilated_at
+                .is_some_and(|at| now.saturating_duration_since(at) < BOTTLENECK_MEMORY);
         let received = self.received.rate();
         let lost = reports.iter().filter(|r| !r.arrived).count() as f64 / reports.len() as f64;
         let loss = match self.loss {
@@ -259,11 +317,14 @@ impl BandwidthEstimator for Estimator {
         self.shared
             .queue_delay_ms
             .store(queue_ms.max(0.0) as u32, Relaxed);
+        self.shared.bottleneck.store(bottleneck, Relaxed);
         tracing::trace!(
             ?usage,
             received,
             target = self.target,
             queue_ms,
+            ?dilation,
+            bottleneck,
             loss,
             startup = self.startup,
             reports = reports.len(),
@@ -461,5 +522,117 @@ mod tests {
         assert_eq!(est.target_bitrate(), 1_000_000.0);
         let loss = shared.loss_permille.load(Relaxed);
         assert!((150..=250).contains(&loss), "{loss}");
+    }
+
+    /// Feeds 100 ms batches of 20 packets sent 5 ms apart, each arriving after 50 ms plus
+    /// up to ±30 ms of jitter (a fixed pseudo-random sequence), in order or not, and
+    /// returns the published queue (ms) and bottleneck after each batch.
+    fn under_jitter(seconds: u64, in_order: bool) -> Vec<(u32, bool)> {
+        let shared = Arc::new(Bandwidth::default());
+        let mut est = Estimator::new(INITIAL_BPS, 2_500_000.0, Arc::clone(&shared));
+        let start = Instant::now();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut jitter = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 61) as f64 - 30.0
+        };
+        let mut published = Vec::new();
+        let mut id = 0u64;
+        let mut latest = Duration::ZERO;
+        for report in 0..seconds * 10 {
+            let t0 = Duration::from_millis(report * 100);
+            let batch: Vec<PacketReport> = (0..20u64)
+                .map(|i| {
+                    let sent = t0 + Duration::from_millis(i * 5);
+                    let mut arrival = sent + Duration::from_secs_f64((50.0 + jitter()) / 1000.0);
+                    if in_order {
+                        arrival = arrival.max(latest);
+                        latest = arrival;
+                    }
+                    id += 1;
+                    PacketReport {
+                        ssrc: 1,
+                        id,
+                        rtp_sequence_number: id as u16,
+                        is_twcc: true,
+                        twcc_sequence_number: id as u16,
+                        size: 1000,
+                        arrived: true,
+                        departure: start + sent,
+                        arrival: Some(arrival),
+                        ecn: Ecn::default(),
+                    }
+                })
+                .collect();
+            est.on_reports(start + t0 + Duration::from_millis(100), &batch);
+            published.push((
+                shared.queue_delay_ms.load(Relaxed),
+                shared.bottleneck.load(Relaxed),
+            ));
+        }
+        published
+    }
+
+    #[test]
+    fn jitter_is_not_taken_for_a_narrow_link() {
+        // Jitter that keeps packets in order (a queue in a Wi-Fi access point or a modem)
+        // and jitter of each packet its own (reordering): the mean delay sits ~30 ms above
+        // the least, a queue by that measure, but neither is a narrow link.
+        for in_order in [true, false] {
+            let published = under_jitter(5, in_order);
+            assert!(
+                published[10..].iter().any(|(q, _)| *q >= 20),
+                "{published:?}"
+            );
+            assert!(
+                published.iter().all(|(_, b)| !b),
+                "{in_order} {published:?}"
+            );
+        }
+    }
+
+    /// Reports of `count` packets of 1,200 bytes sent `every` apart through a link of
+    /// `rate` bits/s (a queue, no loss).
+    fn through(count: u64, every: Duration, rate: f64) -> Vec<PacketReport> {
+        let start = Instant::now();
+        let mut free = Duration::ZERO;
+        (0..count)
+            .map(|i| {
+                let sent = every * i as u32;
+                free = free.max(sent) + Duration::from_secs_f64(1200.0 * 8.0 / rate);
+                PacketReport {
+                    ssrc: 1,
+                    id: i,
+                    rtp_sequence_number: i as u16,
+                    is_twcc: true,
+                    twcc_sequence_number: i as u16,
+                    size: 1200,
+                    arrived: true,
+                    departure: start + sent,
+                    arrival: Some(free + Duration::from_millis(20)),
+                    ecn: Ecn::default(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_link_narrower_than_our_pace_spreads_pairs_out() {
+        let ms = Duration::from_millis;
+        // A frame paced at 2 Mbit/s (4.8 ms apart) into 1 Mbit/s (9.6 ms each): dilated.
+        assert_eq!(
+            dilated(&through(10, Duration::from_micros(4800), 1e6)),
+            Some(true)
+        );
+        // The same into 10 Mbit/s: not.
+        assert_eq!(
+            dilated(&through(10, Duration::from_micros(4800), 10e6)),
+            Some(false)
+        );
+        // Packets too far apart to pair (audio every 20 ms), or too few: nothing said.
+        assert_eq!(dilated(&through(10, ms(20), 1e6)), None);
+        assert_eq!(dilated(&through(3, ms(1), 1e6)), None);
     }
 }

@@ -359,6 +359,10 @@ pub(crate) fn video_decode_thread(
         }
         counters.decode_height.store(frame.height() as u32, Relaxed);
         if let Some(frozen) = freezes.rendered(now) {
+            tracing::debug!(
+                frozen_ms = frozen.as_millis() as u64,
+                "incoming video: a freeze"
+            );
             counters.freeze_count.fetch_add(1, Relaxed);
             counters
                 .total_freezes_duration_us
