@@ -4,9 +4,10 @@
 //! smaller, sharp picture rather than a large, smeared one the encoder cannot fit.
 //! Sans-IO: the estimate and the time in, a decision out.
 //!
-//! Down at once when the budget falls below what the current rung needs; up only after
-//! the budget has covered the next rung with a margin for [`UP_AFTER`], so the picture
-//! does not flap between sizes.
+//! Down at once when the budget falls well below what the current rung needs, after
+//! [`DOWN_AFTER`] when only a little below; up only after the budget has covered the next
+//! rung with a margin for [`UP_AFTER`], so the picture does not flap between sizes (each
+//! change of size is a keyframe, which on a slow link is a freeze).
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,13 @@ const BITS_PER_PIXEL: f64 = 0.05;
 const UP_MARGIN: f64 = 1.3;
 /// ... for this long.
 pub const UP_AFTER: Duration = Duration::from_secs(2);
+/// A budget at least this share of what the current rung needs keeps the rung ...
+const DOWN_AT_ONCE: f64 = 0.75;
+/// ... for this long. On a 500 kbit/s uplink the estimate dipped just under 480x360's
+/// needs after each step up (the step's keyframe filled the queue) and recovered within
+/// a second; stepping straight down cost a second keyframe and a second freeze, every
+/// ~5 s.
+pub const DOWN_AFTER: Duration = Duration::from_secs(1);
 /// Narrower than this is not worth scaling to; the last rung halves the frame rate.
 const MIN_WIDTH: usize = 320;
 
@@ -87,6 +95,8 @@ pub struct Ladder {
     current: usize,
     /// Since when the budget has covered the next rung up.
     up_since: Option<Instant>,
+    /// Since when the budget has been a little short of the current rung's needs.
+    down_since: Option<Instant>,
 }
 
 impl Ladder {
@@ -97,6 +107,7 @@ impl Ladder {
             ceiling_bps: ceiling_bps.max(MIN_VIDEO_BPS),
             current: 0,
             up_since: None,
+            down_since: None,
         }
     }
 
@@ -116,10 +127,23 @@ impl Ladder {
         }
         let budget = (target_bps.saturating_sub(AUDIO_RESERVE_BPS) as f64 * VIDEO_SHARE)
             .clamp(f64::from(MIN_VIDEO_BPS), f64::from(self.ceiling_bps));
-        // Down as far as needed, at once.
+        // Down as far as needed: at once when well short of the current rung, after
+        // DOWN_AFTER when only a little.
+        let mut stepped = false;
         while self.current + 1 < self.rungs.len() && budget < self.rungs[self.current].needs_bps() {
+            let slight = budget >= self.rungs[self.current].needs_bps() * DOWN_AT_ONCE;
+            if slight && !stepped {
+                let since = *self.down_since.get_or_insert(now);
+                if now.saturating_duration_since(since) < DOWN_AFTER {
+                    break;
+                }
+            }
             self.current += 1;
             self.up_since = None;
+            stepped = true;
+        }
+        if stepped || budget >= self.rungs[self.current].needs_bps() {
+            self.down_since = None;
         }
         // Up one rung once the budget has covered it, with a margin, for long enough.
         if self.current > 0 && budget >= self.rungs[self.current - 1].needs_bps() * UP_MARGIN {
@@ -204,6 +228,37 @@ mod tests {
         ladder.decide(300_000, t0 + Duration::from_millis(2500));
         let d = ladder.decide(2_000_000, t0 + Duration::from_millis(3100));
         assert_eq!(d.rung.width, 320, "the dip must restart the wait");
+    }
+
+    #[test]
+    fn a_budget_a_little_short_keeps_the_rung_for_a_while() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(640, 480, 30, 1_000_000);
+        let at_480 = |share: f64| {
+            let needs = rungs(640, 480, 30)[1].needs_bps() * share;
+            u64::from(target_for_video(needs as u32))
+        };
+        // Down to 480x360 (well short of 640x480's needs).
+        assert_eq!(ladder.decide(at_480(1.0), t0).rung.width, 480);
+        // 90 % of 480x360's needs: kept for DOWN_AFTER ...
+        let mut t = t0 + Duration::from_secs(1);
+        assert_eq!(ladder.decide(at_480(0.9), t).rung.width, 480);
+        t += DOWN_AFTER - Duration::from_millis(100);
+        assert_eq!(ladder.decide(at_480(0.9), t).rung.width, 480);
+        // ... a recovery in time restarts the wait ...
+        t += Duration::from_millis(50);
+        assert_eq!(ladder.decide(at_480(1.0), t).rung.width, 480);
+        t += Duration::from_millis(50);
+        assert_eq!(ladder.decide(at_480(0.9), t).rung.width, 480);
+        t += DOWN_AFTER - Duration::from_millis(100);
+        assert_eq!(ladder.decide(at_480(0.9), t).rung.width, 480);
+        // ... and a shortfall that lasts steps down.
+        t += Duration::from_millis(100);
+        assert_eq!(ladder.decide(at_480(0.9), t).rung.width, 320);
+        // 70 % of a rung's needs: down at once.
+        let mut ladder = Ladder::new(640, 480, 30, 1_000_000);
+        ladder.decide(at_480(1.0), t0);
+        assert_eq!(ladder.decide(at_480(0.7), t0).rung.width, 320);
     }
 
     #[test]
