@@ -55,7 +55,9 @@ pub(crate) const RESENDS: [Duration; 3] = [
 /// never ends, or a peer that never sends media, costs at most this many flights).
 pub(crate) const MAX_RESENDS: u32 = 24;
 /// A handshake datagram sent this long after the previous one begins a new flight (a
-/// flight is written at once; webrtc-rs's retransmission comes a second later).
+/// flight is written at once; webrtc-rs's retransmission comes a second later), as does
+/// one sent after the peer's handshake arrived (its answer; on a short path within
+/// milliseconds).
 const NEW_FLIGHT_AFTER: Duration = Duration::from_millis(50);
 /// What one flight may hold: a handshake flight is a few kilobytes (a certificate and a
 /// few messages); anything beyond is not kept.
@@ -94,6 +96,9 @@ pub(crate) struct FlightKeeper {
     flight_resends: usize,
     /// Resends over the socket's life.
     resends: u32,
+    /// A handshake datagram arrived since our last one was sent: the next one we send
+    /// begins a new flight.
+    answered: bool,
     over: bool,
 }
 
@@ -103,9 +108,10 @@ impl FlightKeeper {
         if self.over || !is_dtls_handshake(datagram) {
             return;
         }
-        let new_flight = self
-            .last_sent
-            .is_none_or(|last| now.saturating_duration_since(last) >= NEW_FLIGHT_AFTER);
+        let new_flight = std::mem::take(&mut self.answered)
+            || self
+                .last_sent
+                .is_none_or(|last| now.saturating_duration_since(last) >= NEW_FLIGHT_AFTER);
         if new_flight {
             self.flight.clear();
             self.bytes = 0;
@@ -124,6 +130,8 @@ impl FlightKeeper {
     pub(crate) fn received(&mut self, datagram: &[u8]) {
         if shows_handshake_over(datagram) {
             self.end();
+        } else if is_dtls_handshake(datagram) {
+            self.answered = true;
         }
     }
 
@@ -404,6 +412,23 @@ mod tests {
         assert_eq!(
             keeper.poll(again + RESENDS[0]),
             FlightDue::Resend(vec![(addr(), vec![22, 3])])
+        );
+    }
+
+    #[test]
+    fn what_we_send_after_the_peers_answer_is_a_new_flight() {
+        let start = Instant::now();
+        let mut keeper = FlightKeeper::default();
+        keeper.sent(start, addr(), &[22, 1]);
+        // The peer answers within a millisecond (a short path) ...
+        keeper.received(&[22, 9]);
+        let next = start + Duration::from_millis(2);
+        keeper.sent(next, addr(), &[22, 2]);
+        keeper.sent(next, addr(), &[20, 3]);
+        // ... so only what we sent after it is resent.
+        assert_eq!(
+            keeper.poll(next + RESENDS[0]),
+            FlightDue::Resend(vec![(addr(), vec![22, 2]), (addr(), vec![20, 3])])
         );
     }
 
