@@ -499,8 +499,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_handshake_datagram_arrives_twice_and_again_until_the_peers_media() {
+    /// A socket wrapped by [`HandshakeRuntime`], a plain one for its peer, and the peer's
+    /// address.
+    async fn wrapped_and_peer() -> (Arc<dyn AsyncUdpSocket>, tokio::net::UdpSocket, SocketAddr) {
         let runtime = HandshakeRuntime::shared().expect("runtime");
         let peer = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
@@ -509,6 +510,12 @@ mod tests {
         let socket = runtime
             .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
             .expect("wrap");
+        (socket, peer, to)
+    }
+
+    #[tokio::test]
+    async fn a_handshake_datagram_arrives_twice_and_again_until_the_peers_media() {
+        let (socket, peer, to) = wrapped_and_peer().await;
         socket.send_to(&[22, 1, 2], to).await.expect("send");
         socket.send_to(&[128, 1, 2], to).await.expect("send");
         // Twice at once, then twice at each of the three resends; media once.
@@ -538,14 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_resend_task_ends_with_its_socket() {
-        let runtime = HandshakeRuntime::shared().expect("runtime");
-        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let to = peer.local_addr().expect("addr");
-        let socket = runtime
-            .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
-            .expect("wrap");
+        let (socket, peer, to) = wrapped_and_peer().await;
         socket.send_to(&[22, 1], to).await.expect("send");
         drop(socket);
         // Past the last resend's time: nothing more comes.
