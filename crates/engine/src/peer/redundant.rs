@@ -29,6 +29,7 @@ use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -135,6 +136,11 @@ impl FlightKeeper {
         }
     }
 
+    /// The handshake is over (or the resends are spent): nothing more will be resent.
+    pub(crate) fn is_over(&self) -> bool {
+        self.over
+    }
+
     fn end(&mut self) {
         self.over = true;
         self.flight = Vec::new();
@@ -200,6 +206,7 @@ impl Runtime for HandshakeRuntime {
             inner: self.inner.wrap_udp_socket(socket)?,
             keeper: Mutex::new(FlightKeeper::default()),
             kept: Notify::new(),
+            over: AtomicBool::new(false),
         });
         let resender = self
             .inner
@@ -260,6 +267,9 @@ struct Shared {
     keeper: Mutex<FlightKeeper>,
     /// Woken when a flight is kept.
     kept: Notify,
+    /// The keeper is done (the handshake is over, or its resends are spent): received
+    /// media no longer takes the keeper's lock.
+    over: AtomicBool,
 }
 
 impl Shared {
@@ -276,7 +286,10 @@ async fn resend_flights(shared: Arc<Shared>) {
     loop {
         let due = shared.keeper().poll(Instant::now());
         match due {
-            FlightDue::Over => return,
+            FlightDue::Over => {
+                shared.over.store(true, Ordering::Relaxed);
+                return;
+            }
             FlightDue::Idle => shared.kept.notified().await,
             FlightDue::At(at) => {
                 // A new flight may move the time earlier only by being sent, which
@@ -350,10 +363,15 @@ impl AsyncUdpSocket for RedundantHandshake {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         let received = self.shared.inner.poll_recv(cx, bufs, meta);
-        if let Poll::Ready(Ok(count)) = received {
+        if let Poll::Ready(Ok(count)) = received
+            && !self.shared.over.load(Ordering::Relaxed)
+        {
             let mut keeper = self.shared.keeper();
             for (buf, meta) in bufs.iter().zip(meta.iter()).take(count) {
                 keeper.received(&buf[..meta.len.min(buf.len())]);
+            }
+            if keeper.is_over() {
+                self.shared.over.store(true, Ordering::Relaxed);
             }
         }
         received
@@ -443,7 +461,9 @@ mod tests {
                 keeper.received(&other);
             }
             assert_eq!(keeper.poll(start), FlightDue::At(start + RESENDS[0]));
+            assert!(!keeper.is_over());
             keeper.received(&over);
+            assert!(keeper.is_over());
             assert_eq!(keeper.poll(start + RESENDS[0]), FlightDue::Over, "{over:?}");
             keeper.sent(start + Duration::from_secs(1), addr(), &[22, 2]);
             assert_eq!(keeper.poll(start + Duration::from_secs(2)), FlightDue::Over);
