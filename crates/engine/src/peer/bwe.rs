@@ -36,6 +36,10 @@ use rtc::interceptor::{
 
 use crate::packets::Bandwidth;
 
+mod coverage;
+pub use coverage::FeedbackCoverage;
+pub(super) use coverage::LossRecorder;
+
 /// Where the estimate starts (libwebrtc: 300 kbit/s).
 pub const INITIAL_BPS: f64 = 500_000.0;
 /// The floor: audio and a small picture still fit.
@@ -93,6 +97,9 @@ struct DeliveryRate {
 
 /// The span of arrivals the delivery rate is measured over, ms.
 const DELIVERY_WINDOW_MS: f64 = 1000.0;
+/// ... and, while a queue stands (the link is saturated, so a short span measures it),
+/// the span the rate it carries is measured over, ms.
+const SATURATED_WINDOW_MS: f64 = 300.0;
 
 impl DeliveryRate {
     fn add(&mut self, arrival_ms: f64, size: usize) {
@@ -111,6 +118,33 @@ impl DeliveryRate {
             self.arrivals.pop_front();
             self.bytes -= size;
         }
+    }
+
+    /// Bits per second over the last `window_ms` of arrivals, once a tenth of a second of
+    /// them is known: the bytes that arrived after the window's first packet, over the
+    /// time since it.
+    fn recent_rate(&self, window_ms: f64) -> Option<f64> {
+        let newest = self
+            .arrivals
+            .iter()
+            .map(|(a, _)| *a)
+            .fold(f64::MIN, f64::max);
+        let mut first = f64::MAX;
+        let mut first_size = 0;
+        let mut bytes = 0;
+        for &(arrival, size) in self
+            .arrivals
+            .iter()
+            .filter(|(a, _)| newest - *a <= window_ms)
+        {
+            bytes += size;
+            if arrival < first {
+                first = arrival;
+                first_size = size;
+            }
+        }
+        let span_ms = newest - first;
+        (span_ms >= 100.0).then(|| (bytes - first_size) as f64 * 8.0 * 1000.0 / span_ms)
     }
 
     /// Bits per second, once a tenth of a second of arrivals is known.
@@ -214,6 +248,8 @@ pub struct Estimator {
     /// any pair has been measured yet.
     dilated_at: Option<Instant>,
     pairs_seen: bool,
+    /// What the peer's feedback named as lost ([`coverage`]).
+    coverage: Arc<FeedbackCoverage>,
 }
 
 impl Estimator {
@@ -241,7 +277,14 @@ impl Estimator {
             base: BaseDelay::default(),
             dilated_at: None,
             pairs_seen: false,
+            coverage: Arc::default(),
         }
+    }
+
+    /// Where a [`LossRecorder`] marks what the peer's feedback names as lost; without
+    /// one, no packet counts as lost.
+    pub fn coverage(&self) -> Arc<FeedbackCoverage> {
+        Arc::clone(&self.coverage)
     }
 
     fn publish(&self) {
@@ -300,10 +343,20 @@ impl BandwidthEstimator for Estimator {
                 .dilated_at
                 .is_some_and(|at| now.saturating_duration_since(at) < BOTTLENECK_MEMORY);
         let received = self.received.rate();
-        let lost = reports.iter().filter(|r| !r.arrived).count() as f64 / reports.len() as f64;
-        let loss = match self.loss {
-            Some(avg) => avg + LOSS_WEIGHT * (lost - avg),
-            None => lost,
+        // A packet no feedback named (that feedback was lost) is neither lost nor arrived.
+        let (mut lost, mut known) = (0usize, 0usize);
+        for report in reports {
+            if report.arrived {
+                known += 1;
+            } else if report.is_twcc && self.coverage.take(report.twcc_sequence_number) {
+                known += 1;
+                lost += 1;
+            }
+        }
+        let loss = match (self.loss, known) {
+            (previous, 0) => previous.unwrap_or(0.0),
+            (Some(avg), _) => avg + LOSS_WEIGHT * (lost as f64 / known as f64 - avg),
+            (None, _) => lost as f64 / known as f64,
         };
         self.loss = Some(loss);
         let queue_limit = if loss > HIGH_LOSS {
@@ -328,6 +381,7 @@ impl BandwidthEstimator for Estimator {
             loss,
             startup = self.startup,
             reports = reports.len(),
+            unknown = reports.len() - known,
             "feedback"
         );
 
@@ -353,10 +407,12 @@ impl BandwidthEstimator for Estimator {
         let before = self.target;
         let mut next = self.control.update(now, usage, received);
         if queue_ms > queue_limit.as_secs_f64() * 1000.0
-            && let Some(received) = received
+            && let Some(received) = self.received.recent_rate(SATURATED_WINDOW_MS).or(received)
         {
             // Below what arrives by enough to drain the queue within about a second
-            // (the controller alone takes ~0.85: seconds of a full queue).
+            // (the controller alone takes ~0.85: seconds of a full queue). With a queue
+            // standing, the link is busy, so what arrived over the last moment is what it
+            // carries: the second-long average still holds the rate from before a drop.
             self.known_limit = Some((received, now));
             let drain = (0.85 - queue_ms / 1000.0).max(0.5);
             let drained = (received * drain).clamp(self.min, self.max);

@@ -67,6 +67,7 @@ pub(super) fn registry(
         f64::from(max_bitrate_bps),
         Arc::clone(bandwidth),
     );
+    let coverage = estimator.coverage();
     configure_simulcast_extension_headers(media)?;
     let registry = bounded_nack(Registry::new(), media);
     let registry = configure_twcc_receiver_only(registry, media)?;
@@ -75,6 +76,9 @@ pub(super) fn registry(
         // After a FEC decoder's place, before the NACK generator's (7_000): a packet that
         // came over RTX counts as arrived on its media stream.
         .with(Slot::from(6_500), rtx::RtxReceiver::new())
+        // Wire-ward of the controller: marks what each feedback names as lost before the
+        // controller hands its reports to the estimator.
+        .with(Slot::from(500), bwe::LossRecorder::new(coverage))
         .with(
             Slot::CongestionControl,
             CongestionControlBuilder::new(estimator).build(),

@@ -31,6 +31,9 @@ fn drive_with(
             path_free = begin + Duration::from_secs_f64(size as f64 * 8.0 / capacity);
             id += 1;
             let arrived = lose_every == 0 || !id.is_multiple_of(lose_every);
+            if !arrived {
+                est.coverage().mark_lost(id as u16);
+            }
             batch.push(PacketReport {
                 ssrc: 1,
                 id,
@@ -212,4 +215,65 @@ fn a_link_narrower_than_our_pace_spreads_pairs_out() {
     // Packets too far apart to pair (audio every 20 ms), or too few: nothing said.
     assert_eq!(dilated(&through(10, ms(20), 1e6)), None);
     assert_eq!(dilated(&through(3, ms(1), 1e6)), None);
+}
+
+/// 20 s of an open path at the estimator's target, where the feedback on every third
+/// 100 ms batch is lost: its packets reach the estimator with the next batch, as not
+/// arrived. Returns the final target and the published loss (‰). `named` says whether
+/// the peer named them lost (they were) or no feedback covered them (they arrived).
+fn with_every_third_feedback_lost(named: bool) -> (f64, u32) {
+    let shared = Arc::new(Bandwidth::default());
+    let mut est = Estimator::new(INITIAL_BPS, 2_500_000.0, Arc::clone(&shared));
+    let start = Instant::now();
+    let mut unreported: Vec<PacketReport> = Vec::new();
+    let mut id = 0u64;
+    for batch in 0..200u64 {
+        let t0 = Duration::from_millis(batch * 100);
+        let size = (est.target_bitrate() / 8.0 / 200.0).max(100.0) as usize;
+        let mut reports = std::mem::take(&mut unreported);
+        let mut fresh = Vec::new();
+        for i in 0..20u64 {
+            id += 1;
+            let sent = t0 + Duration::from_millis(i * 5);
+            fresh.push(PacketReport {
+                ssrc: 1,
+                id,
+                rtp_sequence_number: id as u16,
+                is_twcc: true,
+                twcc_sequence_number: id as u16,
+                size,
+                arrived: true,
+                departure: start + sent,
+                arrival: Some(sent + Duration::from_millis(20)),
+                ecn: Ecn::default(),
+            });
+        }
+        if batch % 3 == 1 {
+            for report in &mut fresh {
+                report.arrived = false;
+                report.arrival = None;
+            }
+            unreported = fresh;
+            continue;
+        }
+        for report in &reports {
+            if named {
+                est.coverage().mark_lost(report.twcc_sequence_number);
+            }
+        }
+        reports.extend(fresh);
+        est.on_reports(start + t0 + Duration::from_millis(100), &reports);
+    }
+    (est.target_bitrate(), shared.loss_permille.load(Relaxed))
+}
+
+#[test]
+fn packets_whose_feedback_was_lost_are_not_counted_lost() {
+    let (target, loss) = with_every_third_feedback_lost(false);
+    assert_eq!(loss, 0);
+    assert_eq!(target, 2_500_000.0, "an open path is used in full");
+    // The same packets, named lost by the peer: a third of them, and the rate holds.
+    let (target, loss) = with_every_third_feedback_lost(true);
+    assert!((150..=450).contains(&loss), "{loss}");
+    assert!(target < 1_000_000.0, "{target}");
 }
