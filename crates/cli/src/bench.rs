@@ -73,6 +73,16 @@ pub struct BenchResult {
     pub down: DirectionResult,
     /// What the simulator did over the whole run (with `--net`).
     pub link: Option<NetCounts>,
+    /// What each way of the simulated path carried over the measured window, kbit/s:
+    /// everything the call sent (video, audio, RTCP, headers) that was delivered.
+    pub link_kbps: Option<Carried>,
+}
+
+/// Delivered kbit/s each way.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Carried {
+    pub up: f64,
+    pub down: f64,
 }
 
 /// One direction's figures, over the measured window.
@@ -282,6 +292,7 @@ pub async fn run_size(
         b.stats.clone().unwrap_or_default(),
     );
     let cpu0 = cpu_seconds()?;
+    let link0 = sim.as_ref().map(|s| s.counts());
     let end = tokio::time::Instant::now() + duration;
     loop {
         tokio::select! {
@@ -292,6 +303,14 @@ pub async fn run_size(
     }
     let cpu = cpu_seconds()? - cpu0;
     let wall = window_start.elapsed().as_secs_f64();
+    let link_kbps = sim.as_ref().zip(link0).map(|(s, before)| {
+        let after = s.counts();
+        let kbps = |a: u64, b: u64| a.saturating_sub(b) as f64 * 8.0 / wall.max(1e-3) / 1000.0;
+        Carried {
+            up: kbps(after.up.delivered_bytes, before.up.delivered_bytes),
+            down: kbps(after.down.delivered_bytes, before.down.delivered_bytes),
+        }
+    });
     // One more stats round so the counters cover the window.
     let (mut sa, mut sb) = (None, None);
     let stats_deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -364,6 +383,7 @@ pub async fn run_size(
         up,
         down,
         link: sim.as_ref().map(|s| s.counts()),
+        link_kbps,
     };
     for s in [a, b] {
         drop(s.engine);
@@ -559,16 +579,21 @@ pub fn video_cells(d: &DirectionResult) -> String {
 /// The scenario table as Markdown (docs/benchmarks.md), one line per direction.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed (discarded) | CPU, both ends |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | link kbit/s | audio concealed (discarded) | CPU, both ends |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         match row {
             Ok(r) => {
                 let name = r.net.as_deref().unwrap_or("loopback");
-                for (label, d) in [("up (A→B)", &r.up), ("down (B→A)", &r.down)] {
+                let carried = r.link_kbps.map(|c| [c.up, c.down]);
+                for (i, (label, d)) in [("up (A→B)", &r.up), ("down (B→A)", &r.down)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let link = carried.map_or("–".to_owned(), |c| format!("{:.0}", c[i]));
                     out.push_str(&format!(
-                        "| {name} | {} ms | {label} | {} | {:.1} % ({:.1} %) | {:.0} % |\n",
+                        "| {name} | {} ms | {label} | {} | {link} | {:.1} % ({:.1} %) | {:.0} % |\n",
                         r.connected_ms,
                         video_cells(d),
                         d.audio_concealed_pct,
@@ -579,7 +604,7 @@ pub fn markdown(rows: &[Row]) -> String {
             }
             Err((name, error)) => {
                 out.push_str(&format!(
-                    "| {name} | {} | | | | | | | | |\n",
+                    "| {name} | {} | | | | | | | | | |\n",
                     error.replace('|', "/").replace('\n', " ")
                 ));
             }

@@ -33,6 +33,9 @@ const MAX_BACKLOG: Duration = Duration::from_millis(250);
 /// if longer): each costs many frames' worth of bits, and on a congested link a keyframe
 /// answered before the last one could arrive is wasted.
 const KEYFRAME_SPACING: Duration = Duration::from_millis(300);
+/// An encoder rebuilt for a new rung makes its first keyframe at this share of the
+/// rate (see where it is used).
+const RESTART_IDR_RATE: f64 = 0.5;
 /// A bitrate change smaller than this is not worth telling the encoder.
 const RATE_STEP: f64 = 0.05;
 
@@ -331,12 +334,23 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             continue;
         }
         let (w, h) = (rung.width, rung.height);
+        let mut restarted = false;
         if encoder
             .as_ref()
             .is_none_or(|(_, ew, eh)| (*ew, *eh) != (w, h))
         {
+            // A rung change mid-call: the new stream's first keyframe is sized from
+            // the bitrate the encoder is built with (openh264 takes its first IDR's QP
+            // from a table of bits per pixel), so it is built at a fraction of the rate
+            // and given the whole rate after that frame.
+            let first_rate = if encoder.is_some() {
+                (f64::from(bitrate_bps) * RESTART_IDR_RATE) as u32
+            } else {
+                bitrate_bps
+            };
+            restarted = encoder.is_some();
             let settings = EncoderSettings {
-                bitrate_bps,
+                bitrate_bps: first_rate.max(10_000),
                 fps: rung.fps as f32,
             };
             tracing::debug!(w, h, bitrate_bps, target, "video encoder (re)started");
@@ -358,9 +372,10 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             continue;
         };
         let current = enc.settings();
-        if ((f64::from(bitrate_bps) - f64::from(current.bitrate_bps)).abs()
-            > f64::from(current.bitrate_bps) * RATE_STEP
-            || current.fps != rung.fps as f32)
+        if !restarted
+            && ((f64::from(bitrate_bps) - f64::from(current.bitrate_bps)).abs()
+                > f64::from(current.bitrate_bps) * RATE_STEP
+                || current.fps != rung.fps as f32)
             && let Err(e) = enc.set_rate(bitrate_bps, rung.fps as f32)
         {
             tracing::debug!("encoder rate not changed: {e}");
