@@ -277,3 +277,30 @@ fn packets_whose_feedback_was_lost_are_not_counted_lost() {
     assert!((150..=450).contains(&loss), "{loss}");
     assert!(target < 1_000_000.0, "{target}");
 }
+
+#[test]
+fn right_after_a_drop_the_recent_rate_is_the_new_one() {
+    // 1,200-byte packets: one second at 1 Mbit/s (one per 9.6 ms), then 300 ms at
+    // 500 kbit/s (one per 19.2 ms).
+    let mut rate = DeliveryRate::default();
+    let mut at = 0.0;
+    while at < 1000.0 {
+        rate.add(at, 1200);
+        at += 9.6;
+    }
+    while at < 1300.0 {
+        rate.add(at, 1200);
+        at += 19.2;
+    }
+    let second = rate.rate().expect("a second of arrivals");
+    let recent = rate
+        .recent_rate(SATURATED_WINDOW_MS)
+        .expect("300 ms of arrivals");
+    assert!(second > 700_000.0, "{second}");
+    assert!((450_000.0..=550_000.0).contains(&recent), "{recent}");
+    // Too short a span says nothing.
+    let mut few = DeliveryRate::default();
+    few.add(0.0, 1200);
+    few.add(50.0, 1200);
+    assert_eq!(few.recent_rate(SATURATED_WINDOW_MS), None);
+}
