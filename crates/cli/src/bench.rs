@@ -98,6 +98,10 @@ pub struct DirectionResult {
     pub freeze_count: u64,
     /// Seconds frozen in all.
     pub total_freezes_duration: f64,
+    /// The longest the picture stood still in the window: the longest wait between two
+    /// shown frames, ms (a freeze by any definition when it is long).
+    #[serde(default)]
+    pub longest_still_ms: Option<f64>,
     /// Received video, kbit/s.
     pub video_kbps: f64,
     /// The sender's congestion-control estimate at the end, kbit/s.
@@ -301,6 +305,7 @@ pub async fn run_size(
             () = tokio::time::sleep_until(end) => break,
         }
     }
+    let window_end = Instant::now();
     let cpu = cpu_seconds()? - cpu0;
     let wall = window_start.elapsed().as_secs_f64();
     let link_kbps = sim.as_ref().zip(link0).map(|(s, before)| {
@@ -334,8 +339,10 @@ pub async fn run_size(
     let mut per_side = Vec::new();
     let mut psnr_per_side = Vec::new();
     let mut out_of_order = 0;
+    let mut still = Vec::new();
     for s in [&a, &b] {
         let p = s.probe.lock().map_err(|_| anyhow::anyhow!("probe"))?;
+        still.push(p.longest_still(window_start, window_end));
         let settle = p.first_frame.map(|f| f + Duration::from_secs(1));
         let mut psnr = settled(&p.psnr, settle);
         psnr.sort_unstable_by(f64::total_cmp);
@@ -348,8 +355,10 @@ pub async fn run_size(
     }
     latencies.sort_unstable();
     // B receives what A sends (up); A receives what B sends (down).
-    let up = direction(&base_a, &sa, &base_b, &sb, &per_side[1], &psnr_per_side[1]);
-    let down = direction(&base_b, &sb, &base_a, &sa, &per_side[0], &psnr_per_side[0]);
+    let mut up = direction(&base_a, &sa, &base_b, &sb, &per_side[1], &psnr_per_side[1]);
+    let mut down = direction(&base_b, &sb, &base_a, &sa, &per_side[0], &psnr_per_side[0]);
+    up.longest_still_ms = Some(still[1].as_secs_f64() * 1000.0);
+    down.longest_still_ms = Some(still[0].as_secs_f64() * 1000.0);
     let both = |f: fn(&CallStats) -> f64| f(&sa) + f(&sb);
     let frames_encoded = both(|s| s.outbound_video.frames_encoded as f64);
     let frames_decoded = both(|s| s.inbound_video.frames_decoded as f64);
@@ -445,6 +454,7 @@ fn direction(
         frames_decoded: rv.frames_decoded.saturating_sub(rv0.frames_decoded),
         freeze_count: rv.freeze_count.saturating_sub(rv0.freeze_count),
         total_freezes_duration: (rv.total_freezes_duration - rv0.total_freezes_duration).max(0.0),
+        longest_still_ms: None,
         video_kbps: rv.bytes_received.saturating_sub(rv0.bytes_received) as f64 * 8.0
             / 1000.0
             / window_s,

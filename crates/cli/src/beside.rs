@@ -238,7 +238,7 @@ pub fn run(
 /// The runs as a Markdown table (docs/benchmarks.md), one line per stack and direction.
 pub fn markdown(runs: &[Run]) -> String {
     let mut out = String::from(
-        "| loss each way | stack | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed | CPU, both ends |\n\
+        "| loss each way | stack | connected | direction | decoded / sent | freezes (frozen; longest still) | capture→render p50 / p95 | video kbit/s (estimate) | last size | audio concealed | CPU, both ends |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {

@@ -35,7 +35,15 @@ pub struct Probe {
     pub reference: Option<Reference>,
     /// Y-PSNR of each received picture against its source frame (dB), with when.
     pub psnr: Vec<(Instant, f64)>,
+    /// When the last frame was shown, and the waits between shown frames longer than
+    /// [`LONG_GAP`], with when each ended.
+    pub last_shown: Option<Instant>,
+    pub long_gaps: Vec<(Instant, Duration)>,
 }
+
+/// Waits between shown frames shorter than this are not kept (a frame at 15 fps is 67 ms
+/// after the one before).
+pub const LONG_GAP: Duration = Duration::from_millis(100);
 
 /// A sender's source file and the buffers for comparing a received picture with it.
 #[derive(Debug)]
@@ -77,6 +85,23 @@ impl Reference {
 }
 
 impl Probe {
+    /// The longest the picture stood still between `from` and `to`: the longest wait
+    /// between two shown frames (the part of it from `from` on), or since the last one
+    /// shown until `to`.
+    pub fn longest_still(&self, from: Instant, to: Instant) -> Duration {
+        let waits = self
+            .long_gaps
+            .iter()
+            .filter(|(end, _)| *end > from && *end <= to)
+            .map(|&(end, gap)| gap.min(end - from));
+        let since_last = self
+            .last_shown
+            .map_or(to.saturating_duration_since(from), |last| {
+                to.saturating_duration_since(last.max(from))
+            });
+        waits.fold(since_last, Duration::max)
+    }
+
     pub fn sink(probe: &Arc<Mutex<Self>>) -> chingu_engine::pipeline::VideoSink {
         let probe = Arc::clone(probe);
         Arc::new(move |frame, _info| {
@@ -85,6 +110,11 @@ impl Probe {
             let Ok(mut p) = probe.lock() else { return };
             p.first_frame.get_or_insert(now);
             p.frames += 1;
+            if let Some(gap) = p.last_shown.replace(now).map(|last| now - last)
+                && gap > LONG_GAP
+            {
+                p.long_gaps.push((now, gap));
+            }
             if let Some(stamp) = barcode::read(frame) {
                 p.latencies.push((now, stamp.elapsed_us(now_us)));
                 if p.last_frame_number.is_some_and(|n| stamp.frame_number <= n) {

@@ -3,15 +3,17 @@
 use super::{DirectionResult, Row};
 
 /// A direction's video figures as the Markdown cells the tables share: decoded / sent,
-/// freezes (frozen), capture→render p50 / p95, kbit/s (estimate), last size.
+/// freezes (frozen; the longest still picture), capture→render p50 / p95, kbit/s (estimate), last size.
 pub fn video_cells(d: &DirectionResult) -> String {
     let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
     format!(
-        "{} / {} | {} ({:.1} s) | {} / {} ms | {:.0} ({}) | {}x{}",
+        "{} / {} | {} ({:.1} s; {}) | {} / {} ms | {:.0} ({}) | {}x{}",
         d.frames_decoded,
         d.frames_sent,
         d.freeze_count,
         d.total_freezes_duration,
+        d.longest_still_ms
+            .map_or("–".to_owned(), |v| format!("{:.2} s", v / 1000.0)),
         ms(d.capture_to_render_ms.p50),
         ms(d.capture_to_render_ms.p95),
         d.video_kbps,
@@ -25,7 +27,7 @@ pub fn video_cells(d: &DirectionResult) -> String {
 /// The scenario table as Markdown (docs/benchmarks.md), one line per direction.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | connected | direction | decoded / sent | freezes (frozen) | capture→render p50 / p95 | video kbit/s (estimate) | last size | link kbit/s | audio concealed (discarded) | CPU, both ends |\n\
+        "| scenario | connected | direction | decoded / sent | freezes (frozen; longest still) | capture→render p50 / p95 | video kbit/s (estimate) | last size | link kbit/s | audio concealed (discarded) | CPU, both ends |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
