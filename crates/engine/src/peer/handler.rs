@@ -16,6 +16,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
+use super::liveness::{Check, Liveness, Silent, WATCH_INTERVAL};
 use super::privacy::CandidatePolicy;
 use super::route::{self, MediaRoute};
 use super::{CONTROL_CHANNEL, NudgeState, PeerEvent, PeerTasks};
@@ -28,8 +29,8 @@ pub(super) struct Handler {
     pub(super) sinks: InboundSinks,
     pub(super) channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
     pub(super) connected: AtomicBool,
-    /// Media is interrupted (told once, until it is restored).
-    pub(super) interrupted: AtomicBool,
+    /// Whether media is interrupted (told once, until it is restored).
+    pub(super) liveness: Arc<Liveness>,
     pub(super) closing: Arc<AtomicBool>,
     pub(super) tasks: Arc<PeerTasks>,
     pub(super) nudge: Arc<NudgeState>,
@@ -80,15 +81,27 @@ impl PeerConnectionEventHandler for Handler {
                 self.nudge.connected();
                 if !self.connected.swap(true, Ordering::SeqCst) {
                     self.emit(PeerEvent::Connected);
-                } else if self.interrupted.swap(false, Ordering::SeqCst) {
+                } else if self.liveness.connected() {
                     self.emit(PeerEvent::Restored);
                 }
             }
-            // Media stopped: ICE found the path silent, or (after connecting) an ICE restart
-            // is under way, perhaps started by the peer before our own checks noticed.
-            RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Connecting
-                if self.connected.load(Ordering::SeqCst)
-                    && !self.interrupted.swap(true, Ordering::SeqCst) =>
+            // ICE found the path silent: media stopped, unless it still arrives (only STUN
+            // counts for ICE, and on a lossy path its checks go unanswered; liveness.rs).
+            RTCPeerConnectionState::Disconnected if self.connected.load(Ordering::SeqCst) => {
+                match self.liveness.ice_silent(Instant::now()) {
+                    Silent::Interrupted => self.emit(PeerEvent::Interrupted),
+                    Silent::Watch => {
+                        tracing::debug!("ICE checks unanswered but media still arrives: watching");
+                        let liveness = Arc::clone(&self.liveness);
+                        self.tasks.spawn(watch_media(liveness, self.events.clone()));
+                    }
+                    Silent::Nothing => {}
+                }
+            }
+            // An ICE restart is under way (perhaps started by the peer before our own
+            // checks noticed): media stopped.
+            RTCPeerConnectionState::Connecting
+                if self.connected.load(Ordering::SeqCst) && self.liveness.interrupt() =>
             {
                 self.emit(PeerEvent::Interrupted)
             }
@@ -125,7 +138,27 @@ impl PeerConnectionEventHandler for Handler {
         let ssrcs = track.ssrcs().await;
         tracing::debug!(?kind, ?ssrcs, "remote track");
         let red = (kind == RtpCodecKind::Audio).then(|| Arc::clone(&self.red_payload_type));
-        self.tasks.spawn(pump_track(track, sink, kind, red));
+        let liveness = Arc::clone(&self.liveness);
+        self.tasks
+            .spawn(pump_track(track, sink, kind, red, liveness));
+    }
+}
+
+/// While ICE is silent but media arrived lately: tells `Interrupted` once media is
+/// silent too; ends when ICE is back.
+async fn watch_media(liveness: Arc<Liveness>, events: mpsc::Sender<PeerEvent>) {
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        match liveness.check(Instant::now()) {
+            Check::Watching => {}
+            Check::Done => return,
+            Check::Interrupted => {
+                if let Err(e) = events.try_send(PeerEvent::Interrupted) {
+                    tracing::warn!("peer event dropped: {e}");
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -189,6 +222,7 @@ async fn pump_track(
     sink: mpsc::Sender<RtpIn>,
     kind: RtpCodecKind,
     red: Option<Arc<std::sync::atomic::AtomicU8>>,
+    liveness: Arc<Liveness>,
 ) {
     let mut dropped = 0u64;
     let mut forwarded = 0u64;
@@ -203,17 +237,17 @@ async fn pump_track(
                     .as_ref()
                     .map(|r| r.load(std::sync::atomic::Ordering::Relaxed));
                 let mut closed = false;
-                inbound(packet, red, Instant::now(), |rtp| {
-                    match sink.try_send(rtp) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            dropped += 1;
-                            if dropped.is_power_of_two() {
-                                tracing::warn!(dropped, "media pipeline behind: RTP dropped");
-                            }
+                let now = Instant::now();
+                liveness.media(now);
+                inbound(packet, red, now, |rtp| match sink.try_send(rtp) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        dropped += 1;
+                        if dropped.is_power_of_two() {
+                            tracing::warn!(dropped, "media pipeline behind: RTP dropped");
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
                     }
+                    Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
                 });
                 if closed {
                     break;

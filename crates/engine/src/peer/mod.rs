@@ -18,6 +18,7 @@ mod handler;
 mod ice;
 mod interceptors;
 mod keyframe;
+mod liveness;
 mod net_stats;
 mod nudge;
 pub mod privacy;
@@ -153,8 +154,9 @@ pub enum PeerEvent {
     Connected,
     /// The connection failed or was lost.
     Failed(String),
-    /// Nothing arrived from the peer for a few seconds (ICE disconnected): the network
-    /// may be down. Either `Restored` or `Failed` follows.
+    /// Nothing arrived from the peer for a few seconds (ICE disconnected and no media for
+    /// a second, or an ICE restart under way): the network may be down. Either
+    /// `Restored` or `Failed` follows.
     Interrupted,
     /// Packets flow again after `Interrupted`.
     Restored,
@@ -276,7 +278,7 @@ impl Peer {
             sinks,
             channel: Arc::clone(&channel),
             connected: AtomicBool::new(false),
-            interrupted: AtomicBool::new(false),
+            liveness: Arc::new(liveness::Liveness::new(Instant::now())),
             closing: Arc::clone(&closing),
             tasks: Arc::clone(&tasks),
             nudge: Arc::clone(&nudge),
