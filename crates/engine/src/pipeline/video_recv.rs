@@ -38,6 +38,8 @@ pub(crate) struct DecodeJob {
     annex_b: Vec<u8>,
     rtp_timestamp: u32,
     received_us: u64,
+    /// When the frame's first packet to arrive arrived.
+    first_arrival: Instant,
     /// When the frame was complete.
     complete: Instant,
 }
@@ -161,6 +163,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 annex_b,
                 rtp_timestamp: frame.timestamp,
                 received_us: to_us(frame.first_arrival),
+                first_arrival: frame.first_arrival,
                 complete: Instant::now(),
             };
             match decoder.try_send(job) {
@@ -305,6 +308,7 @@ pub(crate) fn video_decode_thread(
     };
     let mut freezes = FreezeDetector::new();
     let mut last_shown: Option<Instant> = None;
+    let mut last_rtp: Option<u32> = None;
     let mut without_picture = 0u32;
     for job in jobs {
         let started = Instant::now();
@@ -321,7 +325,11 @@ pub(crate) fn video_decode_thread(
                 continue;
             }
             Err(e) => {
-                tracing::debug!("decode failed: {e}");
+                // What went in: the frame's NAL unit types and sizes (a corrupt one).
+                let nals: Vec<(u8, usize)> = nal_units(&job.annex_b)
+                    .map(|nal| (nal[0] & 0x1f, nal.len()))
+                    .collect();
+                tracing::debug!(ts = job.rtp_timestamp, ?nals, "decode failed: {e}");
                 counters.decode_errors.fetch_add(1, Relaxed);
                 wants_keyframe.notify_one();
                 continue;
@@ -358,9 +366,20 @@ pub(crate) fn video_decode_thread(
             );
         }
         counters.decode_height.store(frame.height() as u32, Relaxed);
+        let rtp_gap_ms = last_rtp
+            .replace(job.rtp_timestamp)
+            .map_or(0, |last| job.rtp_timestamp.wrapping_sub(last) / 90);
         if let Some(frozen) = freezes.rendered(now) {
+            // What the freeze was: frames not sent (the media clock jumped as far), or a
+            // frame that waited for its packets (assembly) or for a keyframe.
             tracing::debug!(
                 frozen_ms = frozen.as_millis() as u64,
+                rtp_gap_ms,
+                assembly_ms = job
+                    .complete
+                    .saturating_duration_since(job.first_arrival)
+                    .as_millis() as u64,
+                keyframe = contains_idr(&job.annex_b),
                 "incoming video: a freeze"
             );
             counters.freeze_count.fetch_add(1, Relaxed);
