@@ -35,15 +35,11 @@ pub struct Probe {
     pub reference: Option<Reference>,
     /// Y-PSNR of each received picture against its source frame (dB), with when.
     pub psnr: Vec<(Instant, f64)>,
-    /// When the last frame was shown, and the waits between shown frames longer than
-    /// [`LONG_GAP`], with when each ended.
+    /// When the last frame was shown, and each wait between shown frames, with when it
+    /// ended.
     pub last_shown: Option<Instant>,
-    pub long_gaps: Vec<(Instant, Duration)>,
+    pub gaps: Vec<(Instant, Duration)>,
 }
-
-/// Waits between shown frames shorter than this are not kept (a frame at 15 fps is 67 ms
-/// after the one before).
-pub const LONG_GAP: Duration = Duration::from_millis(100);
 
 /// A sender's source file and the buffers for comparing a received picture with it.
 #[derive(Debug)]
@@ -90,7 +86,7 @@ impl Probe {
     /// shown until `to`.
     pub fn longest_still(&self, from: Instant, to: Instant) -> Duration {
         let waits = self
-            .long_gaps
+            .gaps
             .iter()
             .filter(|(end, _)| *end > from && *end <= to)
             .map(|&(end, gap)| gap.min(end - from));
@@ -110,10 +106,8 @@ impl Probe {
             let Ok(mut p) = probe.lock() else { return };
             p.first_frame.get_or_insert(now);
             p.frames += 1;
-            if let Some(gap) = p.last_shown.replace(now).map(|last| now - last)
-                && gap > LONG_GAP
-            {
-                p.long_gaps.push((now, gap));
+            if let Some(gap) = p.last_shown.replace(now).map(|last| now - last) {
+                p.gaps.push((now, gap));
             }
             if let Some(stamp) = barcode::read(frame) {
                 p.latencies.push((now, stamp.elapsed_us(now_us)));
