@@ -271,7 +271,7 @@ mod tests {
     use super::*;
 
     fn figures() -> Figures {
-        let direction = r#"{"captureToRenderMs":{"p50":6.0,"p95":9.0,"p99":12.0},"framesSent":630,"framesDecoded":620,"freezeCount":1,"totalFreezesDuration":0.25,"videoKbps":987.4,"estimateKbps":1159.0,"frameWidth":640,"frameHeight":480,"audioConcealedPct":0.04,"audioDiscardedPct":0.0,"pliCount":0,"nackCount":0,"retransmittedPacketsSent":0,"retransmittedPacketsReceived":0,"psnrYDb":null,"psnrYP10Db":null,"interFrameDelayStdMs":3.0,"videoJitterBufferMs":0.5}"#;
+        let direction = r#"{"captureToRenderMs":{"p50":6.0,"p95":9.0,"p99":12.0},"framesSent":630,"framesDecoded":620,"freezeCount":1,"totalFreezesDuration":0.25,"longestStillMs":250.0,"videoKbps":987.4,"estimateKbps":1159.0,"frameWidth":640,"frameHeight":480,"audioConcealedPct":0.04,"audioDiscardedPct":0.0,"pliCount":0,"nackCount":0,"retransmittedPacketsSent":0,"retransmittedPacketsReceived":0,"psnrYDb":null,"psnrYP10Db":null,"interFrameDelayStdMs":3.0,"videoJitterBufferMs":0.5}"#;
         // What `bench --json` prints, extra fields and all.
         serde_json::from_str(&format!(
             r#"{{"size":"640x480","connected_ms":14,"cpu_pct_one_core":39.4,"up":{direction},"down":{direction},"net":null}}"#
@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(lines.len(), 5, "{table}");
         assert_eq!(
             lines[2],
-            "| 20 % | chingu | 14 ms | up | 620 / 630 | 1 (0.2 s) | 6 / 9 ms | 987 (1159) | 640x480 | 0.0 % | 39 % |"
+            "| 20 % | chingu | 14 ms | up | 620 / 630 | 1 (0.2 s; 0.25 s) | 6 / 9 ms | 987 (1159) | 640x480 | 0.0 % | 39 % |"
         );
         assert!(lines[3].contains("| down |"));
         // The error stays in its cell: no stray column or line.
