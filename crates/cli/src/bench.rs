@@ -85,6 +85,12 @@ pub struct Carried {
     pub down: f64,
 }
 
+/// Capture→render under this is settled, after a drop in the link's rate (the issue's
+/// step goal: back under 300 ms within 2 s).
+pub const SETTLED_UNDER: Duration = Duration::from_millis(300);
+/// ... for at least this long (a later spike, such as a rung's keyframe, is another event).
+pub const SETTLED_FOR: Duration = Duration::from_secs(1);
+
 /// One direction's figures, over the measured window.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -102,6 +108,12 @@ pub struct DirectionResult {
     /// shown frames, ms (a freeze by any definition when it is long).
     #[serde(default)]
     pub longest_still_ms: Option<f64>,
+    /// Where the scenario drops this way's rate in the window: how long after the drop
+    /// capture→render came back under [`SETTLED_UNDER`] to stay there for
+    /// [`SETTLED_FOR`] (0: it never went over; until the next step or the window's end
+    /// when it never came back), ms.
+    #[serde(default)]
+    pub settled_after_drop_ms: Option<f64>,
     /// Received video, kbit/s.
     pub video_kbps: f64,
     /// The sender's congestion-control estimate at the end, kbit/s.
@@ -339,10 +351,20 @@ pub async fn run_size(
     let mut per_side = Vec::new();
     let mut psnr_per_side = Vec::new();
     let mut out_of_order = 0;
-    let mut still = Vec::new();
-    for s in [&a, &b] {
+    let (mut still, mut settled_ms) = (Vec::new(), Vec::new());
+    for (s, up) in [(&a, false), (&b, true)] {
         let p = s.probe.lock().map_err(|_| anyhow::anyhow!("probe"))?;
         still.push(p.longest_still(window_start, window_end));
+        // After a drop in the rate of the way this side receives: when delay settled.
+        let drop = sim.as_ref().and_then(|sim| sim.first_drop(up));
+        settled_ms.push(
+            drop.filter(|(at, _)| *at >= window_start && *at < window_end)
+                .map(|(at, next)| {
+                    let end = next.unwrap_or(window_end).min(window_end);
+                    let settled = p.settled(at, end, SETTLED_UNDER, SETTLED_FOR);
+                    (settled.unwrap_or(end) - at).as_secs_f64() * 1000.0
+                }),
+        );
         let settle = p.first_frame.map(|f| f + Duration::from_secs(1));
         let mut psnr = settled(&p.psnr, settle);
         psnr.sort_unstable_by(f64::total_cmp);
@@ -359,6 +381,7 @@ pub async fn run_size(
     let mut down = direction(&base_b, &sb, &base_a, &sa, &per_side[0], &psnr_per_side[0]);
     up.longest_still_ms = Some(still[1].as_secs_f64() * 1000.0);
     down.longest_still_ms = Some(still[0].as_secs_f64() * 1000.0);
+    (up.settled_after_drop_ms, down.settled_after_drop_ms) = (settled_ms[1], settled_ms[0]);
     let both = |f: fn(&CallStats) -> f64| f(&sa) + f(&sb);
     let frames_encoded = both(|s| s.outbound_video.frames_encoded as f64);
     let frames_decoded = both(|s| s.inbound_video.frames_decoded as f64);
@@ -455,6 +478,7 @@ fn direction(
         freeze_count: rv.freeze_count.saturating_sub(rv0.freeze_count),
         total_freezes_duration: (rv.total_freezes_duration - rv0.total_freezes_duration).max(0.0),
         longest_still_ms: None,
+        settled_after_drop_ms: None,
         video_kbps: rv.bytes_received.saturating_sub(rv0.bytes_received) as f64 * 8.0
             / 1000.0
             / window_s,

@@ -98,6 +98,36 @@ impl Probe {
         waits.fold(since_last, Duration::max)
     }
 
+    /// When, from `from` on (until `to`), the delay settled: the first frame shown
+    /// within `limit` of its capture after which every frame for `hold` (or until `to`)
+    /// was too; `from` itself when no frame was later than `limit`. `None`: it never
+    /// settled.
+    pub fn settled(
+        &self,
+        from: Instant,
+        to: Instant,
+        limit: Duration,
+        hold: Duration,
+    ) -> Option<Instant> {
+        let mut since = Some(from);
+        for &(t, us) in self
+            .latencies
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+        {
+            if u128::from(us) > limit.as_micros() {
+                since = None;
+            } else if let Some(s) = since {
+                if t.saturating_duration_since(s) >= hold {
+                    return Some(s);
+                }
+            } else {
+                since = Some(t);
+            }
+        }
+        since
+    }
+
     pub fn sink(probe: &Arc<Mutex<Self>>) -> chingu_engine::pipeline::VideoSink {
         let probe = Arc::clone(probe);
         Arc::new(move |frame, _info| {
@@ -503,5 +533,64 @@ pub fn bitrate_for(width: u32, height: u32) -> u32 {
         p if p >= 1280 * 720 => 2_500_000,
         p if p >= 640 * 480 => 1_000_000,
         _ => 400_000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_settles_when_it_stays_under_the_limit_for_the_hold() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let limit = ms(300);
+        let mut p = Probe::default();
+        // Late, under, late again, then under for good; a spike seconds later is
+        // another event.
+        for (at, late) in [(100, 400), (200, 250), (300, 350)] {
+            p.latencies.push((t0 + ms(at), late * 1000));
+        }
+        for at in (400..=1600).step_by(100) {
+            p.latencies.push((t0 + ms(at), 100_000));
+        }
+        p.latencies.push((t0 + ms(3000), 500_000));
+        assert_eq!(
+            p.settled(t0, t0 + ms(5000), limit, ms(1000)),
+            Some(t0 + ms(400))
+        );
+        // Never late: settled from the start.
+        assert_eq!(
+            p.settled(t0 + ms(400), t0 + ms(1600), limit, ms(1000)),
+            Some(t0 + ms(400))
+        );
+        // Late up to the end: never settled.
+        assert_eq!(
+            p.settled(t0 + ms(2000), t0 + ms(3000), limit, ms(1000)),
+            None
+        );
+        // Under for less than the hold when the span ends: settled where that began.
+        assert_eq!(
+            p.settled(t0, t0 + ms(900), limit, ms(1000)),
+            Some(t0 + ms(400))
+        );
+    }
+
+    #[test]
+    fn the_longest_still_counts_the_wait_after_the_last_frame() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Probe::default();
+        for at in [0, 33, 66, 400, 433] {
+            let now = t0 + ms(at);
+            if let Some(gap) = p.last_shown.replace(now).map(|last| now - last) {
+                p.gaps.push((now, gap));
+            }
+        }
+        assert_eq!(p.longest_still(t0, t0 + ms(450)), ms(334));
+        // From a window starting mid-wait, only its part in the window counts.
+        assert_eq!(p.longest_still(t0 + ms(300), t0 + ms(450)), ms(100));
+        // Nothing shown after 433: at 1,000 the picture has stood still 567 ms.
+        assert_eq!(p.longest_still(t0, t0 + ms(1000)), ms(567));
     }
 }

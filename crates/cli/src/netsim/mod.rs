@@ -144,6 +144,29 @@ impl NetSim {
         Arc::new(Route(Arc::clone(&self.inner)))
     }
 
+    /// When one way's rate first dropped (a scheduled step to a lower rate), and when
+    /// the step after that came (`None`: none does). `up`: the routed peer's uplink.
+    pub fn first_drop(&self, up: bool) -> Option<(std::time::Instant, Option<std::time::Instant>)> {
+        let link = if up {
+            &self.scenario.up
+        } else {
+            &self.scenario.down
+        };
+        let at = |d: std::time::Duration| (self.inner.start + d).into_std();
+        // Before the first step the link is unlimited (`None`).
+        let drop = (0..link.rate.len()).find(|&i| {
+            let before = i.checked_sub(1).and_then(|j| link.rate[j].bps);
+            link.rate[i].at > std::time::Duration::ZERO
+                && link.rate[i]
+                    .bps
+                    .is_some_and(|b| before.is_none_or(|a| b < a))
+        })?;
+        Some((
+            at(link.rate[drop].at),
+            link.rate.get(drop + 1).map(|s| at(s.at)),
+        ))
+    }
+
     pub fn counts(&self) -> NetCounts {
         NetCounts {
             up: lock(&self.inner.up).counts,
@@ -312,6 +335,32 @@ mod tests {
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         (a, b)
+    }
+
+    #[tokio::test]
+    async fn the_first_drop_in_a_ways_rate_is_found() {
+        let sim = NetSim::start("step".parse().unwrap());
+        let start = sim.inner.start.into_std();
+        let s = Duration::from_secs(1);
+        assert_eq!(
+            sim.first_drop(true),
+            Some((start + 10 * s, Some(start + 20 * s)))
+        );
+        assert_eq!(sim.first_drop(false), None, "the other way is not limited");
+        // A cap from the start is not a drop; a later lower rate is, and so is a limit
+        // after an unlimited start.
+        let cap = NetSim::start("up.rate=1M".parse().unwrap());
+        assert_eq!(cap.first_drop(true), None);
+        let up = NetSim::start("up.rate=1M;2M@1s;500k@2s".parse().unwrap());
+        assert_eq!(
+            up.first_drop(true),
+            Some((up.inner.start.into_std() + 2 * s, None))
+        );
+        let late = NetSim::start("down.rate=off;1M@3s".parse().unwrap());
+        assert_eq!(
+            late.first_drop(false),
+            Some((late.inner.start.into_std() + 3 * s, None))
+        );
     }
 
     #[tokio::test]
