@@ -48,6 +48,9 @@ pub struct BenchResult {
     #[serde(rename = "framesDecoded")]
     pub frames_decoded: u64,
     pub frames_out_of_order: u64,
+    /// Barcodes read whose capture time was implausible (misreads), left out.
+    #[serde(default)]
+    pub frames_misread: u64,
     /// Frames received but not decodable (lost packets, waiting for a keyframe).
     #[serde(rename = "framesDropped")]
     pub frames_dropped: u64,
@@ -350,7 +353,7 @@ pub async fn run_size(
     let mut latencies = Vec::new();
     let mut per_side = Vec::new();
     let mut psnr_per_side = Vec::new();
-    let mut out_of_order = 0;
+    let (mut out_of_order, mut misread) = (0, 0);
     let (mut still, mut settled_ms) = (Vec::new(), Vec::new());
     for (s, up) in [(&a, false), (&b, true)] {
         let p = s.probe.lock().map_err(|_| anyhow::anyhow!("probe"))?;
@@ -374,6 +377,7 @@ pub async fn run_size(
         mine.sort_unstable();
         per_side.push(mine);
         out_of_order += p.out_of_order;
+        misread += p.implausible;
     }
     latencies.sort_unstable();
     // B receives what A sends (up); A receives what B sends (down).
@@ -400,6 +404,7 @@ pub async fn run_size(
         frames_sent: both(|s| s.outbound_video.frames_sent as f64) as u64,
         frames_decoded: frames_decoded as u64,
         frames_out_of_order: out_of_order,
+        frames_misread: misread,
         frames_dropped: both(|s| s.inbound_video.frames_dropped as f64) as u64,
         nack_count: both(|s| f64::from(s.inbound_video.nack_count)) as u64,
         pli_count: both(|s| s.inbound_video.pli_count as f64) as u64,
