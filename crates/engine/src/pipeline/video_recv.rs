@@ -38,8 +38,8 @@ pub(crate) struct DecodeJob {
     annex_b: Vec<u8>,
     rtp_timestamp: u32,
     received_us: u64,
-    /// When the frame's first packet to arrive arrived.
-    first_arrival: Instant,
+    /// From its first packet's arrival to complete (waiting for repairs).
+    assembly: Duration,
     /// When the frame was complete.
     complete: Instant,
 }
@@ -159,12 +159,13 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 need_keyframe = false;
             }
             chain.decoded(&annex_b);
+            let complete = Instant::now();
             let job = DecodeJob {
                 annex_b,
                 rtp_timestamp: frame.timestamp,
                 received_us: to_us(frame.first_arrival),
-                first_arrival: frame.first_arrival,
-                complete: Instant::now(),
+                assembly: complete.saturating_duration_since(frame.first_arrival),
+                complete,
             };
             match decoder.try_send(job) {
                 Ok(()) => {}
@@ -375,10 +376,7 @@ pub(crate) fn video_decode_thread(
             tracing::debug!(
                 frozen_ms = frozen.as_millis() as u64,
                 rtp_gap_ms,
-                assembly_ms = job
-                    .complete
-                    .saturating_duration_since(job.first_arrival)
-                    .as_millis() as u64,
+                assembly_ms = job.assembly.as_millis() as u64,
                 keyframe = contains_idr(&job.annex_b),
                 "incoming video: a freeze"
             );
