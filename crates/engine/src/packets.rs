@@ -104,6 +104,22 @@ pub struct Bandwidth {
     pub audio_redundancy_bps: AtomicU64,
 }
 
+/// From this loss (per mille) on a path with no queue, the loss is random (a lossy radio
+/// link, not a full one): repairs go twice (peer/retransmit.rs) and the picture keeps its
+/// frame rate (pipeline/ladder.rs).
+pub const RANDOM_LOSS_PERMILLE: u32 = 100;
+/// A queue above this (ms) means the path is full (congestion), whatever it loses.
+pub const CONGESTED_QUEUE_MS: u32 = 30;
+
+impl Bandwidth {
+    /// Whether our outgoing path loses packets at random: the peer reports
+    /// [`RANDOM_LOSS_PERMILLE`] or more lost, and no queue above [`CONGESTED_QUEUE_MS`].
+    pub fn random_loss(&self) -> bool {
+        self.queue_delay_ms.load(Ordering::Relaxed) <= CONGESTED_QUEUE_MS
+            && self.loss_permille.load(Ordering::Relaxed) >= RANDOM_LOSS_PERMILLE
+    }
+}
+
 /// Inbound RTP per track queued from the transport to the pipeline (~1 s of 720p video).
 pub const RTP_QUEUE: usize = 512;
 /// Encoded video frames queued for the transport. The encoder does not encode while the

@@ -65,7 +65,7 @@ const HIGH_LOSS: f64 = 0.10;
 /// is then likely to lose one, and a smaller, slower picture (fewer packets per frame)
 /// gets through where a large one freezes.
 const SEVERE_LOSS: f64 = 0.32;
-/// Where severe loss stops bringing the target down (240p15 and audio).
+/// Where severe loss stops bringing the target down (the lowest rung and audio).
 const SEVERE_LOSS_FLOOR: f64 = 150_000.0;
 /// Smoothing of the loss fraction per feedback batch.
 const LOSS_WEIGHT: f64 = 0.2;

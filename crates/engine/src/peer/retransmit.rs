@@ -10,7 +10,7 @@
 //! whose sequence number is not newer than the newest sent on its SSRC.
 //!
 //! On a path that loses packets at random (the peer reports 10 % or more and it shows no
-//! queue: [`DOUBLE_FROM_LOSS_PERMILLE`]) a repair takes a round of NACK and
+//! queue: [`Bandwidth::random_loss`]) a repair takes a round of NACK and
 //! retransmission, and each is lost at that rate: at 40 % a round succeeds 36 times in
 //! 100 and a frame waited for several (each wait long enough is a freeze). Here both are
 //! sent twice, so a round succeeds 70 times in 100 at 40 %: repairs (while the budget
@@ -29,7 +29,7 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 
-use crate::packets::Bandwidth;
+use crate::packets::{Bandwidth, CONGESTED_QUEUE_MS};
 
 /// Retransmissions may use this share of the target (on top of it: the encoder is
 /// given 90 % of what audio leaves, pipeline/ladder.rs) while the path shows no queue
@@ -42,8 +42,6 @@ const MAX_SHARE: f64 = 1.5;
 /// ... and this share while it does (congestion: what is resent competes with what is
 /// new for a link that is already full).
 const CONGESTED_SHARE: f64 = 0.15;
-/// A queue above this (ms) counts as congestion.
-const CONGESTED_QUEUE_MS: u32 = 30;
 /// ... and burst up to this many seconds of it.
 const BURST_S: f64 = 0.1;
 /// Always affordable: one full packet ...
@@ -54,9 +52,6 @@ const MIN_BURST_BITS: f64 = 1500.0 * 8.0;
 /// waited past their deadline and were given up (26 in a 20 s call, `bench --net
 /// loss40,seed=1`; 4 with this).
 const LOSSY_BURST_BITS: f64 = 16.0 * 1200.0 * 8.0;
-/// From this loss on our outgoing path (and with no queue), repairs and requests for them
-/// are sent twice.
-const DOUBLE_FROM_LOSS_PERMILLE: u32 = 100;
 /// A packet resent this recently is not resent again (the peer's NACK came twice); the
 /// peer asks again no sooner than every 25 ms (interceptors.rs).
 const ANSWERED_WINDOW: Duration = Duration::from_millis(15);
@@ -92,8 +87,7 @@ impl RetransmissionBudget {
     /// Whether repairs and the requests for them go twice: random loss on our outgoing
     /// path (no queue).
     fn doubling(&self) -> bool {
-        self.bandwidth.queue_delay_ms.load(Relaxed) <= CONGESTED_QUEUE_MS
-            && self.bandwidth.loss_permille.load(Relaxed) >= DOUBLE_FROM_LOSS_PERMILLE
+        self.bandwidth.random_loss()
     }
 
     /// Whether the retransmission of `key` was sent within [`ANSWERED_WINDOW`] of `now`;

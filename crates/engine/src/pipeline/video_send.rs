@@ -317,6 +317,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                 .saturating_sub(ctx.bandwidth.audio_redundancy_bps.load(Relaxed))
                 .max(1),
         };
+        ladder.hold_frame_rate(ctx.bandwidth.random_loss());
         let Decision { rung, bitrate_bps } = ladder.decide(target, Instant::now());
         // The rung's frame rate: skip source frames that come too soon (by our clock:
         // relayed frames carry no capture time of their own).
