@@ -34,6 +34,10 @@ pub struct Probe {
     /// Barcodes read that said the frame was captured more than [`PLAUSIBLE_US`] ago
     /// (or in the future): misreads, left out of every figure.
     pub implausible: u64,
+    /// Frames shown that carried no barcode the reader could read, and how many of the
+    /// last ones in a row.
+    pub unread: u64,
+    pub unread_run: u64,
     /// The `.y4m` file the peer sends, to measure received pictures against.
     pub reference: Option<Reference>,
     /// Y-PSNR of each received picture against its source frame (dB), with when.
@@ -43,6 +47,10 @@ pub struct Probe {
     pub last_shown: Option<Instant>,
     pub gaps: Vec<(Instant, Duration)>,
 }
+
+/// After this many frames in a row without a readable barcode, the probe says so (and,
+/// with `CHINGU_UNREAD_DUMP=DIR`, writes the frame to `DIR` as a `.y4m` file).
+const UNREAD_RUN: u64 = 60;
 
 /// The longest capture→render a barcode may say (µs); beyond it the read was wrong.
 pub const PLAUSIBLE_US: u32 = 60_000_000;
@@ -145,7 +153,16 @@ impl Probe {
             if let Some(gap) = p.last_shown.replace(now).map(|last| now - last) {
                 p.gaps.push((now, gap));
             }
-            if let Some(stamp) = barcode::read(frame) {
+            let Some(stamp) = barcode::read(frame) else {
+                p.unread += 1;
+                p.unread_run += 1;
+                if p.unread_run == UNREAD_RUN {
+                    unreadable(frame, p.unread_run);
+                }
+                return;
+            };
+            p.unread_run = 0;
+            {
                 let elapsed = stamp.elapsed_us(now_us);
                 if elapsed > PLAUSIBLE_US {
                     // A misread that passed the 8-bit check (seen at 428 s and 786 s).
@@ -181,6 +198,28 @@ pub struct PeerSetup {
     /// The device secret to say hello with (default: a fresh one each run). Friends are
     /// devices: the same id is the same person to their friends.
     pub device_id: Option<String>,
+}
+
+/// Says that `run` frames in a row carried no readable barcode, and keeps the last one
+/// where `CHINGU_UNREAD_DUMP` says.
+fn unreadable(frame: &chingu_media::I420Frame, run: u64) {
+    let (width, height) = (frame.width(), frame.height());
+    let dump = std::env::var_os("CHINGU_UNREAD_DUMP").map(|dir| {
+        let path = std::path::Path::new(&dir).join(format!(
+            "unread-{width}x{height}-{}.y4m",
+            chingu_media::frame::now_us()
+        ));
+        let written = std::fs::File::create(&path)
+            .and_then(|mut f| chingu_media::y4m::write(&mut f, std::slice::from_ref(frame), 30));
+        (path, written)
+    });
+    tracing::warn!(
+        width,
+        height,
+        run,
+        ?dump,
+        "probe: frames shown without a readable barcode"
+    );
 }
 
 impl PeerSetup {

@@ -343,14 +343,23 @@ impl BandwidthEstimator for Estimator {
                 .dilated_at
                 .is_some_and(|at| now.saturating_duration_since(at) < BOTTLENECK_MEMORY);
         let received = self.received.rate();
-        // A packet no feedback named (that feedback was lost) is neither lost nor arrived.
+        // A packet no feedback named (that feedback was lost) is neither lost nor arrived,
+        // and nor is the second copy of a packet (coverage.rs).
         let (mut lost, mut known) = (0usize, 0usize);
         for report in reports {
-            if report.arrived {
-                known += 1;
-            } else if report.is_twcc && self.coverage.take(report.twcc_sequence_number) {
-                known += 1;
-                lost += 1;
+            let said = if report.is_twcc {
+                self.coverage
+                    .take(report.twcc_sequence_number, report.arrived)
+            } else {
+                Some(false)
+            };
+            match said {
+                None => {}
+                Some(true) => {
+                    known += 1;
+                    lost += 1;
+                }
+                Some(false) => known += usize::from(report.arrived),
             }
         }
         let loss = match (self.loss, known) {
