@@ -127,7 +127,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Send peer A's packets through the network simulator: a preset (clean, loss5,
-        /// loss20, loss40, burst, cap1m, cap500k, step, jitter) and/or settings such as
+        /// loss20, loss40, burst, cap1m, cap500k, step, jitter, farloss) and/or settings such as
         /// `loss=20%,up.rate=1M,delay=50ms,seed=7` (see netsim/scenario.rs). Repeat for
         /// several; `all` runs every preset.
         #[arg(long)]

@@ -62,6 +62,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "delay=50ms,jitter=30ms",
         "100 ms round trip, each packet's delay ±30 ms",
     ),
+    (
+        "farloss",
+        "delay=100ms,loss=10%",
+        "200 ms round trip and 10 % random loss each way (a far, lossy path)",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
