@@ -34,9 +34,8 @@ pub struct Probe {
     /// Barcodes read that said the frame was captured more than [`PLAUSIBLE_US`] ago
     /// (or in the future): misreads, left out of every figure.
     pub implausible: u64,
-    /// Frames shown that carried no barcode the reader could read, and how many of the
-    /// last ones in a row.
-    pub unread: u64,
+    /// How many of the last frames shown in a row carried no barcode the reader could
+    /// read.
     pub unread_run: u64,
     /// The `.y4m` file the peer sends, to measure received pictures against.
     pub reference: Option<Reference>,
@@ -154,7 +153,6 @@ impl Probe {
                 p.gaps.push((now, gap));
             }
             let Some(stamp) = barcode::read(frame) else {
-                p.unread += 1;
                 p.unread_run += 1;
                 if p.unread_run == UNREAD_RUN {
                     unreadable(frame, p.unread_run);
@@ -162,22 +160,20 @@ impl Probe {
                 return;
             };
             p.unread_run = 0;
-            {
-                let elapsed = stamp.elapsed_us(now_us);
-                if elapsed > PLAUSIBLE_US {
-                    // A misread that passed the 8-bit check (seen at 428 s and 786 s).
-                    p.implausible += 1;
-                    return;
-                }
-                p.latencies.push((now, elapsed));
-                if p.last_frame_number.is_some_and(|n| stamp.frame_number <= n) {
-                    p.out_of_order += 1;
-                }
-                p.last_frame_number = Some(stamp.frame_number);
-                let psnr = p.reference.as_mut().and_then(|r| r.psnr(frame, stamp));
-                if let Some(db) = psnr {
-                    p.psnr.push((now, db));
-                }
+            let elapsed = stamp.elapsed_us(now_us);
+            if elapsed > PLAUSIBLE_US {
+                // A misread that passed the 8-bit check (seen at 428 s and 786 s).
+                p.implausible += 1;
+                return;
+            }
+            p.latencies.push((now, elapsed));
+            if p.last_frame_number.is_some_and(|n| stamp.frame_number <= n) {
+                p.out_of_order += 1;
+            }
+            p.last_frame_number = Some(stamp.frame_number);
+            let psnr = p.reference.as_mut().and_then(|r| r.psnr(frame, stamp));
+            if let Some(db) = psnr {
+                p.psnr.push((now, db));
             }
         })
     }
