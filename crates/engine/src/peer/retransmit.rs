@@ -63,8 +63,22 @@ const LOSSY_BURST_BITS: f64 = 16.0 * 1200.0 * 8.0;
 /// per direction in 20 s (the link's loss came in runs of up to six packets) and
 /// capture→render p95 115–135 ms. Two copies are lost together 16 times in 100.
 const COPY_ALL_FROM_LOSS_PERMILLE: u32 = 250;
+/// On a path with this round trip (ms) or more, a round of repair that fails (the NACK
+/// or the repair lost) costs another round trip, a W3C freeze even with the playout
+/// delay that covers one round (pipeline/playout.rs) ...
+const FAR_RTT_MS: u32 = 100;
+/// ... so from this loss (per mille) on, repairs and NACKs go twice: at 10 % loss a
+/// round fails 19 times in 100 with one copy of each, 2 with two. `bench --net farloss`
+/// (200 ms, 10 %), seeds 1–3: 3–12 freezes and 2.1–4.4 s frozen per direction → 1–6
+/// and 0.2–1.8 s.
+const FAR_LOSS_PERMILLE: u32 = 30;
 /// A packet resent this recently is not resent again (the peer's NACK came twice); the
-/// peer asks again no sooner than every 25 ms (interceptors.rs).
+/// peer asks again no sooner than every 25 ms (interceptors.rs). Nor is one resent less
+/// than a round trip ago, as libwebrtc does (`RtpPacketHistory`): the peer asks every
+/// 25 ms until the repair arrives, so on a far path every NACK sent before it could
+/// arrive was answered (at 200 ms round trip, eight repairs of each lost packet; they
+/// overran the repair budget, repairs were refused, and frames were given up: `bench
+/// --net farloss`).
 const ANSWERED_WINDOW: Duration = Duration::from_millis(15);
 
 pub(super) struct RetransmissionBudget {
@@ -99,9 +113,13 @@ impl RetransmissionBudget {
     }
 
     /// Whether repairs and the requests for them go twice: random loss on our outgoing
-    /// path (no queue).
+    /// path (no queue); on a far path (a round trip of [`FAR_RTT_MS`] or more), from
+    /// [`FAR_LOSS_PERMILLE`] on, since there a failed round of repair costs a freeze.
     fn doubling(&self) -> bool {
-        self.bandwidth.random_loss()
+        let far = self.bandwidth.rtt_ms.load(Relaxed) >= FAR_RTT_MS
+            && self.bandwidth.loss_permille.load(Relaxed) >= FAR_LOSS_PERMILLE
+            && self.bandwidth.queue_delay_ms.load(Relaxed) <= CONGESTED_QUEUE_MS;
+        far || self.bandwidth.random_loss()
     }
 
     /// Whether every video packet goes twice as it is first sent: random loss of
@@ -116,17 +134,19 @@ impl RetransmissionBudget {
             && !self.bandwidth.bottleneck.load(Relaxed)
     }
 
-    /// Whether the retransmission of `key` was sent within [`ANSWERED_WINDOW`] of `now`;
-    /// notes it as sent now if not.
+    /// Whether the retransmission of `key` was sent within [`ANSWERED_WINDOW`] or a round
+    /// trip of `now`; notes it as sent now if not.
     fn answered_recently(&mut self, key: (u32, u16), now: Instant) -> bool {
+        let rtt = Duration::from_millis(u64::from(self.bandwidth.rtt_ms.load(Relaxed)));
+        let window = ANSWERED_WINDOW.max(rtt);
         if let Some(&at) = self.resent.get(&key)
-            && now.saturating_duration_since(at) < ANSWERED_WINDOW
+            && now.saturating_duration_since(at) < window
         {
             return true;
         }
         if self.resent.len() > 4096 {
             self.resent
-                .retain(|_, &mut at| now.saturating_duration_since(at) < ANSWERED_WINDOW);
+                .retain(|_, &mut at| now.saturating_duration_since(at) < window);
         }
         self.resent.insert(key, now);
         false
@@ -447,6 +467,32 @@ mod tests {
             .handle_write(rtx_packet(t1 + Duration::from_secs(1), 2000, 5, 502))
             .expect("write");
         assert_eq!(sent(&mut budget), 2);
+    }
+
+    #[test]
+    fn on_a_far_path_a_packet_is_resent_once_per_round_trip() {
+        let bandwidth = Arc::new(Bandwidth::default());
+        bandwidth.target_bps.store(1_000_000, Relaxed);
+        bandwidth.rtt_ms.store(200, Relaxed);
+        let mut budget = RetransmissionBudget::new(Arc::clone(&bandwidth));
+        budget.bind_local_stream(&StreamInfo {
+            ssrc: 1000,
+            ssrc_rtx: Some(2000),
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let mut resent_at = Vec::new();
+        // The peer asks every 25 ms for 400 ms (its repair never arrives).
+        for i in 0..16u16 {
+            let at = t0 + Duration::from_millis(25 * u64::from(i));
+            budget
+                .handle_write(rtx_packet(at, 2000, i, 700))
+                .expect("write");
+            if std::iter::from_fn(|| budget.poll_write()).count() > 0 {
+                resent_at.push(25 * i);
+            }
+        }
+        assert_eq!(resent_at, [0, 200]);
     }
 
     #[test]

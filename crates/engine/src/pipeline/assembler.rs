@@ -44,6 +44,8 @@ struct Held {
     starts_frame: bool,
     payload: Bytes,
     arrived: Instant,
+    /// It came after a later packet (a retransmission, or reordered on the way).
+    out_of_order: bool,
 }
 
 /// A complete frame's packets, in order.
@@ -53,6 +55,8 @@ pub struct Assembled {
     pub payloads: Vec<Bytes>,
     /// When its first packet arrived.
     pub first_arrival: Instant,
+    /// One of its packets came after a later one (it waited for a repair).
+    pub repaired: bool,
 }
 
 #[derive(Debug)]
@@ -146,6 +150,7 @@ impl FrameAssembler {
         now: Instant,
     ) -> bool {
         let ext = self.seq.extend(seq);
+        let out_of_order = self.highest.is_some_and(|highest| ext < highest);
         match self.highest {
             Some(highest) if ext > highest => {
                 // Every number skipped is missing for now; a huge jump (a restarted
@@ -171,6 +176,7 @@ impl FrameAssembler {
                 starts_frame,
                 payload,
                 arrived: now,
+                out_of_order,
             },
         );
         true
@@ -268,11 +274,13 @@ impl FrameAssembler {
         }
         let mut payloads = Vec::with_capacity((end - next + 1) as usize);
         let mut first_arrival = None;
+        let mut repaired = false;
         for seq in next..=end {
             if let Some(p) = self.packets.remove(&seq)
                 && !p.payload.is_empty()
             {
                 first_arrival.get_or_insert(p.arrived);
+                repaired |= p.out_of_order;
                 payloads.push(p.payload);
             }
         }
@@ -282,6 +290,7 @@ impl FrameAssembler {
             timestamp,
             payloads,
             first_arrival: first_arrival?,
+            repaired,
         })
     }
 

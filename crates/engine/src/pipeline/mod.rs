@@ -13,7 +13,7 @@
 //! | `audio_send` | the capture (+ echo cancellation, noise suppression, gain) +encode thread for audio |
 //! | `audio_play` | the jitter buffer, decode and playout thread |
 //! | `reopen` | the one reopen policy for device streams that end |
-//! | [`assembler`], [`jitter`], [`seq`] | the sans-IO parts, unit-tested |
+//! | [`assembler`], [`jitter`], [`playout`], [`seq`] | the sans-IO parts, unit-tested |
 //!
 //! The pipeline never touches the peer connection: encoded media leaves and RTP arrives
 //! through [`crate::packets`], and keyframe requests go through the engine both ways
@@ -25,6 +25,7 @@ mod audio_send;
 pub mod config;
 pub mod jitter;
 pub mod ladder;
+pub mod playout;
 pub mod relay;
 mod reopen;
 pub mod seq;

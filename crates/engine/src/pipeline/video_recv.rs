@@ -5,6 +5,7 @@
 //! hands frames to the sink. The task sleeps until a packet, the assembler's deadline or
 //! the next keyframe request is due; the thread blocks on its queue.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc as std_mpsc;
@@ -18,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
 use super::config::{FrameInfo, MediaNotice, VideoSink};
+use super::playout::Playout;
 use crate::packets::{Bandwidth, RtpIn};
 use crate::peer::depacketize::{H264Depacketizer, starts_picture};
 use crate::stats::MediaCounters;
@@ -42,6 +44,8 @@ pub(crate) struct DecodeJob {
     assembly: Duration,
     /// When the frame was complete.
     complete: Instant,
+    /// It waited for a repair (a packet came out of order).
+    repaired: bool,
 }
 
 /// Whether an Annex B access unit holds an IDR slice.
@@ -166,6 +170,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 received_us: to_us(frame.first_arrival),
                 assembly: complete.saturating_duration_since(frame.first_arrival),
                 complete,
+                repaired: frame.repaired,
             };
             match decoder.try_send(job) {
                 Ok(()) => {}
@@ -290,40 +295,111 @@ impl FreezeDetector {
     }
 }
 
-/// Decodes until the receive task ends (its queue closes).
+/// Decodes until the receive task ends (its queue closes). Each frame is scheduled on
+/// arrival ([`Playout`]) and decoded and shown when due; the queue is drained meanwhile,
+/// so holding frames never fills it.
 pub(crate) fn video_decode_thread(
     jobs: std_mpsc::Receiver<DecodeJob>,
     sink: Option<VideoSink>,
     counters: Arc<MediaCounters>,
     wants_keyframe: Arc<Notify>,
 ) {
-    let mut decoder = match H264Decoder::new() {
+    let decoder = match H264Decoder::new() {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("H.264 decoder: {e}");
             return;
         }
     };
-    let Ok(mut frame) = I420Frame::new(2, 2) else {
+    let Ok(frame) = I420Frame::new(2, 2) else {
         return;
     };
-    let mut freezes = FreezeDetector::new();
-    let mut last_shown: Option<Instant> = None;
-    let mut last_rtp: Option<u32> = None;
-    let mut without_picture = 0u32;
-    for job in jobs {
+    let mut renderer = Renderer {
+        decoder,
+        frame,
+        sink,
+        counters,
+        wants_keyframe,
+        freezes: FreezeDetector::new(),
+        last_shown: None,
+        last_rtp: None,
+        without_picture: 0,
+    };
+    let mut playout = Playout::new(Instant::now());
+    let mut held: VecDeque<(Instant, DecodeJob)> = VecDeque::new();
+    let mut logged_delay = Duration::ZERO;
+    loop {
+        let next = match held.front().map(|&(due, _)| due) {
+            None => jobs.recv().map(Some).map_err(drop),
+            Some(due) => {
+                let wait = due.saturating_duration_since(Instant::now());
+                if wait.is_zero() || held.len() >= MAX_HELD {
+                    Ok(None)
+                } else {
+                    match jobs.recv_timeout(wait) {
+                        Ok(job) => Ok(Some(job)),
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => Ok(None),
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(()),
+                    }
+                }
+            }
+        };
+        match next {
+            Err(()) => return,
+            Ok(Some(job)) => {
+                let due = playout.schedule(job.rtp_timestamp, job.complete, job.repaired);
+                let delay = playout.delay();
+                if delay.abs_diff(logged_delay) >= Duration::from_millis(25) {
+                    tracing::debug!(delay_ms = delay.as_millis() as u64, "video playout delay");
+                    logged_delay = delay;
+                }
+                held.push_back((due, job));
+            }
+            Ok(None) => {
+                if let Some((_, job)) = held.pop_front() {
+                    renderer.show(job);
+                }
+            }
+        }
+    }
+}
+
+/// Frames held for their playout time at most (a safety bound: at 30 fps the longest
+/// delay holds 12).
+const MAX_HELD: usize = 64;
+
+/// The decoder and what it shows to.
+struct Renderer {
+    decoder: H264Decoder,
+    frame: I420Frame,
+    sink: Option<VideoSink>,
+    counters: Arc<MediaCounters>,
+    wants_keyframe: Arc<Notify>,
+    freezes: FreezeDetector,
+    last_shown: Option<Instant>,
+    last_rtp: Option<u32>,
+    without_picture: u32,
+}
+
+impl Renderer {
+    /// Decodes a frame that is due and hands its picture to the sink.
+    fn show(&mut self, job: DecodeJob) {
+        let counters = &self.counters;
         let started = Instant::now();
-        match decoder.decode(&job.annex_b, &mut frame) {
-            Ok(true) => without_picture = 0,
+        match self.decoder.decode(&job.annex_b, &mut self.frame) {
+            Ok(true) => self.without_picture = 0,
             Ok(false) => {
                 counters.frames_without_picture.fetch_add(1, Relaxed);
-                without_picture += 1;
-                if without_picture >= FRAMES_WITHOUT_PICTURE {
-                    tracing::debug!(without_picture, "the decoder gives no pictures");
-                    wants_keyframe.notify_one();
-                    without_picture = 0;
+                self.without_picture += 1;
+                if self.without_picture >= FRAMES_WITHOUT_PICTURE {
+                    tracing::debug!(
+                        without_picture = self.without_picture,
+                        "the decoder gives no pictures"
+                    );
+                    self.wants_keyframe.notify_one();
+                    self.without_picture = 0;
                 }
-                continue;
+                return;
             }
             Err(e) => {
                 // What went in: the frame's NAL unit types and sizes (a corrupt one).
@@ -332,23 +408,22 @@ pub(crate) fn video_decode_thread(
                     .collect();
                 tracing::debug!(ts = job.rtp_timestamp, ?nals, "decode failed: {e}");
                 counters.decode_errors.fetch_add(1, Relaxed);
-                wants_keyframe.notify_one();
-                continue;
+                self.wants_keyframe.notify_one();
+                return;
             }
         }
-        let decoded = Instant::now();
+        let frame = &self.frame;
+        let now = Instant::now();
         counters
             .total_decode_time_us
-            .fetch_add((decoded - started).as_micros() as u64, Relaxed);
-        // Shown as soon as it is decoded: no playout delay (docs/decisions/0010, "video
-        // playout": a delay from completion jitter cost more latency than it saved judder).
-        let now = decoded;
+            .fetch_add((now - started).as_micros() as u64, Relaxed);
+        // From complete to shown: the playout delay and the decoding.
         counters.video_jitter_buffer_delay_us.fetch_add(
             now.saturating_duration_since(job.complete).as_micros() as u64,
             Relaxed,
         );
         counters.video_jitter_buffer_emitted.fetch_add(1, Relaxed);
-        if let Some(last) = last_shown.replace(now) {
+        if let Some(last) = self.last_shown.replace(now) {
             let gap = now.saturating_duration_since(last).as_micros() as u64;
             counters.total_inter_frame_delay_us.fetch_add(gap, Relaxed);
             counters
@@ -367,10 +442,11 @@ pub(crate) fn video_decode_thread(
             );
         }
         counters.decode_height.store(frame.height() as u32, Relaxed);
-        let rtp_gap_ms = last_rtp
+        let rtp_gap_ms = self
+            .last_rtp
             .replace(job.rtp_timestamp)
             .map_or(0, |last| job.rtp_timestamp.wrapping_sub(last) / 90);
-        if let Some(frozen) = freezes.rendered(now) {
+        if let Some(frozen) = self.freezes.rendered(now) {
             // What the freeze was: frames not sent (the media clock jumped as far), or a
             // frame that waited for its packets (assembly) or for a keyframe.
             tracing::debug!(
@@ -385,9 +461,9 @@ pub(crate) fn video_decode_thread(
                 .total_freezes_duration_us
                 .fetch_add(frozen.as_micros() as u64, Relaxed);
         }
-        if let Some(sink) = &sink {
+        if let Some(sink) = &self.sink {
             sink(
-                &frame,
+                frame,
                 &FrameInfo {
                     rtp_timestamp: job.rtp_timestamp,
                     received_us: job.received_us,
