@@ -69,8 +69,8 @@ const COPY_ALL_FROM_LOSS_PERMILLE: u32 = 250;
 const FAR_RTT_MS: u32 = 100;
 /// ... so from this loss (per mille) on, repairs and NACKs go twice: at 10 % loss a
 /// round fails 19 times in 100 with one copy of each, 2 with two. `bench --net farloss`
-/// (200 ms, 10 %), seeds 1–3: 3–12 freezes and 2.1–4.4 s frozen per direction → 1–6
-/// and 0.2–1.8 s.
+/// (200 ms, 10 %): 8–12 freezes and 2.5–4.4 s frozen per direction → 1–6 and 0.2–1.8 s
+/// (seeds 1–3).
 const FAR_LOSS_PERMILLE: u32 = 30;
 /// A packet resent this recently is not resent again (the peer's NACK came twice); the
 /// peer asks again no sooner than every 25 ms (interceptors.rs). Nor is one resent less
