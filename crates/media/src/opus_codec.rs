@@ -63,6 +63,14 @@ impl OpusEncoder {
         })
     }
 
+    /// Sizes the in-band FEC for this expected loss (0–100 %): none at 0, more of each
+    /// packet's bits for a copy of the previous frame as it rises.
+    pub fn set_expected_loss(&mut self, pct: i32) -> Result<(), MediaError> {
+        self.encoder
+            .set_packet_loss_perc(pct.clamp(0, 100))
+            .map_err(opus_err)
+    }
+
     /// Encodes exactly one 20 ms frame.
     pub fn encode(&mut self, pcm: &[i16]) -> Result<&[u8], MediaError> {
         if pcm.len() != FRAME_SAMPLES {

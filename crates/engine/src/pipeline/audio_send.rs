@@ -5,6 +5,7 @@
 //! thread by waking it when audio arrives; a tone or silence follows the clock.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use super::config::{AudioSource, Device, MediaNotice};
 use super::relay::AudioRelay;
 use super::reopen::Reopener;
 use super::video_send::SOURCE_WAIT;
-use crate::packets::EncodedAudio;
+use crate::packets::{Bandwidth, EncodedAudio};
 use crate::peer::duration_for_ticks;
 use crate::stats::MediaCounters;
 
@@ -46,7 +47,36 @@ pub(crate) struct AudioSendCtx {
     pub(crate) out: mpsc::Sender<EncodedAudio>,
     pub(crate) counters: Arc<MediaCounters>,
     pub(crate) notices: mpsc::Sender<MediaNotice>,
+    /// The loss the peer reports, for Opus's in-band FEC.
+    pub(crate) bandwidth: Arc<Bandwidth>,
 }
+
+/// The loss Opus's in-band FEC is sized for (%), from the loss the peer reports (per
+/// mille) and the level in use: one of 0, 1, 5, 10 and 20 %, moving to a level only
+/// past a margin beyond it in the direction of travel (so a loss hovering at a level
+/// does not flip the encoder every second), as libwebrtc's Opus wrapper does. FEC costs
+/// the primary frame bits at the same bitrate, so a clean path gets none (the default
+/// was 10 % whatever the path).
+fn fec_loss_pct(loss_permille: u32, current_pct: i32) -> i32 {
+    // (level %, margin per mille)
+    const LEVELS: [(i32, u32); 4] = [(20, 20), (10, 10), (5, 10), (1, 0)];
+    let current = current_pct as u32 * 10;
+    for (pct, margin) in LEVELS {
+        let level = pct as u32 * 10;
+        let threshold = if level > current {
+            level + margin
+        } else {
+            level.saturating_sub(margin)
+        };
+        if loss_permille >= threshold {
+            return pct;
+        }
+    }
+    0
+}
+
+/// How often the FEC level is revisited, in 20 ms frames (1 s).
+const FEC_REVIEW_FRAMES: u64 = 50;
 
 /// Runs until the call's media stops (its control channel closes).
 pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
@@ -88,6 +118,8 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
     let mut pcm = [0i16; FRAME_SAMPLES];
     let mut frames_processed = 0u64;
     let mut far_end: Option<FarEndReceiver> = None;
+    let mut fec_pct = OpusSettings::default().expected_loss_pct;
+    let mut frames_encoded = 0u64;
     let frame = Duration::from_millis(20);
     let mut due = Instant::now();
     loop {
@@ -160,6 +192,20 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
             pcm.fill(0);
         }
         ctx.counters.set_local_level(&pcm);
+        frames_encoded += 1;
+        if frames_encoded.is_multiple_of(FEC_REVIEW_FRAMES) {
+            let loss = ctx.bandwidth.loss_permille.load(Relaxed);
+            let pct = fec_loss_pct(loss, fec_pct);
+            if pct != fec_pct {
+                match encoder.set_expected_loss(pct) {
+                    Ok(()) => {
+                        tracing::debug!(loss_permille = loss, fec_pct = pct, "Opus FEC resized");
+                        fec_pct = pct;
+                    }
+                    Err(e) => tracing::warn!("Opus FEC: {e}"),
+                }
+            }
+        }
         match encoder.encode(&pcm) {
             Ok(packet) => {
                 let packet = EncodedAudio {
@@ -173,5 +219,28 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
             }
             Err(e) => tracing::warn!("Opus encode: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fec_follows_the_reported_loss_in_levels_with_a_margin() {
+        // From the default 10 %: a clean path gets none, heavy loss the most.
+        assert_eq!(fec_loss_pct(0, 10), 0);
+        assert_eq!(fec_loss_pct(12, 10), 1);
+        assert_eq!(fec_loss_pct(60, 10), 5);
+        assert_eq!(fec_loss_pct(95, 10), 10, "within the margin below 10 %");
+        assert_eq!(fec_loss_pct(215, 10), 10, "not past the margin above 20 %");
+        assert_eq!(fec_loss_pct(225, 10), 20);
+        assert_eq!(fec_loss_pct(400, 0), 20, "at most 20 %");
+        // Climbing needs the margin; staying needs only the level less the margin.
+        assert_eq!(fec_loss_pct(105, 5), 5);
+        assert_eq!(fec_loss_pct(115, 5), 10);
+        assert_eq!(fec_loss_pct(185, 20), 20);
+        assert_eq!(fec_loss_pct(175, 20), 10);
+        assert_eq!(fec_loss_pct(5, 1), 0);
     }
 }

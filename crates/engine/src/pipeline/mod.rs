@@ -166,6 +166,7 @@ impl CallMedia {
             out: out.audio,
             counters: Arc::clone(&counters),
             notices: notices.clone(),
+            bandwidth: Arc::clone(&bandwidth),
         };
         media
             .threads

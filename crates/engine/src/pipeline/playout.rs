@@ -8,14 +8,17 @@
 //! repair is a W3C freeze. libwebrtc adds the round trip to its playout delay once frames
 //! were NACKed; here the delay is what the repairs measurably took: the 80th percentile
 //! of how late repaired frames completed (against the earliest any frame completed for
-//! its capture time) over the last 10 s, when that is [`MIN_REPAIR_DELAY`] or more, and
-//! at most [`MAX_DELAY`]. Raising it costs nothing at the moment a late repaired frame
+//! its capture time) over the last 10 s, when that is [`MIN_REPAIR_DELAY`] or more and
+//! so is one round of repair (the round trip and two NACK intervals), at most
+//! [`MAX_DELAY`]. Raising it costs nothing at the moment a late repaired frame
 //! completes (the picture already waits for it); it comes down 5 % faster than real
 //! time (frames shown a little quicker) once repairs stop or get quicker. Where most
 //! repairs are quicker than [`MIN_REPAIR_DELAY`] there is no delay: a hitch that short
 //! is not a W3C freeze, and latency counts more in a conversation (with the delay from
 //! 80 ms on, the loopback paths that lose 20 % or in bursts waited 100–200 ms for every
-//! frame to save no freeze; decision 10, "Video playout").
+//! frame to save no freeze); on a near path only repairs that took several rounds are
+//! that late, and covering those would hold every frame for the rare one (decision 10,
+//! "A far, lossy path").
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -32,6 +35,9 @@ const MIN_REPAIRS: usize = 3;
 /// A frame this far from the capture clock's expectation (a restarted sender, a clock
 /// jump) starts the estimate over.
 const RESET: Duration = Duration::from_secs(3);
+/// How often the receiver asks for a missing packet (peer/interceptors.rs): a repair
+/// round is the round trip and up to two of these.
+const NACK_INTERVAL: Duration = Duration::from_millis(25);
 /// The 90 kHz video clock.
 const TICKS_PER_MS: i64 = 90;
 
@@ -69,9 +75,15 @@ impl Playout {
     }
 
     /// A frame with capture time `rtp_timestamp` completed at `complete` (`repaired`: it
-    /// waited for a packet that came out of order). Returns when to show it (at
-    /// `complete` or later).
-    pub fn schedule(&mut self, rtp_timestamp: u32, complete: Instant, repaired: bool) -> Instant {
+    /// waited for a packet that came out of order), on a path of round trip `rtt`.
+    /// Returns when to show it (at `complete` or later).
+    pub fn schedule(
+        &mut self,
+        rtp_timestamp: u32,
+        complete: Instant,
+        repaired: bool,
+        rtt: Duration,
+    ) -> Instant {
         let (rtp_ticks, advanced) = self.extend(rtp_timestamp);
         let capture_us = rtp_ticks * 1000 / TICKS_PER_MS;
         let complete_us = complete.saturating_duration_since(self.epoch).as_micros() as i64;
@@ -114,7 +126,8 @@ impl Playout {
         if repaired || self.repairs.len() != before {
             self.target_us = self.target();
         }
-        let target = self.target_us;
+        let far = rtt + NACK_INTERVAL * 2 >= MIN_REPAIR_DELAY;
+        let target = if far { self.target_us } else { 0 };
         if target > self.delay_us {
             self.delay_us = target;
         } else {
@@ -167,6 +180,8 @@ mod tests {
     use super::*;
 
     const FRAME: u32 = 3000; // 33.3 ms at 90 kHz
+    /// A round trip long enough for one repair round to freeze the picture.
+    const FAR: Duration = Duration::from_millis(200);
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -188,7 +203,7 @@ mod tests {
         for i in 0..100 {
             // 20–30 ms of path delay, uneven: no repair, no delay.
             let complete = at(t0, i, ms(20 + u64::from(i % 3) * 5));
-            assert_eq!(p.schedule(i * FRAME, complete, false), complete);
+            assert_eq!(p.schedule(i * FRAME, complete, false, FAR), complete);
         }
         assert_eq!(p.delay(), Duration::ZERO);
     }
@@ -201,7 +216,7 @@ mod tests {
             let repaired = i % 4 == 0;
             let late = if repaired { ms(60) } else { ms(0) };
             let complete = at(t0, i, ms(20) + late);
-            assert_eq!(p.schedule(i * FRAME, complete, repaired), complete);
+            assert_eq!(p.schedule(i * FRAME, complete, repaired, FAR), complete);
         }
         assert_eq!(p.delay(), Duration::ZERO);
     }
@@ -219,7 +234,7 @@ mod tests {
                 (true, _) => ms(90),
             };
             let complete = at(t0, i, ms(5) + late);
-            assert_eq!(p.schedule(i * FRAME, complete, repaired), complete);
+            assert_eq!(p.schedule(i * FRAME, complete, repaired, FAR), complete);
         }
         assert_eq!(p.delay(), Duration::ZERO);
     }
@@ -242,7 +257,7 @@ mod tests {
             } else {
                 at(t0, i, path)
             };
-            let due = p.schedule(i * FRAME, complete, repaired);
+            let due = p.schedule(i * FRAME, complete, repaired, FAR);
             assert!(due >= complete);
             shown.push(due);
         }
@@ -258,13 +273,27 @@ mod tests {
         let mut last = p.delay();
         for i in 150..700u32 {
             let complete = at(t0, i, path);
-            assert!(p.schedule(i * FRAME, complete, false) >= complete);
+            assert!(p.schedule(i * FRAME, complete, false, FAR) >= complete);
             assert!(p.delay() <= last);
             last = p.delay();
         }
         for i in 700..800u32 {
             let complete = at(t0, i, path);
-            assert_eq!(p.schedule(i * FRAME, complete, false), complete);
+            assert_eq!(p.schedule(i * FRAME, complete, false, FAR), complete);
+        }
+        assert_eq!(p.delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn on_a_near_path_repairs_of_several_rounds_add_no_delay() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(t0);
+        for i in 0..300u32 {
+            // 5 ms round trip; bursts of loss make every repair take 200 ms.
+            let repaired = i % 3 == 0;
+            let late = if repaired { ms(200) } else { ms(0) };
+            let complete = at(t0, i, ms(3) + late);
+            assert_eq!(p.schedule(i * FRAME, complete, repaired, ms(5)), complete);
         }
         assert_eq!(p.delay(), Duration::ZERO);
     }
@@ -276,7 +305,7 @@ mod tests {
         for i in 0..60u32 {
             let repaired = i % 3 == 2;
             let late = if repaired { ms(900) } else { ms(0) };
-            p.schedule(i * FRAME, at(t0, i, ms(10) + late), repaired);
+            p.schedule(i * FRAME, at(t0, i, ms(10) + late), repaired, FAR);
         }
         assert_eq!(p.delay(), MAX_DELAY);
     }
@@ -290,14 +319,14 @@ mod tests {
             let repaired = i % 3 == 2;
             let late = if repaired { ms(200) } else { ms(0) };
             let complete = at(t0, i, ms(10) + late);
-            let due = p.schedule(start.wrapping_add(i * FRAME), complete, repaired);
+            let due = p.schedule(start.wrapping_add(i * FRAME), complete, repaired, FAR);
             assert!(due <= complete + ms(200), "the wrap read as a jump");
         }
         assert!(near(p.delay(), ms(200)), "{:?}", p.delay());
         // The sender's clock jumps 10 s: nothing is held for it.
         let complete = at(t0, 30, ms(10));
         let jumped = start.wrapping_add(30 * FRAME).wrapping_add(900_000);
-        assert_eq!(p.schedule(jumped, complete, false), complete);
+        assert_eq!(p.schedule(jumped, complete, false, FAR), complete);
         assert_eq!(p.delay(), Duration::ZERO);
     }
 }

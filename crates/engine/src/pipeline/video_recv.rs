@@ -46,6 +46,8 @@ pub(crate) struct DecodeJob {
     complete: Instant,
     /// It waited for a repair (a packet came out of order).
     repaired: bool,
+    /// The path's round trip then.
+    rtt: Duration,
 }
 
 /// Whether an Annex B access unit holds an IDR slice.
@@ -171,6 +173,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 assembly: complete.saturating_duration_since(frame.first_arrival),
                 complete,
                 repaired: frame.repaired,
+                rtt: Duration::from_millis(u64::from(bandwidth.rtt_ms.load(Relaxed))),
             };
             match decoder.try_send(job) {
                 Ok(()) => {}
@@ -347,7 +350,7 @@ pub(crate) fn video_decode_thread(
         match next {
             Err(()) => return,
             Ok(Some(job)) => {
-                let due = playout.schedule(job.rtp_timestamp, job.complete, job.repaired);
+                let due = playout.schedule(job.rtp_timestamp, job.complete, job.repaired, job.rtt);
                 let delay = playout.delay();
                 if delay.abs_diff(logged_delay) >= Duration::from_millis(25) {
                     tracing::debug!(delay_ms = delay.as_millis() as u64, "video playout delay");
