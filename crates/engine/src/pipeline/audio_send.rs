@@ -47,7 +47,7 @@ pub(crate) struct AudioSendCtx {
     pub(crate) out: mpsc::Sender<EncodedAudio>,
     pub(crate) counters: Arc<MediaCounters>,
     pub(crate) notices: mpsc::Sender<MediaNotice>,
-    /// The loss the peer reports, for Opus's in-band FEC.
+    /// The loss the peer reports, and whether audio goes in RED, for Opus's in-band FEC.
     pub(crate) bandwidth: Arc<Bandwidth>,
 }
 
@@ -195,7 +195,14 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
         frames_encoded += 1;
         if frames_encoded.is_multiple_of(FEC_REVIEW_FRAMES) {
             let loss = ctx.bandwidth.loss_permille.load(Relaxed);
-            let pct = fec_loss_pct(loss, fec_pct);
+            // While packets carry whole copies of the frames before them (RED, from 2 %
+            // loss, peer/tracks.rs), the next packet that could bring a frame's FEC
+            // brings the frame itself: the FEC's bits go to the frame instead.
+            let pct = if ctx.bandwidth.audio_redundancy_bps.load(Relaxed) > 0 {
+                0
+            } else {
+                fec_loss_pct(loss, fec_pct)
+            };
             if pct != fec_pct {
                 match encoder.set_expected_loss(pct) {
                     Ok(()) => {
