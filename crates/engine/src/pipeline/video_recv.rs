@@ -1,9 +1,11 @@
 //! Incoming video: a task assembles RTP packets into frames ([`FrameAssembler`]),
 //! depacketizes them, and after a lost frame goes on if the lost one was a picture no
 //! other refers to ([`ReferenceChain`]), else gates decoding on a keyframe and asks for
-//! one (through the engine, at most every 250 ms); a thread decodes, counts freezes and
-//! hands frames to the sink. The task sleeps until a packet, the assembler's deadline or
-//! the next keyframe request is due; the thread blocks on its queue.
+//! one (through the engine, at most every 250 ms); a thread holds each frame until its
+//! playout time ([`Playout`]: at once unless repairs are slow), decodes it, counts
+//! freezes and hands it to the sink. The task sleeps until a packet, the assembler's
+//! deadline or the next keyframe request is due; the thread blocks on its queue until a
+//! frame or the next held frame's playout time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
