@@ -9,7 +9,8 @@
 //! | [`config`] | sources, outputs, sinks, what the media reports |
 //! | [`relay`] | handing media between two parts of the program (echo) |
 //! | `video_send` | the capture+encode thread |
-//! | `video_recv` | frame assembly (task) and the decoding thread |
+//! | `video_recv` | frame assembly (task) |
+//! | `video_decode` | the decoding thread: playout, decode, freezes |
 //! | `audio_send` | the capture (+ echo cancellation, noise suppression, gain) +encode thread for audio |
 //! | `audio_play` | the jitter buffer, decode and playout thread |
 //! | `reopen` | the one reopen policy for device streams that end |
@@ -29,6 +30,7 @@ pub mod playout;
 pub mod relay;
 mod reopen;
 pub mod seq;
+mod video_decode;
 mod video_recv;
 mod video_send;
 
@@ -136,7 +138,7 @@ impl CallMedia {
             media
                 .threads
                 .push(spawn_thread("chingu-video-dec", move || {
-                    video_recv::video_decode_thread(decode_rx, sink, counters, wants)
+                    video_decode::video_decode_thread(decode_rx, sink, counters, wants)
                 })?);
         }
         media
