@@ -53,6 +53,8 @@ pub struct Playout {
     repairs: VecDeque<(Instant, i64)>,
     /// What the delay should be, µs (from `repairs`).
     target_us: i64,
+    /// Room to sort the repairs' lateness in (kept: no allocation per frame).
+    sorted: Vec<i64>,
     /// The playout delay, µs.
     delay_us: i64,
 }
@@ -65,6 +67,7 @@ impl Playout {
             offsets: VecDeque::new(),
             repairs: VecDeque::new(),
             target_us: 0,
+            sorted: Vec::new(),
             delay_us: 0,
         }
     }
@@ -145,11 +148,13 @@ impl Playout {
 
     /// What the delay should be: the 80th percentile of how late repaired frames were,
     /// when that is a freeze's worth.
-    fn target(&self) -> i64 {
+    fn target(&mut self) -> i64 {
         if self.repairs.len() < MIN_REPAIRS {
             return 0;
         }
-        let mut late: Vec<i64> = self.repairs.iter().map(|&(_, l)| l).collect();
+        let late = &mut self.sorted;
+        late.clear();
+        late.extend(self.repairs.iter().map(|&(_, l)| l));
         late.sort_unstable();
         let p80 = late[(late.len() * 4 / 5).min(late.len() - 1)];
         if p80 < MIN_REPAIR_DELAY.as_micros() as i64 {
