@@ -56,8 +56,13 @@ pub(crate) struct AudioSendCtx {
 /// past a margin beyond it in the direction of travel (so a loss hovering at a level
 /// does not flip the encoder every second), as libwebrtc's Opus wrapper does. FEC costs
 /// the primary frame bits at the same bitrate, so a clean path gets none (the default
-/// was 10 % whatever the path).
-fn fec_loss_pct(loss_permille: u32, current_pct: i32) -> i32 {
+/// was 10 % whatever the path). None while audio goes in RED with copies (`red_copies`,
+/// from 2 % loss, peer/tracks.rs): the next packet that could bring a frame's FEC brings
+/// the frame itself, so the FEC's bits go to the frame instead.
+fn fec_loss_pct(loss_permille: u32, red_copies: bool, current_pct: i32) -> i32 {
+    if red_copies {
+        return 0;
+    }
     // (level %, margin per mille)
     const LEVELS: [(i32, u32); 4] = [(20, 20), (10, 10), (5, 10), (1, 0)];
     let current = current_pct as u32 * 10;
@@ -195,14 +200,8 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
         frames_encoded += 1;
         if frames_encoded.is_multiple_of(FEC_REVIEW_FRAMES) {
             let loss = ctx.bandwidth.loss_permille.load(Relaxed);
-            // While packets carry whole copies of the frames before them (RED, from 2 %
-            // loss, peer/tracks.rs), the next packet that could bring a frame's FEC
-            // brings the frame itself: the FEC's bits go to the frame instead.
-            let pct = if ctx.bandwidth.audio_redundancy_bps.load(Relaxed) > 0 {
-                0
-            } else {
-                fec_loss_pct(loss, fec_pct)
-            };
+            let red_copies = ctx.bandwidth.audio_redundancy_bps.load(Relaxed) > 0;
+            let pct = fec_loss_pct(loss, red_copies, fec_pct);
             if pct != fec_pct {
                 match encoder.set_expected_loss(pct) {
                     Ok(()) => {
@@ -236,18 +235,29 @@ mod tests {
     #[test]
     fn fec_follows_the_reported_loss_in_levels_with_a_margin() {
         // From the default 10 %: a clean path gets none, heavy loss the most.
-        assert_eq!(fec_loss_pct(0, 10), 0);
-        assert_eq!(fec_loss_pct(12, 10), 1);
-        assert_eq!(fec_loss_pct(60, 10), 5);
-        assert_eq!(fec_loss_pct(95, 10), 10, "within the margin below 10 %");
-        assert_eq!(fec_loss_pct(215, 10), 10, "not past the margin above 20 %");
-        assert_eq!(fec_loss_pct(225, 10), 20);
-        assert_eq!(fec_loss_pct(400, 0), 20, "at most 20 %");
+        assert_eq!(fec_loss_pct(0, false, 10), 0);
+        assert_eq!(fec_loss_pct(12, false, 10), 1);
+        assert_eq!(fec_loss_pct(60, false, 10), 5);
+        assert_eq!(
+            fec_loss_pct(95, false, 10),
+            10,
+            "within the margin below 10 %"
+        );
+        assert_eq!(
+            fec_loss_pct(215, false, 10),
+            10,
+            "not past the margin above 20 %"
+        );
+        assert_eq!(fec_loss_pct(225, false, 10), 20);
+        assert_eq!(fec_loss_pct(400, false, 0), 20, "at most 20 %");
         // Climbing needs the margin; staying needs only the level less the margin.
-        assert_eq!(fec_loss_pct(105, 5), 5);
-        assert_eq!(fec_loss_pct(115, 5), 10);
-        assert_eq!(fec_loss_pct(185, 20), 20);
-        assert_eq!(fec_loss_pct(175, 20), 10);
-        assert_eq!(fec_loss_pct(5, 1), 0);
+        assert_eq!(fec_loss_pct(105, false, 5), 5);
+        assert_eq!(fec_loss_pct(115, false, 5), 10);
+        assert_eq!(fec_loss_pct(185, false, 20), 20);
+        assert_eq!(fec_loss_pct(175, false, 20), 10);
+        assert_eq!(fec_loss_pct(5, false, 1), 0);
+        // Under RED with copies, none whatever the loss.
+        assert_eq!(fec_loss_pct(400, true, 20), 0);
+        assert_eq!(fec_loss_pct(60, true, 5), 0);
     }
 }

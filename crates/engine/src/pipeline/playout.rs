@@ -101,13 +101,7 @@ impl Playout {
         }
         // The lowest offset within the window: the frames that met no queue or repair.
         let horizon = complete.checked_sub(WINDOW);
-        while self
-            .offsets
-            .front()
-            .is_some_and(|&(at, _)| horizon.is_some_and(|h| at < h))
-        {
-            self.offsets.pop_front();
-        }
+        forget_before(&mut self.offsets, horizon);
         while self.offsets.back().is_some_and(|&(_, o)| o >= offset) {
             self.offsets.pop_back();
         }
@@ -116,13 +110,7 @@ impl Playout {
         let late = offset - base;
 
         let before = self.repairs.len();
-        while self
-            .repairs
-            .front()
-            .is_some_and(|&(at, _)| horizon.is_some_and(|h| at < h))
-        {
-            self.repairs.pop_front();
-        }
+        forget_before(&mut self.repairs, horizon);
         if repaired {
             self.repairs.push_back((complete, late));
         }
@@ -177,6 +165,17 @@ impl Playout {
         let advanced = self.last_rtp.map_or(0, |(_, e)| (extended - e).max(0));
         self.last_rtp = Some((ts, extended));
         (extended, advanced)
+    }
+}
+
+/// Drops the entries that completed before `horizon` (none while the call is younger
+/// than the window).
+fn forget_before(entries: &mut VecDeque<(Instant, i64)>, horizon: Option<Instant>) {
+    while entries
+        .front()
+        .is_some_and(|&(at, _)| horizon.is_some_and(|h| at < h))
+    {
+        entries.pop_front();
     }
 }
 
