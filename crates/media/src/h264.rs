@@ -42,6 +42,9 @@ pub struct H264Encoder {
     /// Temporal layers wanted (see [`DEFAULT_TEMPORAL_LAYERS`]), and whether they are set.
     temporal_layers: i32,
     layered: bool,
+    /// Long-term reference pictures, for recovery without a keyframe
+    /// ([`H264Encoder::recover`]).
+    long_term: bool,
 }
 
 /// Temporal layers: with two, every other frame is one no other frame refers to
@@ -73,11 +76,25 @@ impl H264Encoder {
 
     /// An encoder making `layers` temporal layers (1 to 4).
     pub fn with_temporal_layers(settings: EncoderSettings, layers: u8) -> Result<Self, MediaError> {
+        Self::build(settings, layers, false)
+    }
+
+    /// An encoder that keeps long-term reference pictures (openh264's LTR): an IDR and,
+    /// each time the receiver confirms the last one ([`Self::long_term_confirmed`]), a
+    /// picture every 30 frames or more. After a loss it can encode a picture that refers
+    /// only to a confirmed one ([`Self::recover`]) instead of a keyframe: a P frame,
+    /// several times smaller. The pictures themselves are standard H.264: any decoder
+    /// takes them.
+    pub fn with_long_term_references(settings: EncoderSettings) -> Result<Self, MediaError> {
+        Self::build(settings, DEFAULT_TEMPORAL_LAYERS, true)
+    }
+
+    fn build(settings: EncoderSettings, layers: u8, long_term: bool) -> Result<Self, MediaError> {
         if !(1..=4).contains(&layers) {
             return Err(MediaError::H264(format!("{layers} temporal layers")));
         }
         Ok(Self {
-            encoder: build_encoder(settings)?,
+            encoder: build_encoder(settings, long_term)?,
             settings,
             out: Vec::with_capacity(256 * 1024),
             clock_ms: 0.0,
@@ -85,6 +102,7 @@ impl H264Encoder {
             temporal_layers: i32::from(layers),
             // One layer is what the wrapper builds.
             layered: layers == 1,
+            long_term,
         })
     }
 
@@ -95,7 +113,7 @@ impl H264Encoder {
     /// Applies new targets; the next frame will be a keyframe.
     pub fn reconfigure(&mut self, settings: EncoderSettings) -> Result<(), MediaError> {
         if settings != self.settings {
-            self.encoder = build_encoder(settings)?;
+            self.encoder = build_encoder(settings, self.long_term)?;
             self.settings = settings;
             self.started = false;
             self.layered = self.temporal_layers == 1;
@@ -113,7 +131,7 @@ impl H264Encoder {
         }
         validate(wanted)?;
         if !self.started {
-            self.encoder = build_encoder(wanted)?;
+            self.encoder = build_encoder(wanted, self.long_term)?;
             self.settings = wanted;
             self.layered = self.temporal_layers == 1;
             return Ok(());
@@ -213,6 +231,77 @@ impl H264Encoder {
 }
 
 impl H264Encoder {
+    /// The receiver decoded the frame that made picture `frame_num` (of the stream begun
+    /// by IDR `idr_pic_id`) long-term: the encoder may recover from it, and marks the
+    /// next one. Ignored by an encoder without long-term references, or for a picture it
+    /// no longer has.
+    pub fn long_term_confirmed(
+        &mut self,
+        idr_pic_id: u32,
+        frame_num: u32,
+    ) -> Result<(), MediaError> {
+        if !self.long_term || !self.started {
+            return Ok(());
+        }
+        let mut feedback = openh264_sys2::SLTRMarkingFeedback {
+            uiFeedbackType: openh264_sys2::LTR_MARKING_SUCCESS as u32,
+            uiIDRPicId: idr_pic_id,
+            iLTRFrameNum: i32::try_from(frame_num).map_err(h264_err)?,
+            iLayerId: 0,
+        };
+        self.ltr_option(
+            openh264_sys2::ENCODER_LTR_MARKING_FEEDBACK,
+            (&raw mut feedback).cast(),
+        )
+    }
+
+    /// The receiver lost pictures after `last_correct` (the `frame_num` of the last it
+    /// decoded, in the stream begun by IDR `idr_pic_id`) and is at `current`: the next
+    /// frame refers only to a long-term picture it confirmed, or is an IDR when there is
+    /// none. Without long-term references, the next frame is an IDR.
+    pub fn recover(
+        &mut self,
+        idr_pic_id: u32,
+        last_correct: u32,
+        current: u32,
+    ) -> Result<(), MediaError> {
+        if !self.long_term || !self.started {
+            self.encoder.force_intra_frame();
+            return Ok(());
+        }
+        let mut request = openh264_sys2::SLTRRecoverRequest {
+            uiFeedbackType: openh264_sys2::LTR_RECOVERY_REQUEST as u32,
+            uiIDRPicId: idr_pic_id,
+            iLastCorrectFrameNum: i32::try_from(last_correct).map_err(h264_err)?,
+            iCurrentFrameNum: i32::try_from(current).map_err(h264_err)?,
+            iLayerId: 0,
+        };
+        self.ltr_option(
+            openh264_sys2::ENCODER_LTR_RECOVERY_REQUEST,
+            (&raw mut request).cast(),
+        )
+    }
+
+    fn ltr_option(
+        &mut self,
+        option: openh264_sys2::ENCODER_OPTION,
+        value: *mut std::ffi::c_void,
+    ) -> Result<(), MediaError> {
+        // SAFETY: the encoder is initialised (`started`), and `value` points to the
+        // structure openh264's API documents for `option` (SLTRMarkingFeedback for
+        // ENCODER_LTR_MARKING_FEEDBACK, SLTRRecoverRequest for
+        // ENCODER_LTR_RECOVERY_REQUEST), which the caller keeps alive for the call.
+        // openh264 copies what it needs and checks the IDR and layer it names.
+        #[allow(unsafe_code)]
+        let code = unsafe { self.encoder.raw_api().set_option(option, value) };
+        if code != 0 {
+            return Err(MediaError::H264(format!(
+                "openh264 refused long-term option {option} (code {code})"
+            )));
+        }
+        Ok(())
+    }
+
     /// Gives the (initialised) encoder its temporal layers, keeping every other parameter
     /// as it is.
     fn set_temporal_layers(&mut self) -> Result<(), MediaError> {
@@ -262,9 +351,10 @@ fn validate(settings: EncoderSettings) -> Result<(), MediaError> {
     Ok(())
 }
 
-fn build_encoder(settings: EncoderSettings) -> Result<Encoder, MediaError> {
+fn build_encoder(settings: EncoderSettings, long_term: bool) -> Result<Encoder, MediaError> {
     validate(settings)?;
     let config = EncoderConfig::new()
+        .long_term_reference(long_term)
         .profile(Profile::Baseline)
         // The level we offer (profile-level-id 42e01f): without it openh264 picks one
         // from the first bitrate and refuses a higher rate later.

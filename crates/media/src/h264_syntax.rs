@@ -17,6 +17,151 @@ use crate::MediaError;
 pub struct Sps {
     pub log2_max_frame_num: u32,
     pub separate_colour_plane: bool,
+    pub pic_order_cnt_type: u32,
+    /// `log2_max_pic_order_cnt_lsb` (picture order type 0).
+    pub log2_max_poc_lsb: u32,
+    pub delta_pic_order_always_zero: bool,
+    pub frame_mbs_only: bool,
+}
+
+impl Sps {
+    /// The parts a slice header's first fields need (type 0 picture order, frames only).
+    pub fn basic(log2_max_frame_num: u32) -> Self {
+        Self {
+            log2_max_frame_num,
+            separate_colour_plane: false,
+            pic_order_cnt_type: 2,
+            log2_max_poc_lsb: 4,
+            delta_pic_order_always_zero: true,
+            frame_mbs_only: true,
+        }
+    }
+}
+
+/// The parts of a picture parameter set a slice header needs (ITU-T H.264 7.3.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pps {
+    pub id: u32,
+    pub bottom_field_pic_order_in_frame_present: bool,
+    pub num_ref_idx_l0_default_active: u32,
+    pub weighted_pred: bool,
+    pub redundant_pic_cnt_present: bool,
+}
+
+/// A memory management control operation (`dec_ref_pic_marking`, 7.3.3.3): how a
+/// reference picture changes hands between the short- and long-term lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mmco {
+    /// 1: a short-term picture (`difference_of_pic_nums_minus1`) is no longer a reference.
+    ShortUnused { difference_minus1: u32 },
+    /// 2: a long-term picture is no longer a reference.
+    LongUnused { long_term_pic_num: u32 },
+    /// 3: a short-term picture becomes long-term picture `long_term_frame_idx`.
+    ShortToLong {
+        difference_minus1: u32,
+        long_term_frame_idx: u32,
+    },
+    /// 4: long-term indices from this one up are dropped.
+    MaxLongTermIdxPlus1(u32),
+    /// 5: every reference picture is dropped.
+    Reset,
+    /// 6: this picture becomes long-term picture `long_term_frame_idx`.
+    CurrentToLong { long_term_frame_idx: u32 },
+}
+
+/// The most operations one slice header may carry here (openh264 writes three).
+pub const MAX_MMCO: usize = 16;
+
+/// Everything in a P or I slice header that says which pictures it refers to and keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceHeader {
+    pub info: SliceInfo,
+    /// A P slice (it refers to earlier pictures); otherwise I.
+    pub predicted: bool,
+    pub idr_pic_id: Option<u32>,
+    /// How many pictures the slice's reference list holds.
+    pub num_ref_idx_active: u32,
+    /// The list's first entry, when the slice moves a long-term picture there
+    /// (`ref_pic_list_modification`, `modification_of_pic_nums_idc` 2).
+    pub first_ref_long_term: Option<u32>,
+    /// An IDR that becomes long-term picture 0 (`long_term_reference_flag`).
+    pub idr_long_term: bool,
+    mmco: [Option<Mmco>; MAX_MMCO],
+}
+
+impl SliceHeader {
+    /// The slice's memory management operations, in order.
+    pub fn mmco(&self) -> impl Iterator<Item = Mmco> + '_ {
+        self.mmco.iter().map_while(|m| *m)
+    }
+
+    /// The `frame_num` of the picture this slice makes long-term, if any: the IDR
+    /// itself, this picture (operation 6) or an earlier short-term one (operation 3).
+    pub fn long_term_marked(&self, sps: &Sps) -> Option<u32> {
+        if self.idr_long_term {
+            return Some(self.info.frame_num);
+        }
+        let max = 1u32 << sps.log2_max_frame_num;
+        self.mmco().fold(None, |marked, op| match op {
+            Mmco::CurrentToLong { .. } => Some(self.info.frame_num),
+            Mmco::ShortToLong {
+                difference_minus1, ..
+            } => Some((self.info.frame_num + max - (difference_minus1 % max) - 1) % max),
+            _ => marked,
+        })
+    }
+}
+
+/// A frame's name both ends can compute: FNV-1a of its first slice's bytes (the NAL unit,
+/// start code left out). A receiver names the frames it decoded with it; the sender finds
+/// them among those it sent since its last IDR, so a name from an earlier stream (another
+/// encoder, a lost IDR) matches nothing.
+pub fn fingerprint(annex_b: &[u8]) -> Option<u32> {
+    let slice = nal_units(annex_b).find(|nal| matches!(nal[0] & 0x1f, 1 | 5))?;
+    Some(slice.iter().fold(0x811c_9dc5u32, |hash, &b| {
+        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    }))
+}
+
+/// Reads access units in order: keeps the last parameter sets and reads each unit's
+/// first slice header.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderReader {
+    sps: Option<Sps>,
+    pps: Option<Pps>,
+}
+
+impl HeaderReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The parameter set the last slice read refers to.
+    pub fn sps(&self) -> Option<&Sps> {
+        self.sps.as_ref()
+    }
+
+    /// Reads the parameter sets (kept) and the first slice header of an access unit:
+    /// its first fields, and the whole header when the parameter sets allow.
+    pub fn first_slice(&mut self, annex_b: &[u8]) -> Option<(SliceInfo, Option<SliceHeader>)> {
+        for nal in nal_units(annex_b) {
+            match nal[0] & 0x1f {
+                7 => self.sps = Some(parse_sps(nal).ok()?),
+                8 => self.pps = parse_pps(nal).ok(),
+                1 | 5 => {
+                    let sps = self.sps.as_ref()?;
+                    let info = parse_slice(nal, sps).ok()?;
+                    let header = self
+                        .pps
+                        .as_ref()
+                        .and_then(|pps| parse_slice_header(nal, sps, pps).ok());
+                    return Some((info, header));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 /// What a slice header says about its picture.
@@ -141,12 +286,76 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, MediaError> {
             }
         }
         let log2_max_frame_num = r.ue()?.checked_add(4)?;
-        (log2_max_frame_num <= 16).then_some(Sps {
+        let pic_order_cnt_type = r.ue()?;
+        let (mut log2_max_poc_lsb, mut delta_pic_order_always_zero) = (4, false);
+        match pic_order_cnt_type {
+            0 => log2_max_poc_lsb = r.ue()?.checked_add(4)?,
+            1 => {
+                delta_pic_order_always_zero = r.bit()? == 1;
+                r.se()?; // offset_for_non_ref_pic
+                r.se()?; // offset_for_top_to_bottom_field
+                let cycle = r.ue()?;
+                if cycle > 255 {
+                    return None;
+                }
+                for _ in 0..cycle {
+                    r.se()?; // offset_for_ref_frame
+                }
+            }
+            2 => {}
+            _ => return None,
+        }
+        r.ue()?; // max_num_ref_frames
+        r.bit()?; // gaps_in_frame_num_value_allowed_flag
+        r.ue()?; // pic_width_in_mbs_minus1
+        r.ue()?; // pic_height_in_map_units_minus1
+        let frame_mbs_only = r.bit()? == 1;
+        (log2_max_frame_num <= 16 && log2_max_poc_lsb <= 16).then_some(Sps {
             log2_max_frame_num,
             separate_colour_plane,
+            pic_order_cnt_type,
+            log2_max_poc_lsb,
+            delta_pic_order_always_zero,
+            frame_mbs_only,
         })
     })();
     sps.ok_or_else(|| bad("SPS"))
+}
+
+/// Parses a picture parameter set (a NAL unit of type 8, header byte included).
+pub fn parse_pps(nal: &[u8]) -> Result<Pps, MediaError> {
+    if nal.first().map(|h| h & 0x1f) != Some(8) {
+        return Err(bad("PPS (wrong NAL type)"));
+    }
+    let mut r = Bits::new(&nal[1..]);
+    let pps = (|| {
+        let id = r.ue()?;
+        r.ue()?; // seq_parameter_set_id
+        r.bit()?; // entropy_coding_mode_flag
+        let bottom_field_pic_order_in_frame_present = r.bit()? == 1;
+        if r.ue()? != 0 {
+            // Slice groups (FMO): not in the profiles we take.
+            return None;
+        }
+        let num_ref_idx_l0_default_active = r.ue()?.checked_add(1)?;
+        r.ue()?; // num_ref_idx_l1_default_active_minus1
+        let weighted_pred = r.bit()? == 1;
+        r.bits(2)?; // weighted_bipred_idc
+        r.se()?; // pic_init_qp_minus26
+        r.se()?; // pic_init_qs_minus26
+        r.se()?; // chroma_qp_index_offset
+        r.bit()?; // deblocking_filter_control_present_flag
+        r.bit()?; // constrained_intra_pred_flag
+        let redundant_pic_cnt_present = r.bit()? == 1;
+        Some(Pps {
+            id,
+            bottom_field_pic_order_in_frame_present,
+            num_ref_idx_l0_default_active,
+            weighted_pred,
+            redundant_pic_cnt_present,
+        })
+    })();
+    pps.ok_or_else(|| bad("PPS"))
 }
 
 /// Reads a coded slice's header (NAL types 1 and 5, header byte included).
@@ -174,6 +383,127 @@ pub fn parse_slice(nal: &[u8], sps: &Sps) -> Result<SliceInfo, MediaError> {
     })
 }
 
+/// Reads a P or I slice's header whole, up to its reference marking (7.3.3). Slices of
+/// other kinds (B, SP, SI), field pictures and weighted prediction are errors: nothing we
+/// decode makes them, and a caller in doubt keeps to what it knows.
+pub fn parse_slice_header(nal: &[u8], sps: &Sps, pps: &Pps) -> Result<SliceHeader, MediaError> {
+    let info = parse_slice(nal, sps)?;
+    let mut r = Bits::new(&nal[1..]);
+    let header = (|| {
+        r.ue()?; // first_mb_in_slice
+        let slice_type = r.ue()? % 5;
+        let predicted = match slice_type {
+            0 => true,
+            2 => false,
+            _ => return None,
+        };
+        if r.ue()? != pps.id {
+            return None;
+        }
+        if sps.separate_colour_plane {
+            r.bits(2)?;
+        }
+        r.bits(sps.log2_max_frame_num)?; // frame_num
+        if !sps.frame_mbs_only && r.bit()? == 1 {
+            return None; // field_pic_flag
+        }
+        let idr_pic_id = if info.idr { Some(r.ue()?) } else { None };
+        match sps.pic_order_cnt_type {
+            0 => {
+                r.bits(sps.log2_max_poc_lsb)?;
+                if pps.bottom_field_pic_order_in_frame_present {
+                    r.se()?;
+                }
+            }
+            1 if !sps.delta_pic_order_always_zero => {
+                r.se()?;
+                if pps.bottom_field_pic_order_in_frame_present {
+                    r.se()?;
+                }
+            }
+            _ => {}
+        }
+        if pps.redundant_pic_cnt_present {
+            r.ue()?;
+        }
+        let mut num_ref_idx_active = pps.num_ref_idx_l0_default_active;
+        let mut first_ref_long_term = None;
+        if predicted {
+            if r.bit()? == 1 {
+                num_ref_idx_active = r.ue()?.checked_add(1)?;
+            }
+            if r.bit()? == 1 {
+                // ref_pic_list_modification_flag_l0: operations until idc 3.
+                for entry in 0..=32 {
+                    match r.ue()? {
+                        0 | 1 => {
+                            r.ue()?;
+                        }
+                        2 => {
+                            let long_term_pic_num = r.ue()?;
+                            if entry == 0 {
+                                first_ref_long_term = Some(long_term_pic_num);
+                            }
+                        }
+                        3 => break,
+                        _ => return None,
+                    }
+                    if entry == 32 {
+                        return None;
+                    }
+                }
+            }
+            if pps.weighted_pred {
+                return None;
+            }
+        }
+        let mut idr_long_term = false;
+        let mut mmco = [None; MAX_MMCO];
+        if info.reference {
+            if info.idr {
+                r.bit()?; // no_output_of_prior_pics_flag
+                idr_long_term = r.bit()? == 1;
+            } else if r.bit()? == 1 {
+                // adaptive_ref_pic_marking_mode_flag: operations until 0.
+                let mut count = 0;
+                loop {
+                    let op = match r.ue()? {
+                        0 => break,
+                        1 => Mmco::ShortUnused {
+                            difference_minus1: r.ue()?,
+                        },
+                        2 => Mmco::LongUnused {
+                            long_term_pic_num: r.ue()?,
+                        },
+                        3 => Mmco::ShortToLong {
+                            difference_minus1: r.ue()?,
+                            long_term_frame_idx: r.ue()?,
+                        },
+                        4 => Mmco::MaxLongTermIdxPlus1(r.ue()?),
+                        5 => Mmco::Reset,
+                        6 => Mmco::CurrentToLong {
+                            long_term_frame_idx: r.ue()?,
+                        },
+                        _ => return None,
+                    };
+                    *mmco.get_mut(count)? = Some(op);
+                    count += 1;
+                }
+            }
+        }
+        Some(SliceHeader {
+            info,
+            predicted,
+            idr_pic_id,
+            num_ref_idx_active,
+            first_ref_long_term,
+            idr_long_term,
+            mmco,
+        })
+    })();
+    header.ok_or_else(|| bad("slice header"))
+}
+
 /// The NAL units of an Annex B access unit (start codes of three or four bytes).
 pub fn nal_units(annex_b: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = annex_b;
@@ -197,14 +527,37 @@ pub fn nal_units(annex_b: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Long-term picture indices followed (openh264 uses two).
+const LONG_TERM_SLOTS: usize = 16;
+
+/// What a frame that comes after a loss can do, judged by [`ReferenceChain::after_loss`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterLoss {
+    /// An IDR: it needs nothing.
+    Keyframe,
+    /// Its `frame_num` follows the last reference picture given: what was lost was a
+    /// picture nothing refers to.
+    Continues,
+    /// It refers only to a long-term picture the decoder holds (an encoder's answer to a
+    /// recovery request).
+    Recovers,
+    /// It needs a picture the decoder does not have (or the header is not understood).
+    Broken,
+}
+
 /// Follows the reference pictures the decoder has been given, to judge a frame that
-/// comes after a loss.
+/// comes after a loss: the last short-term reference picture's `frame_num`, and the
+/// long-term pictures (marked by an IDR's `long_term_reference_flag` or by memory
+/// management operations) by index.
 #[derive(Debug, Default)]
 pub struct ReferenceChain {
-    sps: Option<Sps>,
+    reader: HeaderReader,
     /// `frame_num` of the last reference picture handed to the decoder; `None` until an
     /// IDR, and after a loss that broke the chain.
     last_reference: Option<u32>,
+    /// The long-term pictures the decoder holds, by `long_term_frame_idx`: their
+    /// `frame_num`.
+    long_term: [Option<u32>; LONG_TERM_SLOTS],
 }
 
 impl ReferenceChain {
@@ -213,46 +566,122 @@ impl ReferenceChain {
     }
 
     /// Whether `annex_b`, the first frame after one or more were lost, can be decoded
-    /// with what the decoder already has: an IDR, or a picture whose `frame_num` follows
-    /// the last reference picture given. `false` when in doubt (no SPS seen, unreadable
-    /// header).
+    /// with what the decoder already has. `false` when in doubt (no SPS seen,
+    /// unreadable header).
     pub fn decodable_after_loss(&mut self, annex_b: &[u8]) -> bool {
-        let Some(slice) = self.first_slice(annex_b) else {
-            return false;
-        };
-        if slice.idr {
-            return true;
-        }
-        let (Some(sps), Some(last)) = (self.sps, self.last_reference) else {
-            return false;
-        };
-        slice.frame_num == (last + 1) % (1 << sps.log2_max_frame_num)
+        self.after_loss(annex_b) != AfterLoss::Broken
     }
 
-    /// Notes a frame handed to the decoder.
-    pub fn decoded(&mut self, annex_b: &[u8]) {
-        match self.first_slice(annex_b) {
-            Some(slice) if slice.reference => self.last_reference = Some(slice.frame_num),
-            Some(_) => {}
-            None => self.last_reference = None,
+    /// What `annex_b`, a frame after one or more were lost (or while the chain is
+    /// broken), can do with what the decoder has.
+    pub fn after_loss(&mut self, annex_b: &[u8]) -> AfterLoss {
+        let Some((info, header)) = self.first_slice(annex_b) else {
+            return AfterLoss::Broken;
+        };
+        if info.idr {
+            return AfterLoss::Keyframe;
+        }
+        if let (Some(sps), Some(last)) = (self.reader.sps, self.last_reference)
+            && info.frame_num == (last + 1) % (1 << sps.log2_max_frame_num)
+        {
+            return AfterLoss::Continues;
+        }
+        match header {
+            Some(h)
+                if h.predicted
+                    && h.num_ref_idx_active == 1
+                    && h.first_ref_long_term
+                        .is_some_and(|n| self.holds_long_term(n)) =>
+            {
+                AfterLoss::Recovers
+            }
+            _ => AfterLoss::Broken,
         }
     }
 
-    /// The chain is broken (a reference picture is missing): only an IDR mends it.
+    /// Notes a frame handed to the decoder. Returns whether it made a picture long-term
+    /// (what a receiver confirms to an encoder that recovers from long-term pictures).
+    pub fn decoded(&mut self, annex_b: &[u8]) -> bool {
+        let Some((info, header)) = self.first_slice(annex_b) else {
+            self.last_reference = None;
+            self.long_term = [None; LONG_TERM_SLOTS];
+            return false;
+        };
+        if info.idr {
+            self.long_term = [None; LONG_TERM_SLOTS];
+        }
+        let mut marked = false;
+        let mut frame_num = info.frame_num;
+        match (header, self.reader.sps) {
+            (Some(h), Some(sps)) => {
+                if h.idr_long_term {
+                    self.long_term[0] = Some(frame_num);
+                    marked = true;
+                }
+                let max = 1u32 << sps.log2_max_frame_num;
+                for op in h.mmco() {
+                    match op {
+                        Mmco::ShortUnused { .. } => {}
+                        Mmco::LongUnused { long_term_pic_num } => {
+                            self.set_long_term(long_term_pic_num, None);
+                        }
+                        Mmco::ShortToLong {
+                            difference_minus1,
+                            long_term_frame_idx,
+                        } => {
+                            let back = (difference_minus1 % max) + 1;
+                            let short = (frame_num + max - back) % max;
+                            self.set_long_term(long_term_frame_idx, Some(short));
+                            marked = true;
+                        }
+                        Mmco::MaxLongTermIdxPlus1(max_plus1) => {
+                            for slot in self.long_term.iter_mut().skip(max_plus1 as usize) {
+                                *slot = None;
+                            }
+                        }
+                        Mmco::Reset => {
+                            self.long_term = [None; LONG_TERM_SLOTS];
+                            frame_num = 0;
+                        }
+                        Mmco::CurrentToLong {
+                            long_term_frame_idx,
+                        } => {
+                            self.set_long_term(long_term_frame_idx, Some(frame_num));
+                            marked = true;
+                        }
+                    }
+                }
+            }
+            // A reference picture whose marking we cannot read: what it kept is unknown.
+            _ if info.reference => self.long_term = [None; LONG_TERM_SLOTS],
+            _ => {}
+        }
+        if info.reference {
+            self.last_reference = Some(frame_num);
+        }
+        marked
+    }
+
+    /// The chain is broken (a reference picture is missing): only an IDR, or a picture
+    /// that refers to a long-term one held, mends it.
     pub fn broken(&mut self) {
         self.last_reference = None;
     }
 
-    /// Reads the SPS (kept) and the first slice header of an access unit.
-    fn first_slice(&mut self, annex_b: &[u8]) -> Option<SliceInfo> {
-        for nal in nal_units(annex_b) {
-            match nal[0] & 0x1f {
-                7 => self.sps = Some(parse_sps(nal).ok()?),
-                1 | 5 => return parse_slice(nal, self.sps.as_ref()?).ok(),
-                _ => {}
-            }
+    fn holds_long_term(&self, idx: u32) -> bool {
+        self.long_term
+            .get(idx as usize)
+            .is_some_and(|slot| slot.is_some())
+    }
+
+    fn set_long_term(&mut self, idx: u32, frame_num: Option<u32>) {
+        if let Some(slot) = self.long_term.get_mut(idx as usize) {
+            *slot = frame_num;
         }
-        None
+    }
+
+    fn first_slice(&mut self, annex_b: &[u8]) -> Option<(SliceInfo, Option<SliceHeader>)> {
+        self.reader.first_slice(annex_b)
     }
 }
 
@@ -281,10 +710,7 @@ mod tests {
         assert!(parse_sps(&[]).is_err());
         assert!(parse_sps(&[0x67]).is_err());
         assert!(parse_sps(&[0x68, 1, 2, 3]).is_err());
-        let sps = Sps {
-            log2_max_frame_num: 16,
-            separate_colour_plane: false,
-        };
+        let sps = Sps::basic(16);
         assert!(parse_slice(&[0x41], &sps).is_err());
         assert!(parse_slice(&[0x67, 0xff], &sps).is_err());
         // 40 zero bits: an Exp-Golomb code longer than any valid one.

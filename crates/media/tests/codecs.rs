@@ -2,7 +2,7 @@
 
 use chingu_media::barcode;
 use chingu_media::h264::{EncoderSettings, H264Decoder, H264Encoder};
-use chingu_media::h264_syntax::{self, ReferenceChain};
+use chingu_media::h264_syntax::{self, AfterLoss, HeaderReader, ReferenceChain};
 use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusSettings};
 use chingu_media::pattern::TestPattern;
 use chingu_media::tone::{ToneGenerator, dominant_tone};
@@ -258,6 +258,117 @@ fn after_a_lost_frame_the_chain_tells_whether_the_next_one_decodes() {
     chain.broken();
     assert!(!chain.decodable_after_loss(&frames[3]));
     assert!(chain.decodable_after_loss(&frames[0]));
+}
+
+/// The sender's side of recovery: what each frame it sent is, by fingerprint.
+#[derive(Default)]
+struct Sent {
+    reader: HeaderReader,
+    idr_pic_id: u32,
+    /// fingerprint → (frame_num, the frame_num it made long-term)
+    frames: Vec<(u32, u32, Option<u32>)>,
+}
+
+impl Sent {
+    fn note(&mut self, annex_b: &[u8]) {
+        let (info, header) = self.reader.first_slice(annex_b).expect("own slice");
+        let header = header.expect("own header whole");
+        if let Some(id) = header.idr_pic_id {
+            self.idr_pic_id = id;
+            self.frames.clear();
+        }
+        let marked = header.long_term_marked(self.reader.sps().expect("sps"));
+        let name = h264_syntax::fingerprint(annex_b).expect("fingerprint");
+        self.frames.push((name, info.frame_num, marked));
+    }
+
+    fn find(&self, annex_b: &[u8]) -> (u32, u32, Option<u32>) {
+        let name = h264_syntax::fingerprint(annex_b).expect("fingerprint");
+        *self
+            .frames
+            .iter()
+            .find(|f| f.0 == name)
+            .expect("a frame sent since the IDR")
+    }
+}
+
+#[test]
+fn after_a_lost_reference_the_encoder_recovers_from_a_confirmed_long_term_picture() {
+    let mut encoder = H264Encoder::with_long_term_references(EncoderSettings {
+        bitrate_bps: 300_000,
+        fps: 30.0,
+    })
+    .expect("encoder");
+    let mut decoder = H264Decoder::new().expect("decoder");
+    let mut pattern = TestPattern::new();
+    let mut frame = I420Frame::new(320, 240).expect("size");
+    let mut picture = I420Frame::new(2, 2).expect("size");
+    let mut chain = ReferenceChain::new();
+    let mut sent = Sent::default();
+    let mut confirmed = 0;
+    let mut last_decoded: Option<Vec<u8>> = None;
+    let mut lost_before = false;
+    let mut recovered = 0;
+    let mut sizes = (0, 0);
+    for i in 0..150u64 {
+        pattern.draw(&mut frame, i * 33_333);
+        let data = encoder
+            .encode(&frame, false)
+            .expect("encode")
+            .expect("frame")
+            .data
+            .to_vec();
+        sent.note(&data);
+        if i == 0 {
+            sizes.0 = data.len();
+        }
+        // Frames 70-72 and 110 are lost on the way.
+        if (70..=72).contains(&i) || i == 110 {
+            lost_before = true;
+            continue;
+        }
+        if std::mem::take(&mut lost_before) {
+            match chain.after_loss(&data) {
+                AfterLoss::Broken => {
+                    // The receiver asks to recover from the last frame it decoded; this
+                    // frame and those until the answer are not decoded.
+                    let (_, last_correct, _) = sent.find(last_decoded.as_ref().expect("one"));
+                    let (_, current, _) = sent.find(&data);
+                    encoder
+                        .recover(sent.idr_pic_id, last_correct, current)
+                        .expect("recovery request");
+                    chain.broken();
+                    lost_before = true;
+                    continue;
+                }
+                AfterLoss::Recovers => {
+                    recovered += 1;
+                    sizes.1 = data.len();
+                }
+                other => panic!("frame {i}: {other:?} after a lost reference picture"),
+            }
+        }
+        assert!(
+            decoder.decode(&data, &mut picture).expect("decode"),
+            "frame {i}"
+        );
+        let stamp = barcode::read(&picture).expect("a whole picture");
+        assert_eq!(stamp.frame_number, i as u32);
+        if chain.decoded(&data) {
+            let (_, _, marked) = sent.find(&data);
+            encoder
+                .long_term_confirmed(sent.idr_pic_id, marked.expect("the sender saw the mark"))
+                .expect("confirmation");
+            confirmed += 1;
+        }
+        last_decoded = Some(data);
+    }
+    eprintln!(
+        "keyframe {} bytes, recovery frame {} bytes",
+        sizes.0, sizes.1
+    );
+    assert!(confirmed >= 3, "long-term pictures confirmed: {confirmed}");
+    assert_eq!(recovered, 2, "both losses recovered without a keyframe");
 }
 
 #[test]
