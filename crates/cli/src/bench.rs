@@ -133,6 +133,9 @@ pub struct DirectionResult {
     /// receiver only).
     #[serde(default)]
     pub frames_lost_unreferenced: u64,
+    /// Frames that mended the picture from a long-term picture, not a keyframe.
+    #[serde(default)]
+    pub frames_recovered: u64,
     pub nack_count: u32,
     /// Packets the sender resent over RTX, and the receiver got over RTX.
     pub retransmitted_packets_sent: u64,
@@ -457,6 +460,11 @@ fn direction(
         .total_samples_received
         .saturating_sub(ra0.total_samples_received);
     let concealed = ra.concealed_samples.saturating_sub(ra0.concealed_samples);
+    let pct = |part: f64| {
+        (samples > 0)
+            .then(|| part * 100.0 / samples as f64)
+            .unwrap_or(0.0)
+    };
     DirectionResult {
         capture_to_render_ms: Percentiles {
             p50: percentile_ms(latencies, 50.0),
@@ -490,23 +498,16 @@ fn direction(
         estimate_kbps: sender.available_outgoing_bitrate.map(|b| b / 1000.0),
         frame_width: rv.frame_width,
         frame_height: rv.frame_height,
-        audio_concealed_pct: if samples == 0 {
-            0.0
-        } else {
-            concealed as f64 * 100.0 / samples as f64
-        },
-        audio_discarded_pct: if samples == 0 {
-            0.0
-        } else {
+        audio_concealed_pct: pct(concealed as f64),
+        audio_discarded_pct: pct(
             ra.packets_discarded.saturating_sub(ra0.packets_discarded) as f64
-                * FRAME_SAMPLES as f64
-                * 100.0
-                / samples as f64
-        },
+                * FRAME_SAMPLES as f64,
+        ),
         pli_count: rv.pli_count.saturating_sub(rv0.pli_count),
         frames_lost_unreferenced: rv
             .frames_lost_unreferenced
             .saturating_sub(rv0.frames_lost_unreferenced),
+        frames_recovered: rv.frames_recovered.saturating_sub(rv0.frames_recovered),
         nack_count: rv.nack_count.saturating_sub(rv0.nack_count),
         retransmitted_packets_sent: sender
             .outbound_video

@@ -713,6 +713,11 @@ impl Actor {
                     media.request_keyframe();
                 }
             }
+            PeerEvent::PictureFeedback(feedback) => {
+                if let Some(media) = &call.media {
+                    media.picture_feedback(feedback);
+                }
+            }
         }
     }
 
@@ -724,6 +729,11 @@ impl Actor {
             MediaNotice::KeyframeNeeded => {
                 if let Some(call) = &self.call {
                     call.peer.request_keyframe().await;
+                }
+            }
+            MediaNotice::PictureFeedback(feedback) => {
+                if let Some(call) = &self.call {
+                    call.peer.send_picture_feedback(feedback).await;
                 }
             }
         }

@@ -27,6 +27,18 @@ pub struct RtpIn {
     pub arrived: Instant,
 }
 
+/// What a receiver tells the sender of our video about the pictures it has, for recovery
+/// without keyframes (long-term references; `chingu_media::h264::H264Encoder::recover`).
+/// Frames are named by `chingu_media::h264_syntax::fingerprint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PictureFeedback {
+    /// The receiver decoded this frame, which made a picture long-term.
+    LongTermDecoded { frame: u32 },
+    /// The receiver lost pictures after `last_decoded` and has frames up to `current`
+    /// that it cannot decode.
+    Recover { last_decoded: u32, current: u32 },
+}
+
 /// One encoded video frame (an H.264 access unit, Annex B) to send. Its bytes count in
 /// [`Bandwidth::video_backlog_bytes`] from when it is made until it is dropped (sent, or
 /// given up): the count is added before the frame can reach the transport, so the
@@ -102,6 +114,9 @@ pub struct Bandwidth {
     pub video_backlog_bytes: AtomicU64,
     /// What audio redundancy (RED copies) adds to the audio rate now, bits/s.
     pub audio_redundancy_bps: AtomicU64,
+    /// The peer answers [`PictureFeedback`] (its description offers `nack rpsi` for
+    /// video): ask it to recover from a long-term picture before asking for a keyframe.
+    pub peer_recovers: AtomicBool,
 }
 
 /// From this loss (per mille) on a path with no queue, the loss is random (a lossy radio

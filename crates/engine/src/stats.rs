@@ -28,6 +28,9 @@ pub struct MediaCounters {
     /// Frames lost that no later frame refers to (non-reference pictures): skipped,
     /// without waiting for a keyframe.
     pub frames_lost_unreferenced: AtomicU64,
+    /// Frames that mended the picture by referring to a long-term picture (the sender's
+    /// answer to a recovery request), not a keyframe.
+    pub frames_recovered: AtomicU64,
     pub decode_errors: AtomicU64,
     /// Frames the decoder took without giving a picture back.
     pub frames_without_picture: AtomicU64,
@@ -218,6 +221,8 @@ pub struct InboundVideo {
     pub frames_dropped: u64,
     /// Frames lost that nothing later referred to: skipped without a keyframe.
     pub frames_lost_unreferenced: u64,
+    /// Frames that mended the picture from a long-term picture, not a keyframe.
+    pub frames_recovered: u64,
     pub freeze_count: u64,
     /// Seconds.
     pub total_freezes_duration: f64,
@@ -326,6 +331,7 @@ impl CallStats {
                 total_decode_time: secs(&c.total_decode_time_us),
                 frames_dropped: c.frames_dropped.load(Relaxed),
                 frames_lost_unreferenced: c.frames_lost_unreferenced.load(Relaxed),
+                frames_recovered: c.frames_recovered.load(Relaxed),
                 freeze_count: c.freeze_count.load(Relaxed),
                 total_freezes_duration: secs(&c.total_freezes_duration_us),
                 total_inter_frame_delay: secs(&c.total_inter_frame_delay_us),

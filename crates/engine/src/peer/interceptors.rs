@@ -36,7 +36,8 @@ const NACKS_PER_PACKET: u16 = 16;
 /// NACK both ways (as webrtc-rs's `configure_nack`), asking for each packet a bounded
 /// number of times.
 fn bounded_nack(registry: Registry, media: &mut MediaEngine) -> Registry {
-    for parameter in ["", "pli"] {
+    // `rpsi`: our picture feedback (keyframe.rs), for recovery without keyframes.
+    for parameter in ["", "pli", "rpsi"] {
         media.register_feedback(
             RTCPFeedback {
                 typ: TYPE_RTCP_FB_NACK.to_owned(),

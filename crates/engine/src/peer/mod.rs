@@ -47,7 +47,7 @@ use webrtc::peer_connection::{
     StatsSelector,
 };
 
-use crate::packets::{Bandwidth, InboundSinks, OutboundMedia};
+use crate::packets::{Bandwidth, InboundSinks, OutboundMedia, PictureFeedback};
 use crate::stats::NetStats;
 use handler::Handler;
 pub use ice::local_addresses;
@@ -166,6 +166,8 @@ pub enum PeerEvent {
     ChannelMessage(String),
     /// The peer asked for a keyframe (PLI or FIR).
     KeyframeRequested,
+    /// The peer's decoder tells what it has of our video (recovery without keyframes).
+    PictureFeedback(PictureFeedback),
 }
 
 /// A live peer connection for one call.
@@ -333,15 +335,18 @@ impl Peer {
         let keyframe_events = events.clone();
         self.tasks.spawn(async move {
             while let Some(event) = video.poll().await {
-                if !matches!(event, TrackLocalEvent::OnRtcpPacket(_)) {
+                let TrackLocalEvent::OnRtcpPacket(packets) = event else {
                     continue;
-                }
-                if keyframe_events
-                    .try_send(PeerEvent::KeyframeRequested)
-                    .is_err()
-                    && keyframe_events.is_closed()
-                {
-                    break;
+                };
+                let (keyframe, feedback) = keyframe::requests(&packets);
+                let events = keyframe
+                    .then_some(PeerEvent::KeyframeRequested)
+                    .into_iter()
+                    .chain(feedback.into_iter().map(PeerEvent::PictureFeedback));
+                for event in events {
+                    if keyframe_events.try_send(event).is_err() && keyframe_events.is_closed() {
+                        return;
+                    }
                 }
             }
         });
@@ -406,6 +411,7 @@ impl Peer {
     /// Applies the peer's offer and returns our answer.
     pub async fn accept_offer(&self, sdp: String) -> Result<String, PeerError> {
         let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
+        self.note_picture_feedback(&sdp);
         let offer = RTCSessionDescription::offer(self.incoming_sdp(sdp)).map_err(bad)?;
         self.pc.set_remote_description(offer).await.map_err(bad)?;
         self.remote_description_applied().await;
@@ -425,6 +431,7 @@ impl Peer {
 
     pub async fn accept_answer(&self, sdp: String) -> Result<(), PeerError> {
         let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
+        self.note_picture_feedback(&sdp);
         let answer = RTCSessionDescription::answer(self.incoming_sdp(sdp)).map_err(bad)?;
         self.pc.set_remote_description(answer).await.map_err(bad)?;
         self.remote_description_applied().await;
@@ -448,6 +455,26 @@ impl Peer {
             Some(r) => route::sdp(&sdp, |c| route::remote(r.as_ref(), c)),
             None => sdp,
         }
+    }
+
+    /// Whether the peer's description offers picture feedback for video (`nack rpsi`).
+    /// `CHINGU_NO_PICTURE_FEEDBACK` set: taken as not offered (keyframes only), to
+    /// measure what recovery brings in the same build.
+    fn note_picture_feedback(&self, sdp: &str) {
+        let measuring_without = std::env::var_os("CHINGU_NO_PICTURE_FEEDBACK").is_some();
+        let offered = !measuring_without
+            && sdp.lines().any(|line| {
+                line.trim_end()
+                    .strip_prefix("a=rtcp-fb:")
+                    .is_some_and(|rest| {
+                        rest.split_once(' ')
+                            .is_some_and(|(_, fb)| fb.trim() == "nack rpsi")
+                    })
+            });
+        self.tracks
+            .bandwidth
+            .peer_recovers
+            .store(offered, Ordering::Relaxed);
     }
 
     async fn remote_description_applied(&self) {
@@ -535,6 +562,24 @@ impl Peer {
                 .await
             {
                 tracing::debug!("PLI not sent: {e}");
+            }
+        }
+    }
+
+    /// Tells the peer what our decoder has of its video (only to a peer that offered
+    /// it: [`Bandwidth::peer_recovers`]).
+    pub async fn send_picture_feedback(&self, feedback: PictureFeedback) {
+        for receiver in self.pc.get_receivers().await {
+            let track = receiver.track();
+            if track.kind().await != RtpCodecKind::Video {
+                continue;
+            }
+            let Some(&media_ssrc) = track.ssrcs().await.first() else {
+                continue;
+            };
+            let packet = keyframe::picture_feedback_packet(media_ssrc, tracks::H264_PT, feedback);
+            if let Err(e) = track.write_rtcp(vec![packet]).await {
+                tracing::debug!("picture feedback not sent: {e}");
             }
         }
     }

@@ -241,6 +241,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmissionBudget {
                         p.is::<TransportLayerNack>()
                             || p.is::<PictureLossIndication>()
                             || p.is::<FullIntraRequest>()
+                            || p.is::<super::keyframe::Rpsi>()
                     });
             }
             _ => {}

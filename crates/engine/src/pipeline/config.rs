@@ -195,4 +195,6 @@ pub enum MediaNotice {
     /// The decoder needs a keyframe: ask the peer (the actor sends the PLI; this is
     /// already rate-limited).
     KeyframeNeeded,
+    /// Tell the peer what the decoder has (the actor sends it as RTCP).
+    PictureFeedback(crate::packets::PictureFeedback),
 }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod jitter;
 pub mod ladder;
 pub mod playout;
+mod recovery;
 pub mod relay;
 mod reopen;
 pub mod seq;
@@ -205,6 +206,17 @@ impl CallMedia {
             .keyframes_requested_by_peer
             .fetch_add(1, Relaxed);
         self.keyframe.store(true, Relaxed);
+    }
+
+    /// The peer's decoder tells what it has of our video: the encoder recovers from a
+    /// long-term picture, or marks the next one.
+    pub fn picture_feedback(&self, feedback: crate::packets::PictureFeedback) {
+        if matches!(feedback, crate::packets::PictureFeedback::Recover { .. }) {
+            self.counters
+                .keyframes_requested_by_peer
+                .fetch_add(1, Relaxed);
+        }
+        self.control_video(VideoCtl::Feedback(feedback));
     }
 
     pub fn set_video_enabled(&self, enabled: bool) {

@@ -11,11 +11,12 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use chingu_media::frame::now_us;
-use chingu_media::h264_syntax::{ReferenceChain, nal_units};
+use chingu_media::h264_syntax::{AfterLoss, ReferenceChain, fingerprint, nal_units};
 use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
 use super::config::MediaNotice;
+use super::recovery::{Ask, Mending};
 use crate::packets::{Bandwidth, RtpIn};
 use crate::peer::depacketize::{H264Depacketizer, starts_picture};
 use crate::stats::MediaCounters;
@@ -82,6 +83,9 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
     // Which reference pictures the decoder has: after a lost frame, whether the next one
     // still decodes (the lost one was a picture nothing refers to) or a keyframe is due.
     let mut chain = ReferenceChain::new();
+    // What to ask the sender for when the chain breaks: to recover from a long-term
+    // picture (a peer that takes picture feedback), or a keyframe.
+    let mut mending = Mending::default();
     let mut lost_before_this = false;
     let mut last_pli: Option<Instant> = None;
     let epoch_offset_us = now_us();
@@ -95,17 +99,27 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
         let may_ask = last_pli.is_some() || counters.frames_assembled.load(Relaxed) > 0;
         let pli_due = (need_keyframe && may_ask)
             .then(|| last_pli.map_or(Instant::now(), |t| t + pli_interval(&bandwidth)));
-        let wake = [assembler.poll_timeout(), pli_due, stall.next_check()]
-            .into_iter()
-            .flatten()
-            .min();
+        let peer_recovers = bandwidth.peer_recovers.load(Relaxed);
+        let confirm_due = mending.next_confirmation().filter(|_| peer_recovers);
+        let wake = [
+            assembler.poll_timeout(),
+            pli_due,
+            stall.next_check(),
+            confirm_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             packet = rtp.recv() => {
                 let Some(p) = packet else { break };
                 let starts = starts_picture(&p.payload);
                 assembler.push_packet(p.sequence, p.timestamp, p.marker, starts, p.payload, p.arrived);
             }
-            () = decoder_wants_keyframe.notified() => need_keyframe = true,
+            () = decoder_wants_keyframe.notified() => {
+                need_keyframe = true;
+                mending.keyframe_only();
+            }
             () = sleep_until(wake) => {}
         }
         assembler.set_wait(Duration::from_millis(u64::from(
@@ -139,26 +153,42 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                 continue;
             }
             if std::mem::take(&mut lost_before_this) && !need_keyframe {
-                if chain.decodable_after_loss(&annex_b) {
-                    counters.frames_lost_unreferenced.fetch_add(1, Relaxed);
-                } else {
-                    tracing::debug!("a reference picture was lost; waiting for a keyframe");
-                    chain.broken();
-                    need_keyframe = true;
+                match chain.after_loss(&annex_b) {
+                    AfterLoss::Continues => {
+                        counters.frames_lost_unreferenced.fetch_add(1, Relaxed);
+                    }
+                    AfterLoss::Keyframe | AfterLoss::Recovers => {}
+                    AfterLoss::Broken => {
+                        tracing::debug!("a reference picture was lost; the picture stops");
+                        chain.broken();
+                        need_keyframe = true;
+                    }
                 }
             }
             if need_keyframe {
-                if !contains_idr(&annex_b) {
+                let recovers =
+                    mending.takes_recovery() && chain.after_loss(&annex_b) == AfterLoss::Recovers;
+                if !recovers && !contains_idr(&annex_b) {
                     tracing::debug!(
                         ts = frame.timestamp,
-                        "frame dropped: waiting for a keyframe"
+                        "frame dropped: waiting for a keyframe or a recovery"
                     );
                     counters.frames_dropped.fetch_add(1, Relaxed);
+                    mending.held_back(fingerprint(&annex_b));
                     continue;
+                }
+                if recovers {
+                    tracing::debug!(ts = frame.timestamp, "recovered from a long-term picture");
+                    counters.frames_recovered.fetch_add(1, Relaxed);
                 }
                 need_keyframe = false;
             }
-            chain.decoded(&annex_b);
+            let marked = chain.decoded(&annex_b);
+            if let Some(confirm) = mending.decoded(fingerprint(&annex_b), marked, Instant::now())
+                && peer_recovers
+            {
+                let _ = notices.try_send(MediaNotice::PictureFeedback(confirm));
+            }
             let complete = Instant::now();
             let job = DecodeJob {
                 annex_b,
@@ -175,6 +205,7 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
                     tracing::debug!("decoder behind: frame dropped");
                     counters.frames_dropped.fetch_add(1, Relaxed);
                     need_keyframe = true;
+                    mending.keyframe_only();
                 }
                 Err(std_mpsc::TrySendError::Disconnected(_)) => return,
             }
@@ -184,9 +215,16 @@ pub(crate) async fn video_receive_task(ctx: ReceiveCtx) {
             && may_ask
             && last_pli.is_none_or(|t| t.elapsed() >= pli_interval(&bandwidth))
         {
-            let _ = notices.try_send(MediaNotice::KeyframeNeeded);
+            let notice = match mending.ask(bandwidth.peer_recovers.load(Relaxed)) {
+                Ask::Keyframe => MediaNotice::KeyframeNeeded,
+                Ask::Feedback(recover) => MediaNotice::PictureFeedback(recover),
+            };
+            let _ = notices.try_send(notice);
             counters.pli_sent.fetch_add(1, Relaxed);
             last_pli = Some(Instant::now());
+        }
+        if peer_recovers && let Some(confirm) = mending.confirm_again(Instant::now()) {
+            let _ = notices.try_send(MediaNotice::PictureFeedback(confirm));
         }
         let now = Instant::now();
         let seen = (

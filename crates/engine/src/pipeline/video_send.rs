@@ -20,9 +20,10 @@ use tokio::sync::mpsc;
 
 use super::config::{Device, FrameInfo, MediaNotice, VideoSink, VideoSource};
 use super::ladder::{Decision, Ladder};
+use super::recovery::{Answer, SentFrames};
 use super::relay::FrameRelay;
 use super::reopen::Reopener;
-use crate::packets::{Bandwidth, EncodedVideo};
+use crate::packets::{Bandwidth, EncodedVideo, PictureFeedback};
 use crate::stats::MediaCounters;
 
 /// A frame is not encoded while the transport still holds this much video, at the
@@ -38,6 +39,8 @@ const KEYFRAME_SPACING: Duration = Duration::from_millis(300);
 const RESTART_IDR_RATE: f64 = 0.5;
 /// A bitrate change smaller than this is not worth telling the encoder.
 const RATE_STEP: f64 = 0.05;
+/// Picture feedback held between two frames at most (it comes a few times a second).
+const MAX_FEEDBACK: usize = 16;
 
 /// The longest a source is waited on before the thread looks at its controls again.
 pub(crate) const SOURCE_WAIT: Duration = Duration::from_millis(50);
@@ -54,6 +57,8 @@ pub(crate) const FALLBACK_PATTERN: VideoSource = VideoSource::TestPattern {
 pub(crate) enum VideoCtl {
     Source(Option<VideoSource>),
     Enabled(bool),
+    /// What the peer's decoder has (recovery without keyframes).
+    Feedback(PictureFeedback),
 }
 
 /// An open video source.
@@ -239,6 +244,10 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
     // A frame was dropped after encoding: the next must be a keyframe.
     let mut broken = false;
     let mut last_ticks: Option<u64> = None;
+    // The peer's picture feedback, applied before the next frame is encoded, and what
+    // we sent since our last IDR (to read it).
+    let mut feedback: Vec<PictureFeedback> = Vec::new();
+    let mut sent = SentFrames::default();
     loop {
         loop {
             match ctx.ctl.try_recv() {
@@ -253,6 +262,8 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                     reopener = Reopener::new(Device::Camera);
                     broken = true;
                 }
+                Ok(VideoCtl::Feedback(f)) if feedback.len() < MAX_FEEDBACK => feedback.push(f),
+                Ok(VideoCtl::Feedback(_)) => {}
                 Err(std_mpsc::TryRecvError::Empty) => break,
                 Err(std_mpsc::TryRecvError::Disconnected) => return,
             }
@@ -267,6 +278,7 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                     reopener = Reopener::new(Device::Camera);
                     broken = true;
                 }
+                Ok(VideoCtl::Feedback(_)) => {}
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -355,7 +367,8 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
                 fps: rung.fps as f32,
             };
             tracing::debug!(w, h, bitrate_bps, target, "video encoder (re)started");
-            match H264Encoder::new(settings) {
+            sent.reset();
+            match H264Encoder::with_long_term_references(settings) {
                 Ok(e) => encoder = Some((e, w, h)),
                 Err(e) => {
                     tracing::error!("H.264 encoder: {e}");
@@ -387,6 +400,31 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
             chingu_media::scale::scale(&frame, &mut scaled);
             &scaled
         };
+        for f in feedback.drain(..) {
+            let done = match sent.answer(f) {
+                Answer::Confirm {
+                    idr_pic_id,
+                    frame_num,
+                } => enc.long_term_confirmed(idr_pic_id, frame_num),
+                Answer::Recover {
+                    idr_pic_id,
+                    last_correct,
+                    current,
+                } => {
+                    tracing::debug!(last_correct, current, "recovering from a long-term picture");
+                    enc.recover(idr_pic_id, last_correct, current)
+                }
+                Answer::Keyframe => {
+                    ctx.keyframe.store(true, Relaxed);
+                    Ok(())
+                }
+                Answer::Nothing => Ok(()),
+            };
+            if let Err(e) = done {
+                tracing::debug!("picture feedback not taken: {e}");
+                ctx.keyframe.store(true, Relaxed);
+            }
+        }
         let mut force = ctx.keyframe.swap(false, Relaxed);
         let rtt = Duration::from_millis(u64::from(ctx.bandwidth.rtt_ms.load(Relaxed)));
         let spacing = KEYFRAME_SPACING.max(rtt * 2);
@@ -428,17 +466,30 @@ pub(crate) fn video_send_thread(ctx: VideoSendCtx) {
         let ticks = last_ticks.map_or(3000, |last| ticks_now.saturating_sub(last).max(1));
         last_ticks = Some(ticks_now);
         last_encoded_at = Some(started);
+        let this = sent.read(encoded.data);
         let out = EncodedVideo::new(
             Bytes::copy_from_slice(encoded.data),
             ticks.min(u64::from(u32::MAX)) as u32,
             &ctx.bandwidth,
         );
         match ctx.out.try_send(out) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(this) = this {
+                    sent.record(this);
+                }
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 c.frames_dropped_before_send.fetch_add(1, Relaxed);
-                // The frames after a dropped one reference it: start over from a keyframe.
-                broken = true;
+                // The frames after a dropped one would refer to it: the next refers
+                // only to a long-term picture the peer confirmed (the peer sees no
+                // loss: it never had this frame's packets), or is a keyframe.
+                let recovered = match (sent.last(), this) {
+                    (Some((idr_pic_id, last)), Some(this)) if !this.is_idr() => {
+                        enc.recover(idr_pic_id, last, this.frame_num()).is_ok()
+                    }
+                    _ => false,
+                };
+                broken = !recovered;
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
