@@ -402,6 +402,109 @@ mod tests {
         task.abort();
     }
 
+    #[tokio::test]
+    async fn a_lost_reference_is_mended_by_a_recovery_frame_from_a_peer_that_takes_feedback() {
+        use super::super::recovery::{Answer, SentFrames};
+        use crate::packets::PictureFeedback;
+        let (rtp_tx, rtp) = mpsc::channel(1024);
+        let (decoder, decoded) = std_mpsc::sync_channel(64);
+        let (notices, mut notices_rx) = mpsc::channel(16);
+        let counters = Arc::new(MediaCounters::default());
+        let bandwidth = Arc::new(Bandwidth::default());
+        bandwidth.peer_recovers.store(true, Relaxed);
+        let task = tokio::spawn(video_receive_task(ReceiveCtx {
+            rtp,
+            decoder,
+            counters: Arc::clone(&counters),
+            decoder_wants_keyframe: Arc::new(Notify::new()),
+            notices,
+            bandwidth,
+        }));
+        // The sender: an encoder with long-term references and what it sent.
+        let settings = EncoderSettings {
+            bitrate_bps: 300_000,
+            fps: 30.0,
+        };
+        let mut encoder = H264Encoder::with_long_term_references(settings).expect("encoder");
+        let mut sent = SentFrames::default();
+        let mut pattern = TestPattern::new();
+        let mut picture = I420Frame::new(320, 240).expect("size");
+        let mut sequence = 0u16;
+        let mut keyframe_requests = 0;
+        for i in 0..12u32 {
+            // What the receiver said so far reaches the sender before this frame.
+            while let Ok(notice) = notices_rx.try_recv() {
+                match notice {
+                    MediaNotice::PictureFeedback(feedback) => match sent.answer(feedback) {
+                        Answer::Confirm {
+                            idr_pic_id,
+                            frame_num,
+                        } => encoder
+                            .long_term_confirmed(idr_pic_id, frame_num)
+                            .expect("confirm"),
+                        Answer::Recover {
+                            idr_pic_id,
+                            last_correct,
+                            current,
+                        } => encoder
+                            .recover(idr_pic_id, last_correct, current)
+                            .expect("recover"),
+                        other => panic!("{feedback:?} answered with {other:?}"),
+                    },
+                    _ => keyframe_requests += 1,
+                }
+            }
+            pattern.draw(&mut picture, u64::from(i) * 33_333);
+            let data = encoder
+                .encode(&picture, false)
+                .expect("encode")
+                .expect("frame");
+            let this = sent.read(data.data).expect("own frame");
+            sent.record(this);
+            let payloads: Vec<Bytes> = nal_units(data.data).map(Bytes::copy_from_slice).collect();
+            let last = payloads.len() - 1;
+            for (n, payload) in payloads.into_iter().enumerate() {
+                // Frame 5, a reference picture, is lost.
+                if i != 5 {
+                    let packet = RtpIn {
+                        sequence,
+                        timestamp: i * 3000,
+                        marker: n == last,
+                        payload,
+                        copy: false,
+                        copies: 0,
+                        arrived: Instant::now(),
+                    };
+                    rtp_tx.send(packet).await.expect("task runs");
+                }
+                sequence = sequence.wrapping_add(1);
+            }
+            // Frames 6 and 7 show the loss; the assembler gives frame 5 up after its
+            // 250 ms, and the task then asks to recover (a notice, read before frame 8).
+            if i == 7 {
+                for _ in 0..1000 {
+                    if counters.frames_dropped.load(Relaxed) >= 2 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut got = Vec::new();
+        for _ in 0..1000 {
+            got.extend(decoded.try_iter().map(|job| job.rtp_timestamp / 3000));
+            if got.last() == Some(&11) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(got, [0, 1, 2, 3, 4, 8, 9, 10, 11], "mended at frame 8");
+        assert_eq!(counters.frames_recovered.load(Relaxed), 1);
+        assert_eq!(keyframe_requests, 0, "no keyframe asked for");
+        task.abort();
+    }
+
     #[test]
     fn idr_detection_reads_nal_types() {
         assert!(contains_idr(&[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 9]));
