@@ -460,11 +460,8 @@ fn direction(
         .total_samples_received
         .saturating_sub(ra0.total_samples_received);
     let concealed = ra.concealed_samples.saturating_sub(ra0.concealed_samples);
-    let pct = |part: f64| {
-        (samples > 0)
-            .then(|| part * 100.0 / samples as f64)
-            .unwrap_or(0.0)
-    };
+    let per_sample = 100.0 / samples.max(1) as f64;
+    let pct = |part: f64| if samples > 0 { part * per_sample } else { 0.0 };
     DirectionResult {
         capture_to_render_ms: Percentiles {
             p50: percentile_ms(latencies, 50.0),

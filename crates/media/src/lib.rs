@@ -11,6 +11,7 @@ pub mod convert;
 pub mod echo_metrics;
 pub mod frame;
 pub mod h264;
+pub mod h264_chain;
 pub mod h264_syntax;
 pub mod latest;
 pub mod level;

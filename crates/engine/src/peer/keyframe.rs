@@ -247,6 +247,48 @@ pub(super) fn requests(packets: &[Box<dyn rtc::rtcp::Packet>]) -> (bool, Vec<Pic
     (keyframe, feedback)
 }
 
+/// Hands the keyframe requests and picture feedback that arrive on our video track to
+/// the peer's events, until the track or the events end.
+pub(super) async fn forward_requests(
+    video: std::sync::Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP>,
+    events: tokio::sync::mpsc::Sender<super::PeerEvent>,
+) {
+    use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+    while let Some(event) = video.poll().await {
+        let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+            continue;
+        };
+        let (keyframe, feedback) = requests(&packets);
+        let arrived = keyframe
+            .then_some(super::PeerEvent::KeyframeRequested)
+            .into_iter()
+            .chain(feedback.into_iter().map(super::PeerEvent::PictureFeedback));
+        for event in arrived {
+            if events.try_send(event).is_err() && events.is_closed() {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether the peer whose description this is takes our picture feedback: it offers
+/// it, and `CHINGU_NO_PICTURE_FEEDBACK` is not set (a switch to measure what recovery
+/// brings in the same build: keyframes only).
+pub(super) fn peer_recovers(sdp: &str) -> bool {
+    offers_picture_feedback(sdp) && std::env::var_os("CHINGU_NO_PICTURE_FEEDBACK").is_none()
+}
+
+/// Whether a session description offers our picture feedback (`a=rtcp-fb:<pt> nack
+/// rpsi`).
+fn offers_picture_feedback(sdp: &str) -> bool {
+    sdp.lines().any(|line| {
+        line.trim_end()
+            .strip_prefix("a=rtcp-fb:")
+            .and_then(|rest| rest.split_once(' '))
+            .is_some_and(|(_, feedback)| feedback.trim() == "nack rpsi")
+    })
+}
+
 /// A PLI for the peer's video stream `media_ssrc`.
 pub(super) fn picture_loss(media_ssrc: u32) -> Box<dyn rtc::rtcp::Packet> {
     Box::new(PictureLossIndication {
@@ -282,5 +324,16 @@ mod tests {
         foreign.extend_from_slice(&[0; 24]);
         assert!(Rpsi::unmarshal(&mut &foreign[..]).is_err());
         assert!(Rpsi::unmarshal(&mut &foreign[..12]).is_err());
+    }
+
+    #[test]
+    fn picture_feedback_is_used_only_when_the_peer_offers_it() {
+        let ours = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtcp-fb:102 nack\r\n\
+                    a=rtcp-fb:102 nack pli\r\na=rtcp-fb:102 nack rpsi\r\n";
+        assert!(offers_picture_feedback(ours));
+        let browser = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtcp-fb:96 nack\r\n\
+                       a=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 goog-remb\r\n";
+        assert!(!offers_picture_feedback(browser));
+        assert!(!offers_picture_feedback(""));
     }
 }

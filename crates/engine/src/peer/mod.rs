@@ -40,7 +40,7 @@ use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::{Mutex, mpsc};
 use webrtc::data_channel::DataChannel;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceTransportPolicy, RTCSessionDescription, SettingEngineBuilder,
@@ -330,26 +330,11 @@ impl Peer {
                 .await
                 .map_err(|e| PeerError::AddTrack(e.to_string()))?;
         }
-        // Keyframe requests for our video arrive as events on the local video track.
+        // Keyframe requests and picture feedback for our video arrive as events on the
+        // local video track.
         let video = Arc::clone(&self.tracks.video.track);
-        let keyframe_events = events.clone();
-        self.tasks.spawn(async move {
-            while let Some(event) = video.poll().await {
-                let TrackLocalEvent::OnRtcpPacket(packets) = event else {
-                    continue;
-                };
-                let (keyframe, feedback) = keyframe::requests(&packets);
-                let events = keyframe
-                    .then_some(PeerEvent::KeyframeRequested)
-                    .into_iter()
-                    .chain(feedback.into_iter().map(PeerEvent::PictureFeedback));
-                for event in events {
-                    if keyframe_events.try_send(event).is_err() && keyframe_events.is_closed() {
-                        return;
-                    }
-                }
-            }
-        });
+        self.tasks
+            .spawn(keyframe::forward_requests(video, events.clone()));
         // Drain RTCP events on the audio track so its queue never fills.
         let audio = Arc::clone(&self.tracks.audio.track);
         self.tasks
@@ -457,24 +442,10 @@ impl Peer {
         }
     }
 
-    /// Whether the peer's description offers picture feedback for video (`nack rpsi`).
-    /// `CHINGU_NO_PICTURE_FEEDBACK` set: taken as not offered (keyframes only), to
-    /// measure what recovery brings in the same build.
+    /// Whether the peer takes picture feedback (`keyframe::peer_recovers`).
     fn note_picture_feedback(&self, sdp: &str) {
-        let measuring_without = std::env::var_os("CHINGU_NO_PICTURE_FEEDBACK").is_some();
-        let offered = !measuring_without
-            && sdp.lines().any(|line| {
-                line.trim_end()
-                    .strip_prefix("a=rtcp-fb:")
-                    .is_some_and(|rest| {
-                        rest.split_once(' ')
-                            .is_some_and(|(_, fb)| fb.trim() == "nack rpsi")
-                    })
-            });
-        self.tracks
-            .bandwidth
-            .peer_recovers
-            .store(offered, Ordering::Relaxed);
+        let flag = &self.tracks.bandwidth.peer_recovers;
+        flag.store(keyframe::peer_recovers(sdp), Ordering::Relaxed);
     }
 
     async fn remote_description_applied(&self) {
@@ -549,26 +520,20 @@ impl Peer {
 
     /// Asks the peer for a keyframe (after loss the decoder cannot conceal).
     pub async fn request_keyframe(&self) {
-        for receiver in self.pc.get_receivers().await {
-            let track = receiver.track();
-            if track.kind().await != RtpCodecKind::Video {
-                continue;
-            }
-            let Some(&media_ssrc) = track.ssrcs().await.first() else {
-                continue;
-            };
-            if let Err(e) = track
-                .write_rtcp(vec![keyframe::picture_loss(media_ssrc)])
-                .await
-            {
-                tracing::debug!("PLI not sent: {e}");
-            }
-        }
+        self.video_feedback(keyframe::picture_loss).await;
     }
 
     /// Tells the peer what our decoder has of its video (only to a peer that offered
     /// it: [`Bandwidth::peer_recovers`]).
     pub async fn send_picture_feedback(&self, feedback: PictureFeedback) {
+        self.video_feedback(|ssrc| {
+            keyframe::picture_feedback_packet(ssrc, tracks::H264_PT, feedback)
+        })
+        .await;
+    }
+
+    /// Sends `packet(media SSRC)` about the peer's video.
+    async fn video_feedback(&self, packet: impl Fn(u32) -> Box<dyn rtc::rtcp::Packet>) {
         for receiver in self.pc.get_receivers().await {
             let track = receiver.track();
             if track.kind().await != RtpCodecKind::Video {
@@ -577,9 +542,8 @@ impl Peer {
             let Some(&media_ssrc) = track.ssrcs().await.first() else {
                 continue;
             };
-            let packet = keyframe::picture_feedback_packet(media_ssrc, tracks::H264_PT, feedback);
-            if let Err(e) = track.write_rtcp(vec![packet]).await {
-                tracing::debug!("picture feedback not sent: {e}");
+            if let Err(e) = track.write_rtcp(vec![packet(media_ssrc)]).await {
+                tracing::debug!("video feedback not sent: {e}");
             }
         }
     }

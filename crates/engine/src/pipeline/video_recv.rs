@@ -405,7 +405,6 @@ mod tests {
     #[tokio::test]
     async fn a_lost_reference_is_mended_by_a_recovery_frame_from_a_peer_that_takes_feedback() {
         use super::super::recovery::{Answer, SentFrames};
-        use crate::packets::PictureFeedback;
         let (rtp_tx, rtp) = mpsc::channel(1024);
         let (decoder, decoded) = std_mpsc::sync_channel(64);
         let (notices, mut notices_rx) = mpsc::channel(16);
