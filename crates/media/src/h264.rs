@@ -49,7 +49,7 @@ pub struct H264Encoder {
 
 /// Temporal layers: with two, every other frame is one no other frame refers to
 /// (`nal_ref_idc` 0), so losing it costs that frame alone, where with one layer every
-/// lost frame breaks the chain until a keyframe (`h264_syntax::ReferenceChain` tells the
+/// lost frame breaks the chain until a keyframe (`h264_chain::ReferenceChain` tells the
 /// two apart). The wrapper builds one layer; more are set through openh264's option API
 /// once the encoder is initialised, which openh264 does on its first frame: so such an
 /// encoder first encodes a blank frame it throws away. Calls use one layer for now: with

@@ -173,3 +173,17 @@ impl ReferenceChain {
         self.reader.first_slice(annex_b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_or_foreign_input_breaks_nothing() {
+        let mut chain = ReferenceChain::new();
+        assert!(!chain.decodable_after_loss(&[0, 0, 1]));
+        assert!(!chain.decodable_after_loss(&[]));
+        assert_eq!(chain.after_loss(&[0, 0, 1, 0x41, 0xff]), AfterLoss::Broken);
+        assert!(!chain.decoded(&[0, 0, 1, 0x67]));
+    }
+}

@@ -2,12 +2,10 @@
 //! be decoded: the parameter sets' fields a slice header needs, and each slice header
 //! up to its reference marking (ITU-T H.264 7.3.2.1, 7.3.2.2 and 7.3.3) — `frame_num`,
 //! `nal_ref_idc`, the reference list's modification and the memory management
-//! operations that make pictures long-term. [`ReferenceChain`] (`h264_chain.rs`) follows
+//! operations that make pictures long-term. `ReferenceChain` (`h264_chain.rs`) follows
 //! them.
 
 use crate::MediaError;
-
-pub use crate::h264_chain::{AfterLoss, ReferenceChain};
 
 /// The parts of a sequence parameter set a slice header needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -554,8 +552,5 @@ mod tests {
         assert!(parse_slice(&[0x67, 0xff], &sps).is_err());
         // 40 zero bits: an Exp-Golomb code longer than any valid one.
         assert!(parse_slice(&[0x41, 0, 0, 0, 0, 0], &sps).is_err());
-        let mut chain = ReferenceChain::new();
-        assert!(!chain.decodable_after_loss(&[0, 0, 1]));
-        assert!(!chain.decodable_after_loss(&[]));
     }
 }

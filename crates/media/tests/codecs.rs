@@ -2,7 +2,8 @@
 
 use chingu_media::barcode;
 use chingu_media::h264::{EncoderSettings, H264Decoder, H264Encoder};
-use chingu_media::h264_syntax::{self, AfterLoss, HeaderReader, ReferenceChain};
+use chingu_media::h264_chain::{AfterLoss, ReferenceChain};
+use chingu_media::h264_syntax::{self, HeaderReader};
 use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusSettings};
 use chingu_media::pattern::TestPattern;
 use chingu_media::tone::{ToneGenerator, dominant_tone};

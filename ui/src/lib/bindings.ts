@@ -320,6 +320,8 @@ export type InboundVideo = {
 	framesDropped: number,
 	/**  Frames lost that nothing later referred to: skipped without a keyframe. */
 	framesLostUnreferenced: number,
+	/**  Frames that mended the picture from a long-term picture, not a keyframe. */
+	framesRecovered: number,
 	freezeCount: number,
 	/**  Seconds. */
 	totalFreezesDuration: number | null,

@@ -44,6 +44,7 @@ export function emptyStats(): CallStats {
       totalDecodeTime: 0,
       framesDropped: 0,
       framesLostUnreferenced: 0,
+      framesRecovered: 0,
       freezeCount: 0,
       totalFreezesDuration: 0,
       totalInterFrameDelay: 0,

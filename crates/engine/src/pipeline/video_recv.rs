@@ -11,7 +11,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use chingu_media::frame::now_us;
-use chingu_media::h264_syntax::{AfterLoss, ReferenceChain, fingerprint, nal_units};
+use chingu_media::h264_chain::{AfterLoss, ReferenceChain};
+use chingu_media::h264_syntax::{fingerprint, nal_units};
 use tokio::sync::{Notify, mpsc};
 
 use super::assembler::FrameAssembler;
