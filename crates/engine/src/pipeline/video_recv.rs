@@ -1,9 +1,11 @@
 //! Incoming video: a task assembles RTP packets into frames ([`FrameAssembler`]),
 //! depacketizes them, and after a lost frame goes on if the lost one was a picture no
-//! other refers to ([`ReferenceChain`]), else gates decoding on a keyframe and asks for
-//! one (through the engine, at most every 250 ms), then queues each frame for the
-//! decoding thread (`video_decode`). The task sleeps until a packet, the assembler's
-//! deadline or the next keyframe request is due.
+//! other refers to ([`ReferenceChain`]), else gates decoding until a keyframe or a frame
+//! that refers only to a long-term picture the decoder holds, and asks the sender for
+//! one (through the engine, at most every 250 ms: to recover from the last frame decoded
+//! when the peer takes picture feedback, [`Mending`], else a keyframe), then queues each
+//! frame for the decoding thread (`video_decode`). The task sleeps until a packet, the
+//! assembler's deadline, the next request or the next confirmation is due.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
