@@ -17,140 +17,10 @@ use chingu_engine::pipeline::{AudioOutput, AudioSource, MediaConfig, VideoSource
 use chingu_engine::stats::CallStats;
 use chingu_engine::{CallView, Command, Engine, EngineEvent};
 use chingu_media::opus_codec::FRAME_SAMPLES;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::netsim::{NetCounts, NetSim, Scenario};
+use crate::netsim::{NetSim, Scenario};
 use crate::peer::{PeerSetup, Probe, Reference, bitrate_for, percentile_ms};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Percentiles {
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-}
-
-/// One frame size's figures (both directions together unless named otherwise).
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchResult {
-    pub size: String,
-    pub fps: u32,
-    pub duration_s: f64,
-    /// Matched until DTLS connected (the slower peer), ms.
-    pub connected_ms: u64,
-    /// Matched until the first decoded frame (the slower peer), ms.
-    pub setup_ms: u64,
-    /// From the barcodes: capture on one peer to decoded on the other, after the first
-    /// second of the call.
-    pub capture_to_render_ms: Percentiles,
-    #[serde(rename = "framesSent")]
-    pub frames_sent: u64,
-    #[serde(rename = "framesDecoded")]
-    pub frames_decoded: u64,
-    pub frames_out_of_order: u64,
-    /// Barcodes read whose capture time was implausible (misreads), left out.
-    #[serde(default)]
-    pub frames_misread: u64,
-    /// Frames received but not decodable (lost packets, waiting for a keyframe).
-    #[serde(rename = "framesDropped")]
-    pub frames_dropped: u64,
-    #[serde(rename = "nackCount")]
-    pub nack_count: u64,
-    #[serde(rename = "pliCount")]
-    pub pli_count: u64,
-    #[serde(rename = "packetsLost")]
-    pub packets_lost: i64,
-    #[serde(rename = "freezeCount")]
-    pub freeze_count: u64,
-    pub encode_ms_per_frame: f64,
-    pub decode_ms_per_frame: f64,
-    /// CPU time of this process (both peers) per wall second, % of one core.
-    pub cpu_pct_one_core: f64,
-    /// Video bitrate per direction, kbit/s.
-    pub kbps: f64,
-    /// The network scenario (`None`: plain loopback).
-    pub net: Option<String>,
-    /// A to B.
-    pub up: DirectionResult,
-    /// B to A.
-    pub down: DirectionResult,
-    /// What the simulator did over the whole run (with `--net`).
-    pub link: Option<NetCounts>,
-    /// What each way of the simulated path carried over the measured window, kbit/s:
-    /// everything the call sent (video, audio, RTCP, headers) that was delivered.
-    pub link_kbps: Option<Carried>,
-}
-
-/// Delivered kbit/s each way.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Carried {
-    pub up: f64,
-    pub down: f64,
-}
-
-/// Capture→render under this is settled, after a drop in the link's rate (the issue's
-/// step goal: back under 300 ms within 2 s).
-pub const SETTLED_UNDER: Duration = Duration::from_millis(300);
-/// ... for at least this long (a later spike, such as a rung's keyframe, is another event).
-pub const SETTLED_FOR: Duration = Duration::from_secs(1);
-
-/// One direction's figures, over the measured window.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DirectionResult {
-    /// Capture on the sender to decoded on the receiver, from the barcodes.
-    pub capture_to_render_ms: Percentiles,
-    /// Frames the sender sent, counted over as long a time as the receiver's window.
-    pub frames_sent: u64,
-    pub frames_decoded: u64,
-    /// W3C freezes (a frame later than max(3 x the average gap, gap + 150 ms)).
-    pub freeze_count: u64,
-    /// Seconds frozen in all.
-    pub total_freezes_duration: f64,
-    /// The longest the picture stood still in the window: the longest wait between two
-    /// shown frames, ms (a freeze by any definition when it is long).
-    #[serde(default)]
-    pub longest_still_ms: Option<f64>,
-    /// Where the scenario drops this way's rate in the window: how long after the drop
-    /// capture→render came back under [`SETTLED_UNDER`] to stay there for
-    /// [`SETTLED_FOR`] (0: it never went over; until the next step or the window's end
-    /// when it never came back), ms.
-    #[serde(default)]
-    pub settled_after_drop_ms: Option<f64>,
-    /// Received video, kbit/s.
-    pub video_kbps: f64,
-    /// The sender's congestion-control estimate at the end, kbit/s.
-    pub estimate_kbps: Option<f64>,
-    /// What the receiver decoded last.
-    pub frame_width: u32,
-    pub frame_height: u32,
-    /// Audio samples concealed by the receiver, % of those played.
-    pub audio_concealed_pct: f64,
-    /// Audio packets its jitter buffer threw away (late, or trimmed), % of those played.
-    pub audio_discarded_pct: f64,
-    pub pli_count: u64,
-    /// Frames lost that nothing later referred to: skipped without a keyframe (Chingu's
-    /// receiver only).
-    #[serde(default)]
-    pub frames_lost_unreferenced: u64,
-    /// Frames that mended the picture from a long-term picture, not a keyframe.
-    #[serde(default)]
-    pub frames_recovered: u64,
-    pub nack_count: u32,
-    /// Packets the sender resent over RTX, and the receiver got over RTX.
-    pub retransmitted_packets_sent: u64,
-    pub retransmitted_packets_received: u64,
-    /// With a `.y4m` source: mean Y-PSNR of the received pictures against the frames
-    /// they came from (scaled to the received size; barcode rows left out), dB, and the
-    /// tenth percentile (the worst pictures).
-    pub psnr_y_db: Option<f64>,
-    pub psnr_y_p10_db: Option<f64>,
-    /// Standard deviation of the intervals between shown frames, ms (judder; from W3C
-    /// `totalInterFrameDelay` and `totalSquaredInterFrameDelay`).
-    pub inter_frame_delay_std_ms: f64,
-    /// Mean time a frame was held after it was complete, for smooth playout, ms.
-    pub video_jitter_buffer_ms: f64,
-}
 
 /// User plus system CPU seconds of this process, from /proc/self/stat.
 fn cpu_seconds() -> anyhow::Result<f64> {
@@ -189,9 +59,10 @@ fn side(
     height: u32,
     tone: f64,
     net: Option<&Arc<NetSim>>,
-    video_file: Option<&Path>,
+    sources: Sources<'_>,
 ) -> anyhow::Result<Side> {
     // Each side receives what the other sends: the same file.
+    let video_file = sources.video_file;
     let reference = video_file.map(Reference::open).transpose()?;
     let probe = Arc::new(Mutex::new(Probe {
         reference,
@@ -216,7 +87,11 @@ fn side(
                 fps: 30,
             },
         }),
-        audio: Some(AudioSource::Tone { frequency_hz: tone }),
+        audio: Some(if sources.talk {
+            AudioSource::Talk { frequency_hz: tone }
+        } else {
+            AudioSource::Tone { frequency_hz: tone }
+        }),
         output: AudioOutput::Discard,
         processing: Default::default(),
         video_bitrate_bps: bitrate_for(width, height),
@@ -262,19 +137,11 @@ pub async fn run_size(
     height: u32,
     duration: Duration,
     net: Option<&Scenario>,
-    video_file: Option<&Path>,
+    sources: Sources<'_>,
 ) -> anyhow::Result<BenchResult> {
     let sim = net.map(|s| NetSim::start(s.clone()));
-    let mut a = side(
-        url,
-        "bench-a",
-        width,
-        height,
-        440.0,
-        sim.as_ref(),
-        video_file,
-    )?;
-    let mut b = side(url, "bench-b", width, height, 880.0, None, video_file)?;
+    let mut a = side(url, "bench-a", width, height, 440.0, sim.as_ref(), sources)?;
+    let mut b = side(url, "bench-b", width, height, 880.0, None, sources)?;
     for (s, name) in [(&a, "bench-a"), (&b, "bench-b")] {
         s.engine
             .send(Command::Search(chingu_engine::call_state::SearchPrefs {
@@ -460,8 +327,15 @@ fn direction(
         .total_samples_received
         .saturating_sub(ra0.total_samples_received);
     let concealed = ra.concealed_samples.saturating_sub(ra0.concealed_samples);
+    let comfort = ra
+        .comfort_noise_samples
+        .saturating_sub(ra0.comfort_noise_samples);
     let per_sample = 100.0 / samples.max(1) as f64;
     let pct = |part: f64| if samples > 0 { part * per_sample } else { 0.0 };
+    let sender_s = (sender.elapsed_ms.saturating_sub(sender0.elapsed_ms) as f64 / 1e3).max(1e-3);
+    let (audio, audio0) = (&sender.outbound_audio, &sender0.outbound_audio);
+    let audio_bytes = audio.bytes_sent.saturating_sub(audio0.bytes_sent);
+    let audio_packets = audio.packets_sent.saturating_sub(audio0.packets_sent);
     DirectionResult {
         capture_to_render_ms: Percentiles {
             p50: percentile_ms(latencies, 50.0),
@@ -496,6 +370,9 @@ fn direction(
         frame_width: rv.frame_width,
         frame_height: rv.frame_height,
         audio_concealed_pct: pct(concealed as f64),
+        audio_comfort_noise_pct: pct(comfort as f64),
+        audio_kbps: audio_bytes as f64 * 8.0 / 1e3 / sender_s,
+        audio_packets_per_s: audio_packets as f64 / sender_s,
         audio_discarded_pct: pct(
             ra.packets_discarded.saturating_sub(ra0.packets_discarded) as f64
                 * FRAME_SAMPLES as f64,
@@ -540,20 +417,20 @@ pub async fn run(
     duration: Duration,
     nets: &[Scenario],
 ) -> anyhow::Result<Vec<BenchResult>> {
-    run_with(sizes, duration, nets, None).await
+    run_with(sizes, duration, nets, Sources::default()).await
 }
 
-/// As [`run`]; with `video_file`, both peers send that `.y4m` file (at its size and
-/// frame rate; `sizes` is not used) and each received picture is compared with the frame
-/// it came from (`psnr_y_db`).
+/// As [`run`], with other `sources`: with a `video_file`, both peers send that `.y4m`
+/// file (at its size and frame rate; `sizes` is not used) and each received picture is
+/// compared with the frame it came from (`psnr_y_db`).
 pub async fn run_with(
     sizes: &[(u32, u32)],
     duration: Duration,
     nets: &[Scenario],
-    video_file: Option<&Path>,
+    sources: Sources<'_>,
 ) -> anyhow::Result<Vec<BenchResult>> {
     let file_size;
-    let sizes = match video_file {
+    let sizes = match sources.video_file {
         Some(path) => {
             let header = chingu_media::y4m::Y4mFile::open(path)?.header();
             file_size = [(header.width as u32, header.height as u32)];
@@ -574,11 +451,11 @@ pub async fn run_with(
     let mut results = Vec::new();
     for &(w, h) in sizes {
         if nets.is_empty() {
-            results.push(run_size(&url, w, h, duration, None, video_file).await?);
+            results.push(run_size(&url, w, h, duration, None, sources).await?);
         }
         for net in nets {
             results.push(
-                run_size(&url, w, h, duration, Some(net), video_file)
+                run_size(&url, w, h, duration, Some(net), sources)
                     .await
                     .with_context(|| format!("scenario {}", net.name))?,
             );
@@ -593,5 +470,17 @@ pub async fn run_with(
 /// One scenario's outcome for the table: its figures, or why it could not be measured.
 pub type Row = Result<BenchResult, (String, String)>;
 
+mod result;
 mod table;
+pub use result::{BenchResult, Carried, DirectionResult, Percentiles, SETTLED_FOR, SETTLED_UNDER};
 pub use table::{markdown, video_cells};
+
+/// What both peers send, where it is not the default (the moving pattern and a tone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// This `.y4m` file, at its size and frame rate, instead of the pattern.
+    pub video_file: Option<&'a Path>,
+    /// The tone in talkspurts (`AudioSource::Talk`: a second on, a second off), so
+    /// that silences (and DTX) are measured.
+    pub talk: bool,
+}

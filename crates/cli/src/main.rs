@@ -140,6 +140,10 @@ enum Command {
         /// picture is compared with its source frame (`psnrYDb`).
         #[arg(long)]
         video_file: Option<std::path::PathBuf>,
+        /// Both peers' tones come in talkspurts, a second on and a second off, as
+        /// speakers in a conversation (what DTX saves is measured with it).
+        #[arg(long)]
+        talk: bool,
     },
     /// libwebrtc's figures for the call `bench` makes (640x480, 30 fps, 1 Mbit/s video
     /// ceiling, both ways), from two peer connections in headless Chromium over this
@@ -319,7 +323,12 @@ fn main() -> anyhow::Result<()> {
             net,
             table,
             video_file,
+            talk,
         } => {
+            let sources = chingu_cli::bench::Sources {
+                video_file: video_file.as_deref(),
+                talk,
+            };
             let mut nets = Vec::new();
             for spec in &net {
                 if spec == "all" {
@@ -352,7 +361,7 @@ fn main() -> anyhow::Result<()> {
                     &sizes,
                     Duration::from_secs(duration),
                     &[],
-                    video_file.as_deref(),
+                    sources,
                 ))?;
                 for r in results {
                     print(&serde_json::to_value(&r)?)?;
@@ -367,7 +376,7 @@ fn main() -> anyhow::Result<()> {
                     &sizes,
                     Duration::from_secs(duration),
                     std::slice::from_ref(net),
-                    video_file.as_deref(),
+                    sources,
                 ));
                 match outcome {
                     Ok(results) => {

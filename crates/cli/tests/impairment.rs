@@ -154,7 +154,11 @@ async fn a_y4m_file_is_sent_and_each_picture_measured_against_its_frame() {
     // wrong frame scores far below what the call must reach.
     let neighbours = chingu_media::y4m::psnr_y(&frames[0], &frames[1], 0).expect("same size");
     assert!(neighbours < 18.0, "{neighbours}");
-    let results = chingu_cli::bench::run_with(&[], Duration::from_secs(4), &[], Some(&path))
+    let sources = chingu_cli::bench::Sources {
+        video_file: Some(&path),
+        talk: false,
+    };
+    let results = chingu_cli::bench::run_with(&[], Duration::from_secs(4), &[], sources)
         .await
         .expect("the call connects and is measured");
     let _ = std::fs::remove_file(&path);
@@ -173,5 +177,40 @@ async fn a_y4m_file_is_sent_and_each_picture_measured_against_its_frame() {
         // H.264 keeps the (hard to code) pattern at ~28–29 dB here; a picture from the
         // wrong frame, or a corrupted one, scores far lower.
         assert!(psnr > 23.0, "{direction}: Y-PSNR {psnr:.1} dB");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_talkspurts_dtx_sends_little_through_the_silences_and_they_are_not_concealed() {
+    // Both tones a second on, a second off, through 10 % loss each way (audio in RED
+    // with copies, which must not reach across a silence's gap).
+    let scenario: Scenario = "loss=10%,seed=4".parse().expect("scenario");
+    let sources = chingu_cli::bench::Sources {
+        video_file: None,
+        talk: true,
+    };
+    let results =
+        chingu_cli::bench::run_with(&[(320, 240)], Duration::from_secs(10), &[scenario], sources)
+            .await
+            .expect("the call connects and is measured");
+    let r = &results[0];
+    eprintln!("{}", serde_json::to_string(r).expect("json"));
+    for (direction, d) in [("up", &r.up), ("down", &r.down)] {
+        // Half the time is silence; DTX starts ~200 ms into each.
+        assert!(
+            d.audio_comfort_noise_pct > 20.0,
+            "{direction}: the silences were not sent as DTX: {} % comfort noise",
+            d.audio_comfort_noise_pct
+        );
+        assert!(
+            d.audio_concealed_pct < 5.0,
+            "{direction}: silence or its gaps taken for loss: {} % concealed",
+            d.audio_concealed_pct
+        );
+        assert!(
+            d.audio_kbps < AUDIO_KBPS_CONTINUOUS * 0.8,
+            "{direction}: {} kbit/s of audio for half the time talking",
+            d.audio_kbps
+        );
     }
 }

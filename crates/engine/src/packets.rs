@@ -88,6 +88,8 @@ impl Drop for Backlog {
 /// One encoded audio packet (Opus) to send.
 #[derive(Debug, Clone)]
 pub struct EncodedAudio {
+    /// Empty for a frame not sent (in a DTX silence): only its time passes, so the next
+    /// packet's timestamp is its own.
     pub data: Bytes,
     pub duration: Duration,
 }
@@ -117,6 +119,9 @@ pub struct Bandwidth {
     /// The peer answers [`PictureFeedback`] (its description offers `nack rpsi` for
     /// video): ask it to recover from a long-term picture before asking for a keyframe.
     pub peer_recovers: AtomicBool,
+    /// The peer takes Opus DTX (its description has `usedtx=1`): send nothing for most
+    /// frames of a silence.
+    pub peer_takes_dtx: AtomicBool,
 }
 
 /// From this loss (per mille) on a path with no queue, the loss is random (a lossy radio

@@ -54,6 +54,8 @@ pub struct MediaCounters {
     /// ran far ahead of its delay.
     pub audio_packets_discarded: AtomicU64,
     pub fec_recovered: AtomicU64,
+    /// Samples of comfort noise played while the peer was silent (Opus DTX).
+    pub comfort_noise_samples: AtomicU64,
     pub jitter_buffer_delay_us: AtomicU64,
     pub jitter_buffer_emitted: AtomicU64,
     pub total_samples_received: AtomicU64,
@@ -273,6 +275,9 @@ pub struct InboundAudio {
     /// W3C `packetsDiscarded`: too late to play, or dropped to bring the delay back down.
     pub packets_discarded: u64,
     pub fec_packets_recovered: u64,
+    /// Samples of comfort noise played while the peer sent nothing in a silence (Opus
+    /// DTX): part of `totalSamplesReceived`, not of `concealedSamples` (nothing was lost).
+    pub comfort_noise_samples: u64,
     /// Seconds, summed over emitted packets (divide by the count for the average).
     pub jitter_buffer_delay: f64,
     pub jitter_buffer_emitted_count: u64,
@@ -369,6 +374,7 @@ impl CallStats {
                 concealed_samples: c.concealed_samples.load(Relaxed),
                 packets_discarded: c.audio_packets_discarded.load(Relaxed),
                 fec_packets_recovered: c.fec_recovered.load(Relaxed),
+                comfort_noise_samples: c.comfort_noise_samples.load(Relaxed),
                 jitter_buffer_delay: secs(&c.jitter_buffer_delay_us),
                 jitter_buffer_emitted_count: c.jitter_buffer_emitted.load(Relaxed),
                 audio_level_dbfs: c.remote_level_dbfs(),

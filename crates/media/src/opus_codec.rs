@@ -71,6 +71,13 @@ impl OpusEncoder {
             .map_err(opus_err)
     }
 
+    /// Turns discontinuous transmission on or off: with it, after ~200 ms of silence
+    /// each frame shrinks to a packet of at most 2 bytes ([`is_dtx_packet`]) that need
+    /// not be sent, with a frame that updates the far end's comfort noise every 400 ms.
+    pub fn set_dtx(&mut self, on: bool) -> Result<(), MediaError> {
+        self.encoder.set_dtx(on).map_err(opus_err)
+    }
+
     /// Encodes exactly one 20 ms frame.
     pub fn encode(&mut self, pcm: &[i16]) -> Result<&[u8], MediaError> {
         if pcm.len() != FRAME_SAMPLES {
@@ -82,6 +89,13 @@ impl OpusEncoder {
         let len = self.encoder.encode(pcm, &mut self.out).map_err(opus_err)?;
         Ok(&self.out[..len])
     }
+}
+
+/// Whether an encoded packet is a DTX frame: a table-of-contents byte and no audio, which
+/// the encoder makes in silence with DTX on and the decoder turns into comfort noise
+/// (libwebrtc's test is the same: 2 bytes or fewer).
+pub fn is_dtx_packet(packet: &[u8]) -> bool {
+    packet.len() <= 2
 }
 
 pub struct OpusDecoder {
@@ -110,7 +124,7 @@ impl OpusDecoder {
         self.run(packet, out, false)
     }
 
-    /// Conceals a lost frame (packet loss concealment).
+    /// Conceals a lost frame (packet loss concealment); after a DTX frame, comfort noise.
     pub fn conceal(&mut self, out: &mut [i16; FRAME_SAMPLES]) -> Result<(), MediaError> {
         self.run(&[], out, false)
     }

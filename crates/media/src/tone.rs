@@ -5,13 +5,22 @@ use std::f64::consts::TAU;
 /// 48 kHz mono, the rate everything after capture runs at.
 pub const SAMPLE_RATE: u32 = 48_000;
 
-/// A continuous sine wave, phase-continuous across calls.
+/// A sine wave, phase-continuous across calls: continuous, or in talkspurts.
 #[derive(Debug, Clone)]
 pub struct ToneGenerator {
     step: f64,
     phase: f64,
     amplitude: f64,
+    /// In talkspurts: samples on, then samples of silence, repeated.
+    spurts: Option<(u64, u64)>,
+    position: u64,
+    /// The state of the pauses' faint noise (xorshift).
+    noise: u32,
 }
+
+/// The noise in a talker's pauses: a quiet room through a microphone and its noise
+/// suppression, -70 dBFS peak.
+const ROOM_NOISE: f64 = 0.0003;
 
 impl ToneGenerator {
     /// `level` is the peak as a fraction of full scale (0.0..=1.0).
@@ -20,13 +29,38 @@ impl ToneGenerator {
             step: TAU * frequency_hz / f64::from(SAMPLE_RATE),
             phase: 0.0,
             amplitude: level.clamp(0.0, 1.0) * f64::from(i16::MAX),
+            spurts: None,
+            position: 0,
+            noise: 0x2545_f491,
         }
+    }
+
+    /// The tone for `on`, then a pause for `off`, over and over: a speaker in a
+    /// conversation rather than one who never stops. The pauses carry a quiet room's
+    /// noise (-70 dBFS), as a microphone's do, not digital silence.
+    pub fn in_spurts(mut self, on: std::time::Duration, off: std::time::Duration) -> Self {
+        let samples =
+            |d: std::time::Duration| (d.as_secs_f64() * f64::from(SAMPLE_RATE)).round() as u64;
+        self.spurts = Some((samples(on).max(1), samples(off)));
+        self
     }
 
     pub fn fill(&mut self, out: &mut [i16]) {
         for sample in out {
-            *sample = (self.phase.sin() * self.amplitude) as i16;
+            let silent = self
+                .spurts
+                .is_some_and(|(on, off)| self.position % (on + off) >= on);
+            *sample = if silent {
+                self.noise ^= self.noise << 13;
+                self.noise ^= self.noise >> 17;
+                self.noise ^= self.noise << 5;
+                let uniform = f64::from(self.noise) / f64::from(u32::MAX) * 2.0 - 1.0;
+                (uniform * ROOM_NOISE * f64::from(i16::MAX)) as i16
+            } else {
+                (self.phase.sin() * self.amplitude) as i16
+            };
             self.phase = (self.phase + self.step) % TAU;
+            self.position += 1;
         }
     }
 }
@@ -80,6 +114,22 @@ mod tests {
     fn silence_and_empty_input_have_no_tone() {
         assert_eq!(dominant_tone(&[0; 4800], &[440.0]), None);
         assert_eq!(dominant_tone(&[], &[440.0]), None);
+    }
+
+    #[test]
+    fn in_spurts_the_tone_alternates_with_silence() {
+        let second = std::time::Duration::from_secs(1);
+        let mut g = ToneGenerator::new(440.0, 0.5).in_spurts(second, second / 2);
+        let mut buf = vec![0i16; 48_000 * 3];
+        g.fill(&mut buf);
+        let (talk, rest) = buf.split_at(48_000);
+        let (quiet, again) = rest.split_at(24_000);
+        assert_eq!(dominant_tone(talk, &[440.0]), Some(440.0));
+        let faint =
+            |s: &[i16]| s.iter().all(|&x| x.unsigned_abs() <= 10) && s.iter().any(|&x| x != 0);
+        assert!(faint(quiet), "a pause is a quiet room's noise");
+        assert_eq!(dominant_tone(&again[..48_000], &[440.0]), Some(440.0));
+        assert!(faint(&again[48_000..]));
     }
 
     #[test]

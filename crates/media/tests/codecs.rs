@@ -4,7 +4,9 @@ use chingu_media::barcode;
 use chingu_media::h264::{EncoderSettings, H264Decoder, H264Encoder};
 use chingu_media::h264_chain::{AfterLoss, ReferenceChain};
 use chingu_media::h264_syntax::{self, HeaderReader};
-use chingu_media::opus_codec::{FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusSettings};
+use chingu_media::opus_codec::{
+    FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusSettings, is_dtx_packet,
+};
 use chingu_media::pattern::TestPattern;
 use chingu_media::tone::{ToneGenerator, dominant_tone};
 use chingu_media::{I420Frame, MediaError};
@@ -464,6 +466,40 @@ fn a_lost_packet_is_recovered_from_the_next_ones_fec() {
     );
     let mut concealed = [0i16; FRAME_SAMPLES];
     decoder.conceal(&mut concealed).expect("plc");
+}
+
+#[test]
+fn with_dtx_silence_shrinks_to_packets_that_need_not_be_sent() {
+    let mut encoder = OpusEncoder::new(OpusSettings::default()).expect("encoder");
+    encoder.set_dtx(true).expect("dtx");
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let silence = vec![[0i16; FRAME_SAMPLES]; 100];
+    let talk = tone_frames(440.0, 25);
+    let frames = talk.iter().chain(&silence).chain(&talk);
+    let packets: Vec<Vec<u8>> = frames
+        .map(|f| encoder.encode(f).expect("encode").to_vec())
+        .collect();
+    let sizes: Vec<usize> = packets.iter().map(Vec::len).collect();
+    let (first, rest) = sizes.split_at(25);
+    let (quiet, second) = rest.split_at(100);
+    assert!(first.iter().all(|&n| n > 2), "{first:?}");
+    // Within a few frames of silence the encoder stops coding audio: most frames are
+    // DTX frames, and the rest (comfort noise updates) stay far below speech.
+    let dtx = packets[25..125].iter().filter(|p| is_dtx_packet(p)).count();
+    assert!(dtx >= 80, "{dtx} of 100 silent frames were DTX: {quiet:?}");
+    assert!(
+        quiet[20..].iter().all(|&n| n <= 2 || n < first[20] / 2),
+        "{quiet:?}"
+    );
+    // Speech resumes at once, at full size.
+    assert!(second.iter().all(|&n| n > 2), "{second:?}");
+    // A DTX frame decodes to a frame (comfort noise), and so does a frame never sent.
+    let mut out = [0i16; FRAME_SAMPLES];
+    decoder
+        .decode(&[0x08], &mut out)
+        .expect("a DTX frame decodes");
+    decoder.conceal(&mut out).expect("comfort noise");
+    assert_eq!(dominant_tone(&out, &[440.0]), None);
 }
 
 #[test]

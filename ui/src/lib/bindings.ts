@@ -300,6 +300,11 @@ export type InboundAudio = {
 	/**  W3C `packetsDiscarded`: too late to play, or dropped to bring the delay back down. */
 	packetsDiscarded: number,
 	fecPacketsRecovered: number,
+	/**
+	 *  Samples of comfort noise played while the peer sent nothing in a silence (Opus
+	 *  DTX): part of `totalSamplesReceived`, not of `concealedSamples` (nothing was lost).
+	 */
+	comfortNoiseSamples: number,
 	/**  Seconds, summed over emitted packets (divide by the count for the average). */
 	jitterBufferDelay: number | null,
 	jitterBufferEmittedCount: number,

@@ -70,6 +70,7 @@ export function emptyStats(): CallStats {
       concealedSamples: 0,
       packetsDiscarded: 0,
       fecPacketsRecovered: 0,
+      comfortNoiseSamples: 0,
       jitterBufferDelay: 0,
       jitterBufferEmittedCount: 0,
       audioLevelDbfs: -120,

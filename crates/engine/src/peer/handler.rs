@@ -164,8 +164,9 @@ async fn watch_media(liveness: Arc<Liveness>, events: mpsc::Sender<PeerEvent>) {
 
 /// Hands `emit` what the pipeline gets for one RTP packet: itself, or, for audio in RED
 /// (`red`: the negotiated payload type), the copies of earlier frames it carries (each
-/// under the sequence number of the packet that first carried that frame: one 20 ms
-/// frame per packet) and then its own frame. Nothing is allocated per packet.
+/// at its own timestamp, which is what the jitter buffer places frames by; its sequence
+/// number assumes one 20 ms frame per packet, true of copies from us, not across a peer's
+/// DTX gap) and then its own frame. Nothing is allocated per packet.
 pub(super) fn inbound(
     packet: rtc::rtp::Packet,
     red: Option<u8>,

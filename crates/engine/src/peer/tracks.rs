@@ -25,6 +25,7 @@ use webrtc::peer_connection::MediaEngine;
 use super::PeerError;
 use crate::ids::random_u32;
 use crate::packets::{Bandwidth, EncodedAudio, EncodedVideo, OutboundMedia};
+use crate::red::{MAX_COPIES, copies_for_loss};
 
 /// Payload types we offer; the answer may pick others, so senders read the negotiated one.
 pub(super) const H264_PT: u8 = 102;
@@ -117,9 +118,23 @@ pub(super) fn opus_codec() -> RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
         channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        // usedtx=1: we take discontinuous transmission (pipeline/jitter.rs).
+        sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
         rtcp_feedback: vec![],
     }
+}
+
+/// Whether the peer takes Opus DTX: its description's Opus format parameters have
+/// `usedtx=1` (only Opus has the parameter). `CHINGU_NO_DTX` in the environment turns it
+/// off, to measure what DTX does in one build.
+pub(super) fn peer_takes_dtx(sdp: &str) -> bool {
+    let offered = sdp.lines().any(|line| {
+        line.trim_end()
+            .strip_prefix("a=fmtp:")
+            .and_then(|rest| rest.split_once(' '))
+            .is_some_and(|(_, params)| params.split(';').any(|p| p.trim() == "usedtx=1"))
+    });
+    offered && std::env::var_os("CHINGU_NO_DTX").is_none()
 }
 
 /// One sending track: ids unique per peer (`prefix`), one encoding with our SSRC.
@@ -153,23 +168,11 @@ pub(super) struct AudioTrack {
     pub(super) payload_type: AtomicU8,
     /// The negotiated RED payload type (0: none; plain Opus).
     pub(super) red_payload_type: Arc<AtomicU8>,
-    /// The last frames sent, newest last (only the audio writer task touches it).
+    /// The last frames, newest last, empty for a frame not sent (only the audio writer
+    /// task touches it).
     recent: std::sync::Mutex<std::collections::VecDeque<Bytes>>,
     bandwidth: Arc<Bandwidth>,
 }
-
-/// How many earlier frames each audio packet carries at a loss (per mille) the peer
-/// reports: none on a clean path (Opus's own FEC covers a stray loss), one from 2 %, two
-/// from 10 % (a frame is then lost only if three packets in a row are), three from 25 %.
-pub(super) fn red_copies(loss_permille: u32) -> usize {
-    match loss_permille {
-        0..20 => 0,
-        20..100 => 1,
-        100..250 => 2,
-        _ => MAX_RED_COPIES,
-    }
-}
-const MAX_RED_COPIES: usize = 3;
 
 impl AudioTrack {
     pub(super) fn new(prefix: &str, bandwidth: Arc<Bandwidth>) -> Result<Self, PeerError> {
@@ -196,20 +199,31 @@ impl AudioTrack {
         if red == 0 {
             return (pt, data);
         }
-        let copies = red_copies(self.bandwidth.loss_permille.load(Ordering::Relaxed));
-        let ticks = (duration.as_secs_f64() * 48_000.0).round() as u32;
         let mut recent = self
             .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let blocks: Vec<(u32, &[u8])> = recent
+        if data.is_empty() {
+            // Not sent (DTX): nothing to wrap, and no copies while nothing goes.
+            remember(&mut recent, data.clone());
+            let redundancy = &self.bandwidth.audio_redundancy_bps;
+            redundancy.store(0, Ordering::Relaxed);
+            return (red, data);
+        }
+        let copies = copies_for_loss(self.bandwidth.loss_permille.load(Ordering::Relaxed));
+        let ticks = (duration.as_secs_f64() * 48_000.0).round() as u32;
+        // Copies only of the frames since the last one not sent: each copy's place is
+        // then its distance back in packets as well as in time, as a receiver that
+        // places copies by sequence number needs.
+        let mut blocks: Vec<(u32, &[u8])> = recent
             .iter()
             .rev()
             .take(copies)
+            .take_while(|frame| !frame.is_empty())
             .enumerate()
             .map(|(i, frame)| (ticks * (i as u32 + 1), &frame[..]))
-            .rev()
             .collect();
+        blocks.reverse();
         let copy_bytes: usize = blocks.iter().map(|(_, b)| b.len() + 4).sum();
         let mut out = Vec::with_capacity(1 + copy_bytes + data.len());
         crate::red::encode(pt, &data, &blocks, &mut out);
@@ -219,14 +233,12 @@ impl AudioTrack {
             (copy_bytes as f64 * 8.0 * per_second) as u64,
             Ordering::Relaxed,
         );
-        recent.push_back(data);
-        if recent.len() > MAX_RED_COPIES {
-            recent.pop_front();
-        }
+        remember(&mut recent, data);
         (red, Bytes::from(out))
     }
 
-    /// Sends one Opus frame covering `duration`.
+    /// Sends one Opus frame covering `duration`; an empty one is not sent, and only
+    /// advances the timestamp (the packetizer makes no packet of an empty payload).
     async fn write(&self, data: Bytes, duration: Duration) -> Result<(), PeerError> {
         let pt = self.payload_type.load(Ordering::SeqCst);
         if pt == 0 {
@@ -246,6 +258,14 @@ impl AudioTrack {
             )
             .await
             .map_err(|e| PeerError::Send(e.to_string()))
+    }
+}
+
+/// Keeps the last [`MAX_COPIES`] frames, newest last.
+fn remember(recent: &mut std::collections::VecDeque<Bytes>, frame: Bytes) {
+    recent.push_back(frame);
+    if recent.len() > MAX_COPIES {
+        recent.pop_front();
     }
 }
 
@@ -443,7 +463,7 @@ mod tests {
     #[test]
     fn audio_carries_more_copies_as_loss_grows_and_only_in_red() {
         assert_eq!(
-            [0, 19, 20, 99, 100, 249, 250, 400].map(red_copies),
+            [0, 19, 20, 99, 100, 249, 250, 400].map(copies_for_loss),
             [0, 0, 1, 1, 2, 2, 3, 3]
         );
         let bandwidth = Arc::new(Bandwidth::default());
@@ -471,6 +491,80 @@ mod tests {
         let (_, data) = audio.payload(111, Bytes::from_static(b"e"), frame);
         assert!(crate::red::decode(&data).unwrap().copies.is_empty());
         assert_eq!(bandwidth.audio_redundancy_bps.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn red_copies_only_frames_since_the_last_frame_not_sent() {
+        let bandwidth = Arc::new(Bandwidth::default());
+        let audio = AudioTrack::new("t", Arc::clone(&bandwidth)).expect("track");
+        let frame = Duration::from_millis(20);
+        audio.red_payload_type.store(63, Ordering::Relaxed);
+        bandwidth.loss_permille.store(400, Ordering::Relaxed);
+        let mut copies: Vec<Vec<(u32, Bytes)>> = Vec::new();
+        for frame_data in [&b"b"[..], b"c", b"", b"d", b"e"] {
+            let (pt, data) = audio.payload(111, Bytes::from_static(frame_data), frame);
+            assert_eq!(pt, 63);
+            if frame_data.is_empty() {
+                assert!(data.is_empty(), "a frame not sent stays empty");
+                continue;
+            }
+            let red = crate::red::decode(&data).expect("RED");
+            assert_eq!(&red.primary[..], frame_data);
+            copies.push(
+                red.copies
+                    .iter()
+                    .map(|c| (c.offset, c.data.clone()))
+                    .collect(),
+            );
+        }
+        let b = |s: &'static [u8]| Bytes::from_static(s);
+        let expected: Vec<Vec<(u32, Bytes)>> =
+            vec![vec![], vec![(960, b(b"b"))], vec![], vec![(960, b(b"d"))]];
+        assert_eq!(copies, expected);
+    }
+
+    #[test]
+    fn an_empty_frame_makes_no_packet_and_only_moves_the_timestamp_on() {
+        // What the audio track relies on for DTX: webrtc-rs's packetizer makes no
+        // packet of an empty payload, and still advances its timestamp.
+        let codec = opus_codec();
+        let payloader = codec.payloader().expect("payloader");
+        let mut packetizer = rtc::rtp::packetizer::new_packetizer(
+            Instant::now(),
+            RTP_MTU,
+            111,
+            1,
+            payloader,
+            Box::new(rtc::rtp::sequence::new_random_sequencer()),
+            48_000,
+        );
+        let now = Instant::now();
+        let a = packetizer
+            .packetize(now, &Bytes::from_static(b"a"), 960)
+            .unwrap();
+        let none = packetizer.packetize(now, &Bytes::new(), 960).unwrap();
+        let b = packetizer
+            .packetize(now, &Bytes::from_static(b"b"), 960)
+            .unwrap();
+        assert!(none.is_empty());
+        let (a, b) = (&a[0].header, &b[0].header);
+        assert_eq!(b.timestamp.wrapping_sub(a.timestamp), 1920);
+        assert_eq!(b.sequence_number.wrapping_sub(a.sequence_number), 1);
+    }
+
+    #[test]
+    fn dtx_goes_to_a_peer_whose_opus_parameters_take_it() {
+        let ours = format!(
+            "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 {}\r\n",
+            opus_codec().sdp_fmtp_line
+        );
+        assert!(peer_takes_dtx(&ours));
+        // A browser's offer by default.
+        let browser = "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n";
+        assert!(!peer_takes_dtx(browser));
+        assert!(!peer_takes_dtx("a=fmtp:111 minptime=10;usedtx=0\r\n"));
+        assert!(peer_takes_dtx("a=fmtp:111 usedtx=1; stereo=0\r\n"));
+        assert!(!peer_takes_dtx("a=fmtp:111\r\nusedtx=1\r\n"));
     }
 
     #[test]

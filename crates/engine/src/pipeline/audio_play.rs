@@ -87,14 +87,14 @@ pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
         if due > now {
             match ctx.rx.recv_timeout(due - now) {
                 Ok(p) if p.copy => {
-                    jitter.push_copy(p.sequence, p.payload, p.arrived);
+                    jitter.push_copy(p.timestamp, p.payload, p.arrived);
                     continue;
                 }
                 Ok(p) => {
                     // Copies from n frames back arrive n frames late: wait for them.
                     let back = u32::from(p.copies.max(1)) - 1;
                     jitter.set_min_delay(MIN_DELAY + frame * back);
-                    jitter.push(p.sequence, p.payload, p.arrived);
+                    jitter.push(p.timestamp, p.payload, p.arrived);
                     continue;
                 }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
@@ -106,7 +106,8 @@ pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
             Playout::Waiting => continue,
             Playout::Packet(p) => decoder.decode(&p, &mut pcm),
             Playout::Fec(next) => decoder.decode_fec(&next, &mut pcm),
-            Playout::Conceal => decoder.conceal(&mut pcm),
+            // After a DTX frame the decoder makes comfort noise where it would conceal.
+            Playout::Conceal | Playout::ComfortNoise => decoder.conceal(&mut pcm),
         };
         if let Err(e) = result {
             tracing::debug!("audio decode: {e}");
@@ -118,6 +119,8 @@ pub(crate) fn audio_playout_thread(ctx: PlayoutCtx) {
         c.concealed_samples
             .store(jitter.concealed * FRAME_SAMPLES as u64, Relaxed);
         c.fec_recovered.store(jitter.fec_recovered, Relaxed);
+        c.comfort_noise_samples
+            .store(jitter.comfort_noise * FRAME_SAMPLES as u64, Relaxed);
         c.audio_packets_discarded
             .store(jitter.late + jitter.discarded, Relaxed);
         c.jitter_buffer_delay_us

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chingu_media::audio_device::{DeviceEvent, Microphone};
-use chingu_media::opus_codec::{FRAME_SAMPLES, OpusEncoder, OpusSettings};
+use chingu_media::opus_codec::{FRAME_SAMPLES, OpusEncoder, OpusSettings, is_dtx_packet};
 use chingu_media::processing::{AudioProcessor, FarEndReceiver, ProcessingSettings};
 use chingu_media::tone::ToneGenerator;
 use tokio::sync::mpsc;
@@ -22,6 +22,7 @@ use super::reopen::Reopener;
 use super::video_send::SOURCE_WAIT;
 use crate::packets::{Bandwidth, EncodedAudio};
 use crate::peer::duration_for_ticks;
+use crate::red::copies_for_loss;
 use crate::stats::MediaCounters;
 
 /// Changes to the outgoing audio during a call.
@@ -83,6 +84,35 @@ fn fec_loss_pct(loss_permille: u32, red_copies: bool, current_pct: i32) -> i32 {
 /// How often the FEC level is revisited, in 20 ms frames (1 s).
 const FEC_REVIEW_FRAMES: u64 = 50;
 
+/// Which encoded frames go out in discontinuous transmission. As libwebrtc's Opus
+/// wrapper decides, the first DTX frame of a silence goes (the peer's decoder turns to
+/// comfort noise), those after it do not (only their time passes), and every other frame
+/// (speech, and the comfort noise update every 400 ms) does. A peer that loses the DTX
+/// frames cannot tell the silence from loss, and conceals up to 400 ms of it as lost
+/// (at 20 % loss 2.6–6.7 % of audio concealed instead of 0.2–0.4 %), so on a lossy
+/// path one DTX frame more goes for each copy RED would carry (each then carries the
+/// ones before it), and every [`DTX_REMINDER`]th frame of the silence after them.
+#[derive(Debug, Default)]
+struct DtxGate {
+    /// DTX frames in a row so far.
+    run: usize,
+}
+
+/// On a lossy path, a DTX frame goes every this many frames of a silence (100 ms).
+const DTX_REMINDER: usize = 5;
+
+impl DtxGate {
+    /// Whether `packet` goes, `extra` DTX frames going after the first.
+    fn sends(&mut self, packet: &[u8], extra: usize) -> bool {
+        if !is_dtx_packet(packet) {
+            self.run = 0;
+            return true;
+        }
+        self.run += 1;
+        self.run <= 1 + extra || (extra > 0 && (self.run - 1 - extra) % DTX_REMINDER == 0)
+    }
+}
+
 /// Runs until the call's media stops (its control channel closes).
 pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
     let mut encoder = match OpusEncoder::new(OpusSettings::default()) {
@@ -102,6 +132,11 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
         None => None,
         Some(AudioSource::Tone { frequency_hz }) => {
             Some(SoundSource::Tone(ToneGenerator::new(*frequency_hz, 0.3)))
+        }
+        Some(AudioSource::Talk { frequency_hz }) => {
+            let second = Duration::from_secs(1);
+            let tone = ToneGenerator::new(*frequency_hz, 0.3).in_spurts(second, second);
+            Some(SoundSource::Tone(tone))
         }
         Some(AudioSource::Relay(relay)) => Some(SoundSource::Relay(Arc::clone(relay))),
         Some(AudioSource::Microphone { id }) => match Microphone::open(id.as_deref()) {
@@ -125,6 +160,7 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
     let mut far_end: Option<FarEndReceiver> = None;
     let mut fec_pct = OpusSettings::default().expected_loss_pct;
     let mut frames_encoded = 0u64;
+    let (mut dtx, mut gate) = (false, DtxGate::default());
     let frame = Duration::from_millis(20);
     let mut due = Instant::now();
     loop {
@@ -212,10 +248,22 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
                 }
             }
         }
+        let peer_takes_dtx = ctx.bandwidth.peer_takes_dtx.load(Relaxed);
+        if peer_takes_dtx != dtx {
+            match encoder.set_dtx(peer_takes_dtx) {
+                Ok(()) => dtx = peer_takes_dtx,
+                Err(e) => tracing::warn!("Opus DTX: {e}"),
+            }
+        }
+        let dtx_extra = copies_for_loss(ctx.bandwidth.loss_permille.load(Relaxed));
         match encoder.encode(&pcm) {
             Ok(packet) => {
                 let packet = EncodedAudio {
-                    data: Bytes::copy_from_slice(packet),
+                    data: if gate.sends(packet, dtx_extra) {
+                        Bytes::copy_from_slice(packet)
+                    } else {
+                        Bytes::new()
+                    },
                     duration: packet_duration,
                 };
                 match ctx.out.try_send(packet) {
@@ -231,6 +279,34 @@ pub(crate) fn audio_send_thread(ctx: AudioSendCtx) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_a_silence_only_the_first_dtx_frames_go() {
+        let mut gate = DtxGate::default();
+        let speech = [0u8; 60];
+        let dtx = [0x08u8];
+        let frames = [
+            &speech[..],
+            &dtx,
+            &dtx,
+            &dtx,
+            &dtx,
+            &speech[..6],
+            &dtx,
+            &dtx,
+            &speech,
+        ];
+        let mut sent =
+            |extra| -> Vec<bool> { frames.iter().map(|p| gate.sends(p, extra)).collect() };
+        let (y, n) = (true, false);
+        assert_eq!(sent(0), [y, y, n, n, n, y, y, n, y]);
+        // On a lossy path, as many more as RED's copies ...
+        assert_eq!(sent(2), [y, y, y, y, n, y, y, y, y]);
+        // ... and one every 100 ms of the silence after them.
+        let mut gate = DtxGate::default();
+        let sent: Vec<usize> = (1..=20).filter(|_| gate.sends(&dtx, 1)).collect();
+        assert_eq!(sent, [1, 2, 7, 12, 17]);
+    }
 
     #[test]
     fn fec_follows_the_reported_loss_in_levels_with_a_margin() {

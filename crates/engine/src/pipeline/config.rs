@@ -53,6 +53,11 @@ pub enum AudioSource {
     Tone {
         frequency_hz: f64,
     },
+    /// A tone in talkspurts (one second on, one off), as a speaker in a conversation:
+    /// what discontinuous transmission (DTX) is measured with.
+    Talk {
+        frequency_hz: f64,
+    },
     /// Audio pushed by another part of the program (an echo peer).
     Relay(Arc<AudioRelay>),
     Microphone {
