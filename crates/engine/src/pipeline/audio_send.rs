@@ -109,7 +109,7 @@ impl DtxGate {
             return true;
         }
         self.run += 1;
-        self.run <= 1 + extra || (extra > 0 && (self.run - 1 - extra) % DTX_REMINDER == 0)
+        self.run <= 1 + extra || (extra > 0 && (self.run - 1 - extra).is_multiple_of(DTX_REMINDER))
     }
 }
 
