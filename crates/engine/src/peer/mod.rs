@@ -396,7 +396,7 @@ impl Peer {
     /// Applies the peer's offer and returns our answer.
     pub async fn accept_offer(&self, sdp: String) -> Result<String, PeerError> {
         let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
-        self.note_peer_takes(&sdp);
+        self.tracks.note_peer_takes(&sdp);
         let offer = RTCSessionDescription::offer(self.incoming_sdp(sdp)).map_err(bad)?;
         self.pc.set_remote_description(offer).await.map_err(bad)?;
         self.remote_description_applied().await;
@@ -416,7 +416,7 @@ impl Peer {
 
     pub async fn accept_answer(&self, sdp: String) -> Result<(), PeerError> {
         let bad = |e: rtc::shared::error::Error| PeerError::BadDescription(e.to_string());
-        self.note_peer_takes(&sdp);
+        self.tracks.note_peer_takes(&sdp);
         let answer = RTCSessionDescription::answer(self.incoming_sdp(sdp)).map_err(bad)?;
         self.pc.set_remote_description(answer).await.map_err(bad)?;
         self.remote_description_applied().await;
@@ -440,17 +440,6 @@ impl Peer {
             Some(r) => route::sdp(&sdp, |c| route::remote(r.as_ref(), c)),
             None => sdp,
         }
-    }
-
-    /// Whether the peer takes picture feedback (`keyframe::peer_recovers`) and DTX.
-    fn note_peer_takes(&self, sdp: &str) {
-        let (bandwidth, relaxed) = (&self.tracks.bandwidth, Ordering::Relaxed);
-        bandwidth
-            .peer_recovers
-            .store(keyframe::peer_recovers(sdp), relaxed);
-        bandwidth
-            .peer_takes_dtx
-            .store(tracks::peer_takes_dtx(sdp), relaxed);
     }
 
     async fn remote_description_applied(&self) {

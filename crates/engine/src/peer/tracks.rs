@@ -397,6 +397,15 @@ impl Tracks {
         ]
     }
 
+    /// Notes from the peer's description whether it takes picture feedback
+    /// (`keyframe::peer_recovers`) and DTX ([`peer_takes_dtx`]).
+    pub(super) fn note_peer_takes(&self, sdp: &str) {
+        let (bandwidth, relaxed) = (&self.bandwidth, Ordering::Relaxed);
+        let recovers = super::keyframe::peer_recovers(sdp);
+        bandwidth.peer_recovers.store(recovers, relaxed);
+        bandwidth.peer_takes_dtx.store(peer_takes_dtx(sdp), relaxed);
+    }
+
     /// Records the payload type the answer chose for a codec.
     pub(super) fn learn_payload_type(&self, mime_type: &str, payload_type: u8) {
         let target = if mime_type.eq_ignore_ascii_case(MIME_TYPE_RED) {
