@@ -68,7 +68,7 @@ pub struct JitterBuffer {
     /// Running arrival jitter estimate (RFC 3550 style), from inter-arrival deviations.
     jitter: Duration,
     last_arrival: Option<(u64, Instant)>,
-    /// How long packets take to arrive, against 20 ms per sequence number.
+    /// How long packets take to arrive, against 20 ms per frame.
     transit: TransitFloor,
     /// Consecutive ticks without a packet; playout pauses after a while (a sender
     /// that stopped sending without DTX).
@@ -153,11 +153,11 @@ impl JitterBuffer {
             self.late += 1;
             return;
         }
-        // Jitter: how far this packet's arrival strays from 20 ms per sequence step.
-        if let Some((prev_seq, prev_at)) = self.last_arrival
-            && ext > prev_seq
+        // Jitter: how far this packet's arrival strays from 20 ms per frame.
+        if let Some((prev, prev_at)) = self.last_arrival
+            && ext > prev
         {
-            let expected = FRAME * (ext - prev_seq).min(50) as u32;
+            let expected = FRAME * (ext - prev).min(50) as u32;
             let actual = now.duration_since(prev_at);
             let deviation = actual.abs_diff(expected);
             // jitter += (|D| - jitter) / 16
@@ -198,11 +198,11 @@ impl JitterBuffer {
         // than in one jump.
         let max_held = (self.target.as_millis() / FRAME.as_millis()) as usize + 5;
         if self.packets.len() > max_held
-            && let Some((&seq, _)) = self.packets.iter().next()
+            && let Some((&oldest, _)) = self.packets.iter().next()
         {
-            self.packets.remove(&seq);
+            self.packets.remove(&oldest);
             self.discarded += 1;
-            self.next = Some(self.next.map_or(seq + 1, |n| n.max(seq + 1)));
+            self.next = Some(self.next.map_or(oldest + 1, |n| n.max(oldest + 1)));
         }
         let Some(next) = self.next else {
             return Playout::Waiting;
@@ -284,7 +284,7 @@ impl JitterBuffer {
     }
 }
 
-/// Packets' transit time (arrival against 20 ms per sequence number, from the first
+/// Packets' transit time (arrival against 20 ms per frame, from the first
 /// packet: the sender's clock is not known, only differences matter) and its floor over
 /// the last 5–10 s (the path without a queue; windowed, so clock drift between the two
 /// ends does not build up).
@@ -303,10 +303,10 @@ const QUEUED: Duration = FRAME;
 const FLOOR_WINDOW: Duration = Duration::from_secs(5);
 
 impl TransitFloor {
-    fn newest(&mut self, seq: u64, at: Instant) {
-        let (seq0, t0) = *self.origin.get_or_insert((seq, at));
+    fn newest(&mut self, frame: u64, at: Instant) {
+        let (frame0, t0) = *self.origin.get_or_insert((frame, at));
         let elapsed = at.saturating_duration_since(t0).as_micros() as i64;
-        let expected = seq.saturating_sub(seq0) as i64 * FRAME.as_micros() as i64;
+        let expected = frame.saturating_sub(frame0) as i64 * FRAME.as_micros() as i64;
         let transit = elapsed - expected;
         self.newest = transit;
         match self.window_start {
@@ -325,11 +325,11 @@ impl TransitFloor {
         }
     }
 
-    /// The soonest frame `seq` could have arrived: at the path's least transit.
-    fn earliest_arrival(&self, seq: u64) -> Option<Instant> {
-        let (seq0, t0) = self.origin?;
+    /// The soonest `frame` could have arrived: at the path's least transit.
+    fn earliest_arrival(&self, frame: u64) -> Option<Instant> {
+        let (frame0, t0) = self.origin?;
         let floor = self.floor.min(self.previous_floor);
-        let offset_us = seq.checked_sub(seq0)? as i64 * FRAME.as_micros() as i64 + floor;
+        let offset_us = frame.checked_sub(frame0)? as i64 * FRAME.as_micros() as i64 + floor;
         let offset = Duration::from_micros(offset_us.unsigned_abs());
         if offset_us >= 0 {
             t0.checked_add(offset)
