@@ -85,17 +85,27 @@ pub fn bench(args: &[String]) -> Result {
         std::fs::read_to_string(&table).map_err(|e| format!("reading {}: {e}", table.display()))?;
     splice_docs("impairment-table", &rows)?;
 
-    // The same call beside libwebrtc's (headless Chromium), in the same kernel-made loss,
-    // one after the other (needs root for the namespaces; skipped with a message
-    // otherwise).
+    // The same call beside libwebrtc's (headless Chromium), one after the other, through
+    // the same links (the kernel's packets through the simulator's links: `chingu-cli
+    // shape`); needs root for the namespaces, skipped with a message otherwise.
     crate::setup::ensure_bench()?;
     eprintln!("xtask: beside libwebrtc (chingu-cli beside)");
     let table = out_dir.join("beside.md");
     let output = Command::new(&cli)
         .args([
             "beside",
-            "--loss",
-            "0,5,20,40",
+            "--net",
+            "clean",
+            "--net",
+            "loss5",
+            "--net",
+            "loss20",
+            "--net",
+            "loss40",
+            "--net",
+            "farloss",
+            "--net",
+            "loss=40%,rate=500k",
             "--runs",
             "2",
             "--duration",

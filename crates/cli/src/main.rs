@@ -157,12 +157,13 @@ enum Command {
         chromium: Option<std::path::PathBuf>,
     },
     /// Chingu's call and libwebrtc's in the same conditions, one after the other: a
-    /// network namespace per condition whose kernel drops that share of received UDP
-    /// (needs root and Chromium). One JSON object per stack and run.
+    /// network namespace per condition whose UDP crosses `shape` (needs root and
+    /// Chromium). One JSON object per stack and run.
     Beside {
-        /// Loss each way, %.
-        #[arg(long, value_delimiter = ',', default_values_t = [0, 5, 20, 40])]
-        loss: Vec<u32>,
+        /// A scenario as for `bench --net`, the same both ways (`rate=1M`, not
+        /// `up.rate=1M`); repeat for several.
+        #[arg(long, default_values = ["clean", "loss5", "loss20", "loss40"])]
+        net: Vec<String>,
         /// Calls per stack and condition.
         #[arg(long, default_value_t = 1)]
         runs: u32,
@@ -175,6 +176,17 @@ enum Command {
         /// Also write the runs as a Markdown table to this file.
         #[arg(long)]
         table: Option<std::path::PathBuf>,
+    },
+    /// The kernel's UDP through the network simulator's links, in this network namespace:
+    /// binds netfilter queue N (where an iptables `-j NFQUEUE` rule sends packets) and
+    /// holds or drops each by its flow's link until stdin closes; then prints what it
+    /// did (one JSON object). Needs root; `beside` runs it.
+    Shape {
+        /// A scenario as for `bench --net`, the same both ways.
+        #[arg(long)]
+        net: String,
+        #[arg(long, default_value_t = 0)]
+        queue_num: u16,
     },
     /// The microphone's processing stage (echo cancellation, noise suppression, gain
     /// control) in a simulated room: one JSON object per echo delay (needs espeak-ng).
@@ -410,8 +422,9 @@ fn main() -> anyhow::Result<()> {
             let result = chingu_cli::reference::run(&chromium, Duration::from_secs(duration))?;
             println!("{}", serde_json::to_string(&result)?);
         }
+        Command::Shape { net, queue_num } => chingu_cli::beside::shape(&net, queue_num)?,
         Command::Beside {
-            loss,
+            net,
             runs,
             duration,
             chromium,
@@ -420,8 +433,12 @@ fn main() -> anyhow::Result<()> {
             let chromium = chromium
                 .or_else(chingu_cli::reference::find_chromium)
                 .context("no Chromium: install it (apt-get install chromium) or pass --chromium")?;
+            let nets = net
+                .iter()
+                .map(|n| n.parse())
+                .collect::<Result<Vec<chingu_cli::netsim::Scenario>, _>>()?;
             let all = chingu_cli::beside::run(
-                &loss,
+                &nets,
                 runs,
                 Duration::from_secs(duration),
                 &chromium,

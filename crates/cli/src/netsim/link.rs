@@ -93,7 +93,7 @@ pub enum Fate {
 }
 
 /// Counts per direction.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LinkCounts {
     pub packets: u64,
     pub bytes: u64,

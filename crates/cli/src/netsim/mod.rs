@@ -10,7 +10,10 @@
 //! [`link::Link`], the others through `up`; each link decides loss and arrival time
 //! (sans-IO, seeded), and a delivery task per direction sends each packet at its time.
 
+pub mod flows;
 pub mod link;
+#[cfg(target_os = "linux")]
+pub mod nfqueue;
 pub mod scenario;
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
